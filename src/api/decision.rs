@@ -1,0 +1,159 @@
+//! `SelfUpgradeDecision` (quicksight.selfupgrade.io/v1alpha1): an admin's action on one QuickSight
+//! self-upgrade request, and what the operator observed and did about it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// QuickSight's own default namespace; most accounts only have this one.
+pub const DEFAULT_QUICKSIGHT_NAMESPACE: &str = "default";
+
+fn default_quicksight_namespace() -> String {
+    DEFAULT_QUICKSIGHT_NAMESPACE.to_string()
+}
+
+/// The admin's decision on one self-upgrade request.
+///
+/// The request's identity (account, QuickSight namespace, request id) is immutable: a decision is
+/// about exactly one request for its whole life. The action may change; that is how an admin moves
+/// from VERIFY to DENY, and each change bumps `metadata.generation`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "quicksight.selfupgrade.io",
+    version = "v1alpha1",
+    kind = "SelfUpgradeDecision",
+    plural = "selfupgradedecisions",
+    shortname = "sud",
+    namespaced,
+    doc = "An admin's APPROVE, DENY or VERIFY for one QuickSight self-upgrade request.",
+    status = "SelfUpgradeDecisionStatus",
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+    printcolumn = r#"{"name":"Request","type":"string","jsonPath":".spec.upgradeRequestId"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.requestStatus"}"#,
+    printcolumn = r#"{"name":"User","type":"string","jsonPath":".status.userName"}"#,
+    printcolumn = r#"{"name":"Requested","type":"string","jsonPath":".status.requestedRole"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfUpgradeDecisionSpec {
+    /// The AWS account that owns the QuickSight subscription (12 digits).
+    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("awsAccountId is immutable"))]
+    pub aws_account_id: String,
+
+    /// The QuickSight namespace the request was made in.
+    #[serde(default = "default_quicksight_namespace")]
+    #[schemars(length(max = 64), regex(pattern = r"^[a-zA-Z0-9._-]*$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("quicksightNamespace is immutable"))]
+    pub quicksight_namespace: String,
+
+    /// The id of the self-upgrade request, as `ListSelfUpgrades` shows it.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("upgradeRequestId is immutable"))]
+    pub upgrade_request_id: String,
+
+    /// What the admin decides: APPROVE, DENY, or VERIFY (IAM Identity Center / AD accounts).
+    pub action: Action,
+
+    /// The AWS region to call; defaults to the operator's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: Option<String>,
+}
+
+/// The action `UpdateSelfUpgrade` performs on a request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Action {
+    Approve,
+    Deny,
+    Verify,
+}
+
+impl Action {
+    /// The wire name QuickSight uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approve => "APPROVE",
+            Action::Deny => "DENY",
+            Action::Verify => "VERIFY",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the operator observed of the request, what it sent, and the kstatus conditions.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfUpgradeDecisionStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The request's status in QuickSight: PENDING, APPROVED, DENIED, UPDATE_FAILED, VERIFY_FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_status: Option<String>,
+    /// Why QuickSight's last update of the request failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_failure_reason: Option<String>,
+    /// The QuickSight user who asked for the upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The user's role before the upgrade (e.g. READER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_role: Option<String>,
+    /// The role the user asked for (e.g. AUTHOR_PRO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_role: Option<String>,
+    /// The user's note with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_note: Option<String>,
+    /// When the user made the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<Time>,
+    /// When QuickSight last tried to update the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_attempt_time: Option<Time>,
+
+    /// The action this operator last sent successfully ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_action: Option<Action>,
+    /// ... and the generation it was sent for. Together they make the call idempotent: the
+    /// operator never sends the same action twice for one generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
+    /// QuickSight's request id of the last call that answered, for support cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_aws_request_id: Option<String>,
+    /// `UpdateSelfUpgrade` calls made for `observedGeneration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i64>,
+    /// QuickSight refused the action with an error that retrying cannot fix; no further call is
+    /// made for this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<RequestRejection>,
+
+    /// kstatus conditions: Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// A terminal error QuickSight answered to `UpdateSelfUpgrade`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRejection {
+    /// The generation whose action was refused.
+    pub generation: i64,
+    pub action: Action,
+    /// The exception name, e.g. `PreconditionNotMetException`.
+    pub error: String,
+    pub message: String,
+}

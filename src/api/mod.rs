@@ -1,0 +1,8 @@
+//! The custom resource types this operator serves.
+
+mod decision;
+
+pub use decision::{
+    Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, SelfUpgradeDecision,
+    SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus,
+};

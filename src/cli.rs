@@ -1,0 +1,262 @@
+//! The command line: `run` (the controller), `crd` (prints the CRD), `sim` (the QuickSight
+//! simulator).
+
+use crate::api::SelfUpgradeDecision;
+use crate::controller::{self, WatchScope};
+use crate::quicksight::{RequestDirectory, SdkQuickSight, SdkSettings};
+use crate::reconcile::{Context, Timing};
+use crate::sim::{self, EpochUnit, FaultSettings, RunningSim, SeedFile, SimHandle, World};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "selfupgrade-operator", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the SelfUpgradeDecision CustomResourceDefinition as YAML.
+    Crd,
+    /// Run the QuickSight self-upgrade simulator (for tests and local trials).
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Region for decisions without spec.region.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// QuickSight endpoint override (e.g. the simulator's address).
+    #[arg(long, env = "AWS_ENDPOINT_URL_QUICKSIGHT")]
+    pub quicksight_endpoint: Option<String>,
+    /// Watch only this Kubernetes namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How long one account's listing of requests is reused.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub listing_ttl: Duration,
+    /// Re-check delay after an action was sent but QuickSight does not show it yet.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub awaiting_recheck: Duration,
+    /// Re-check delay for a request that ended UPDATE_FAILED / VERIFY_FAILED.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub failed_recheck: Duration,
+    /// Re-check delay for a request id QuickSight does not list.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub not_found_recheck: Duration,
+    /// Re-check interval for decisions that are done or stalled.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub resync: Duration,
+    /// First retry delay after a retryable error (doubles per failure).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub backoff_base: Duration,
+    /// Longest retry delay after retryable errors.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub backoff_cap: Duration,
+    /// Time limit for one QuickSight call.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub call_timeout: Duration,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+impl RunArgs {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            awaiting_recheck: self.awaiting_recheck,
+            failed_recheck: self.failed_recheck,
+            not_found_recheck: self.not_found_recheck,
+            resync: self.resync,
+            backoff_base: self.backoff_base,
+            backoff_cap: self.backoff_cap,
+        }
+    }
+
+    pub fn watch_scope(&self) -> WatchScope {
+        match &self.namespace {
+            Some(ns) => WatchScope::Namespace(ns.clone()),
+            None => WatchScope::AllNamespaces,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0: any free port). The bound address is the first line on stdout.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed file (YAML or JSON) with accounts and requests.
+    #[arg(long)]
+    pub seed_file: Option<std::path::PathBuf>,
+    /// Generate this many PENDING requests in each --account.
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Account to create (repeatable); `--generate` fills each.
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
+    /// QuickSight namespace of the --account accounts.
+    #[arg(long, default_value = "default")]
+    pub quicksight_namespace: String,
+    /// Seed for generated requests and random faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fraction of calls answered ThrottlingException.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_fraction: f64,
+    /// Fraction of calls answered InternalFailureException.
+    #[arg(long, default_value_t = 0.0)]
+    pub internal_failure_fraction: f64,
+    /// Calls per second above which calls are throttled.
+    #[arg(long)]
+    pub rate_limit: Option<f64>,
+    /// Latency added to every call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Unit of CreationTime / lastUpdateAttemptTime on the wire.
+    #[arg(long, value_enum, default_value_t = EpochUnit::Milliseconds)]
+    pub epoch_unit: EpochUnit,
+}
+
+impl SimArgs {
+    /// Builds the simulator's state from the flags.
+    pub fn handle(&self) -> anyhow::Result<SimHandle> {
+        for fraction in [self.throttle_fraction, self.internal_failure_fraction] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&fraction),
+                "fault fractions must lie in 0..=1, got {fraction}"
+            );
+        }
+        let now = sim::epoch_millis();
+        let mut world = World {
+            epoch_unit: self.epoch_unit,
+            ..World::default()
+        };
+        if let Some(path) = &self.seed_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading seed file {}", path.display()))?;
+            SeedFile::parse(&text)
+                .with_context(|| format!("parsing seed file {}", path.display()))?
+                .apply(&mut world, now);
+        }
+        for (index, account) in self.accounts.iter().enumerate() {
+            anyhow::ensure!(
+                account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+                "--account must be 12 digits, got {account:?}"
+            );
+            let requests =
+                sim::generate_requests(self.generate, self.seed.wrapping_add(index as u64), now);
+            world
+                .ensure_namespace(account, &self.quicksight_namespace)
+                .requests
+                .extend(requests);
+        }
+        let faults = FaultSettings {
+            throttle_fraction: self.throttle_fraction,
+            internal_failure_fraction: self.internal_failure_fraction,
+            rate_limit: self.rate_limit,
+            latency_ms: self.latency_ms,
+            forced: Default::default(),
+        };
+        Ok(SimHandle::new(world, faults, self.seed))
+    }
+}
+
+/// `crd`: the CRD YAML, as committed in `crds/`.
+pub fn crd_yaml() -> anyhow::Result<String> {
+    Ok(serde_yaml::to_string(&SelfUpgradeDecision::crd())?)
+}
+
+/// `run`: the controller, until SIGTERM or Ctrl-C.
+pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let default_region = args
+        .region
+        .clone()
+        .or_else(|| aws.region().map(|r| r.to_string()));
+    if default_region.is_none() {
+        tracing::warn!("no default region: decisions without spec.region will be Stalled");
+    }
+    let quicksight = SdkQuickSight::new(
+        aws,
+        SdkSettings {
+            endpoint_url: args.quicksight_endpoint.clone(),
+            call_timeout: args.call_timeout,
+        },
+    );
+    let directory = RequestDirectory::new(Arc::new(quicksight), args.listing_ttl);
+    let ctx = Arc::new(Context::new(
+        client,
+        directory,
+        default_region,
+        args.timing(),
+    ));
+    controller::run(ctx, args.watch_scope(), args.concurrency, shutdown_signal()).await;
+    Ok(())
+}
+
+/// `sim`: serves until Ctrl-C / SIGTERM. The first line on stdout is the bound address.
+pub async fn run_simulator(args: SimArgs) -> anyhow::Result<()> {
+    let handle = args.handle()?;
+    let mut running = RunningSim::start(args.port, handle)
+        .await
+        .context("binding the simulator's port")?;
+    println!("{}", running.endpoint());
+    tracing::info!(endpoint = %running.endpoint(), "QuickSight simulator listening; admin interface under /_sim/");
+    tokio::select! {
+        _ = shutdown_signal() => running.stop().await,
+        _ = running.wait() => anyhow::bail!("the simulator's server stopped unexpectedly"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

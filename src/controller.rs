@@ -1,0 +1,72 @@
+//! Wires [`reconcile`] into a kube-runtime `Controller`: watch, reflector store, triggers.
+
+use crate::api::SelfUpgradeDecision;
+use crate::reconcile::{Context, error_policy, reconcile};
+use futures::{StreamExt, TryStreamExt};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::{Api, ResourceExt};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Which namespaces the controller watches.
+#[derive(Clone, Debug)]
+pub enum WatchScope {
+    AllNamespaces,
+    Namespace(String),
+}
+
+/// Runs the controller until `shutdown` resolves, finishing the reconciles already running.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: WatchScope,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<SelfUpgradeDecision> = match &scope {
+        WatchScope::AllNamespaces => Api::all(ctx.client.clone()),
+        WatchScope::Namespace(ns) => Api::namespaced(ctx.client.clone(), ns),
+    };
+    let (store, writer) = reflector::store();
+    let decisions = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        // managedFields are never read and are often larger than the spec.
+        .map_ok(|event| event.modify(|d| d.managed_fields_mut().clear()))
+        .reflect(writer)
+        .applied_objects()
+        // Status writes (ours included) do not change the generation: only spec changes and
+        // the reconciler's own requeues trigger a reconcile.
+        .predicate_filter(predicates::generation, Default::default());
+
+    info!(?scope, concurrency, "starting controller");
+    let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
+    Controller::for_stream(decisions, store)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            match result {
+                Ok((object, _)) => debug!(%object, "reconciled"),
+                Err(error) => warn!(%error, "reconcile error"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+    pruner.abort();
+    info!("controller stopped");
+}
+
+/// Forgets the backoff state of deleted decisions, once a minute rather than per reconcile so
+/// that the cost does not grow with the number of objects times the number of reconciles.
+async fn prune_backoff(ctx: Arc<Context>, store: reflector::Store<SelfUpgradeDecision>) {
+    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let live: HashSet<String> = store.state().iter().filter_map(|d| d.uid()).collect();
+        ctx.retain_backoff(&live);
+    }
+}

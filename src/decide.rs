@@ -1,0 +1,338 @@
+//! The decision: given what the spec asks, what QuickSight shows and what this operator already
+//! did, what happens next. Pure: no I/O, no clock; every case is in the table of tests below.
+
+use crate::api::{Action, SelfUpgradeDecisionStatus};
+use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
+
+/// What the reconciler does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Call `UpdateSelfUpgrade` once with this action.
+    Send(Action),
+    /// Make no call; report this.
+    Report(Verdict),
+}
+
+/// What the status reports about a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// QuickSight shows the outcome the action asks for.
+    Satisfied {
+        /// True when this operator's call made it so; false when it already was.
+        applied_by_operator: bool,
+    },
+    /// The action was sent for this generation but QuickSight still shows the request unchanged.
+    AwaitingResult,
+    /// The action was sent for this generation and QuickSight reports that it failed
+    /// (`UPDATE_FAILED` after APPROVE, `VERIFY_FAILED` after VERIFY).
+    ActionFailed {
+        request_status: RequestStatus,
+        reason: Option<String>,
+    },
+    /// No progress is possible without a change of spec (or of the world outside the cluster).
+    Stalled(Stall),
+    /// A call failed in a way that retrying later can fix.
+    Retrying(QuickSightError),
+}
+
+/// Why a decision cannot progress.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stall {
+    /// The request was decided the other way (e.g. DENIED while the spec says APPROVE).
+    AlreadyDecided { request_status: RequestStatus },
+    /// The request is in a state this action cannot move (APPROVE on VERIFY_FAILED, VERIFY on
+    /// UPDATE_FAILED); see the README's semantics table.
+    ActionNotApplicable {
+        action: Action,
+        request_status: RequestStatus,
+    },
+    /// The account has no request with this id in this QuickSight namespace.
+    RequestNotFound,
+    /// QuickSight refused the call with a terminal error (exception name and message).
+    Rejected { error: String, message: String },
+    /// QuickSight reported a request status this operator does not know; acting on it could do
+    /// the wrong thing, so it waits for a newer operator or a human.
+    UnrecognizedRequestStatus(String),
+    /// The spec cannot be acted on as written (the message says which field).
+    InvalidSpec(String),
+}
+
+impl Stall {
+    /// The condition reason, a stable CamelCase word tools can match on.
+    pub fn reason(&self) -> &str {
+        match self {
+            Stall::AlreadyDecided { .. } => "AlreadyDecided",
+            Stall::ActionNotApplicable { .. } => "ActionNotApplicable",
+            Stall::RequestNotFound => "RequestNotFound",
+            Stall::Rejected { error, .. } => error,
+            Stall::UnrecognizedRequestStatus(_) => "UnrecognizedRequestStatus",
+            Stall::InvalidSpec(_) => "InvalidSpec",
+        }
+    }
+}
+
+/// Decides what to do for `action` at `generation`, given the request as QuickSight shows it
+/// (`None`: not found) and the status this operator wrote before.
+pub fn decide(
+    action: Action,
+    generation: i64,
+    remote: Option<&RequestDetail>,
+    status: Option<&SelfUpgradeDecisionStatus>,
+) -> Plan {
+    use RequestStatus::*;
+
+    let Some(remote) = remote else {
+        return Plan::Report(Verdict::Stalled(Stall::RequestNotFound));
+    };
+    let applied = status.is_some_and(|s| {
+        s.applied_action == Some(action) && s.applied_generation == Some(generation)
+    });
+    let stall = |stall| Plan::Report(Verdict::Stalled(stall));
+
+    match (action, &remote.request_status) {
+        (_, Unrecognized(value)) => return stall(Stall::UnrecognizedRequestStatus(value.clone())),
+        (Action::Approve | Action::Verify, Approved) | (Action::Deny, Denied) => {
+            return Plan::Report(Verdict::Satisfied {
+                applied_by_operator: applied,
+            });
+        }
+        (Action::Approve | Action::Verify, Denied) | (Action::Deny, Approved) => {
+            return stall(Stall::AlreadyDecided {
+                request_status: remote.request_status.clone(),
+            });
+        }
+        (Action::Approve, VerifyFailed) | (Action::Verify, UpdateFailed) => {
+            return stall(Stall::ActionNotApplicable {
+                action,
+                request_status: remote.request_status.clone(),
+            });
+        }
+        _ => {}
+    }
+
+    // From here the request is open to this action: PENDING, or a failed state it may leave.
+    if let Some(rejection) = status
+        .and_then(|s| s.rejection.as_ref())
+        .filter(|r| r.generation == generation && r.action == action)
+    {
+        return stall(Stall::Rejected {
+            error: rejection.error.clone(),
+            message: rejection.message.clone(),
+        });
+    }
+    if !applied {
+        return Plan::Send(action);
+    }
+    match (action, &remote.request_status) {
+        (Action::Approve, UpdateFailed) | (Action::Verify, VerifyFailed) => {
+            Plan::Report(Verdict::ActionFailed {
+                request_status: remote.request_status.clone(),
+                reason: remote.last_update_failure_reason.clone(),
+            })
+        }
+        // PENDING after our call, or DENY not yet reflected: the listing lags the update.
+        _ => Plan::Report(Verdict::AwaitingResult),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RequestRejection;
+
+    const GENERATION: i64 = 3;
+
+    fn remote(status: RequestStatus) -> RequestDetail {
+        RequestDetail {
+            upgrade_request_id: "req-1".into(),
+            user_name: Some("alice".into()),
+            original_role: Some("READER".into()),
+            requested_role: Some("AUTHOR".into()),
+            request_note: None,
+            creation_time: None,
+            request_status: status,
+            last_update_attempt_time: None,
+            last_update_failure_reason: Some("group membership missing".into()),
+        }
+    }
+
+    fn applied(action: Action, generation: i64) -> SelfUpgradeDecisionStatus {
+        SelfUpgradeDecisionStatus {
+            applied_action: Some(action),
+            applied_generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    fn send(action: Action) -> Plan {
+        Plan::Send(action)
+    }
+    fn satisfied(by_us: bool) -> Plan {
+        Plan::Report(Verdict::Satisfied {
+            applied_by_operator: by_us,
+        })
+    }
+    fn decided(status: RequestStatus) -> Plan {
+        Plan::Report(Verdict::Stalled(Stall::AlreadyDecided {
+            request_status: status,
+        }))
+    }
+    fn not_applicable(action: Action, status: RequestStatus) -> Plan {
+        Plan::Report(Verdict::Stalled(Stall::ActionNotApplicable {
+            action,
+            request_status: status,
+        }))
+    }
+    fn failed(status: RequestStatus) -> Plan {
+        Plan::Report(Verdict::ActionFailed {
+            request_status: status,
+            reason: Some("group membership missing".into()),
+        })
+    }
+    fn awaiting() -> Plan {
+        Plan::Report(Verdict::AwaitingResult)
+    }
+
+    /// Every action × every remote status × (not applied, applied for this generation).
+    #[test]
+    fn decision_table() {
+        use Action::*;
+        use RequestStatus::*;
+        #[rustfmt::skip]
+        let table: Vec<(Action, RequestStatus, Plan, Plan)> = vec![
+            //        remote         not applied                        applied this generation
+            (Approve, Pending,       send(Approve),                     awaiting()),
+            (Approve, Approved,      satisfied(false),                  satisfied(true)),
+            (Approve, Denied,        decided(Denied),                   decided(Denied)),
+            (Approve, UpdateFailed,  send(Approve),                     failed(UpdateFailed)),
+            (Approve, VerifyFailed,  not_applicable(Approve, VerifyFailed), not_applicable(Approve, VerifyFailed)),
+            (Deny,    Pending,       send(Deny),                        awaiting()),
+            (Deny,    Approved,      decided(Approved),                 decided(Approved)),
+            (Deny,    Denied,        satisfied(false),                  satisfied(true)),
+            (Deny,    UpdateFailed,  send(Deny),                        awaiting()),
+            (Deny,    VerifyFailed,  send(Deny),                        awaiting()),
+            (Verify,  Pending,       send(Verify),                      awaiting()),
+            (Verify,  Approved,      satisfied(false),                  satisfied(true)),
+            (Verify,  Denied,        decided(Denied),                   decided(Denied)),
+            (Verify,  UpdateFailed,  not_applicable(Verify, UpdateFailed), not_applicable(Verify, UpdateFailed)),
+            (Verify,  VerifyFailed,  send(Verify),                      failed(VerifyFailed)),
+        ];
+        for (action, status, not_applied, applied_now) in table {
+            let detail = remote(status.clone());
+            assert_eq!(
+                decide(action, GENERATION, Some(&detail), None),
+                not_applied,
+                "{action} on {status}, nothing applied yet"
+            );
+            let record = applied(action, GENERATION);
+            assert_eq!(
+                decide(action, GENERATION, Some(&detail), Some(&record)),
+                applied_now,
+                "{action} on {status}, applied for this generation"
+            );
+        }
+    }
+
+    #[test]
+    fn an_action_applied_for_an_older_generation_or_another_action_is_sent_again() {
+        let detail = remote(RequestStatus::Pending);
+        let older = applied(Action::Verify, GENERATION - 1);
+        assert_eq!(
+            decide(Action::Verify, GENERATION, Some(&detail), Some(&older)),
+            send(Action::Verify)
+        );
+        let other_action = applied(Action::Verify, GENERATION);
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&detail), Some(&other_action)),
+            send(Action::Deny)
+        );
+    }
+
+    #[test]
+    fn a_request_missing_from_the_listing_stalls_whatever_was_applied() {
+        for action in [Action::Approve, Action::Deny, Action::Verify] {
+            let expected = Plan::Report(Verdict::Stalled(Stall::RequestNotFound));
+            assert_eq!(decide(action, GENERATION, None, None), expected);
+            let record = applied(action, GENERATION);
+            assert_eq!(decide(action, GENERATION, None, Some(&record)), expected);
+        }
+    }
+
+    #[test]
+    fn a_rejection_for_this_generation_is_not_sent_again_but_a_new_generation_is() {
+        let status = SelfUpgradeDecisionStatus {
+            rejection: Some(RequestRejection {
+                generation: GENERATION,
+                action: Action::Approve,
+                error: "AccessDeniedException".into(),
+                message: "not allowed".into(),
+            }),
+            ..Default::default()
+        };
+        let detail = remote(RequestStatus::Pending);
+        assert_eq!(
+            decide(Action::Approve, GENERATION, Some(&detail), Some(&status)),
+            Plan::Report(Verdict::Stalled(Stall::Rejected {
+                error: "AccessDeniedException".into(),
+                message: "not allowed".into(),
+            }))
+        );
+        assert_eq!(
+            decide(
+                Action::Approve,
+                GENERATION + 1,
+                Some(&detail),
+                Some(&status)
+            ),
+            send(Action::Approve)
+        );
+        // The remote outcome wins over an old rejection: someone approved it meanwhile.
+        let approved = remote(RequestStatus::Approved);
+        assert_eq!(
+            decide(Action::Approve, GENERATION, Some(&approved), Some(&status)),
+            satisfied(false)
+        );
+    }
+
+    #[test]
+    fn an_unrecognized_remote_status_is_never_acted_on() {
+        let detail = remote(RequestStatus::Unrecognized("ON_HOLD".into()));
+        for action in [Action::Approve, Action::Deny, Action::Verify] {
+            assert_eq!(
+                decide(action, GENERATION, Some(&detail), None),
+                Plan::Report(Verdict::Stalled(Stall::UnrecognizedRequestStatus(
+                    "ON_HOLD".into()
+                )))
+            );
+        }
+    }
+
+    /// The reconciler relies on this: after a successful call it decides again with the answer
+    /// and expects a report, never a second call.
+    #[test]
+    fn an_action_applied_for_this_generation_is_never_sent_again() {
+        let statuses = [
+            RequestStatus::Pending,
+            RequestStatus::Approved,
+            RequestStatus::Denied,
+            RequestStatus::UpdateFailed,
+            RequestStatus::VerifyFailed,
+            RequestStatus::Unrecognized("X".into()),
+        ];
+        for action in [Action::Approve, Action::Deny, Action::Verify] {
+            for status in &statuses {
+                let record = applied(action, GENERATION);
+                let plan = decide(
+                    action,
+                    GENERATION,
+                    Some(&remote(status.clone())),
+                    Some(&record),
+                );
+                assert!(
+                    !matches!(plan, Plan::Send(_)),
+                    "{action} on {status}: {plan:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! A Kubernetes operator that turns QuickSight self-upgrade approvals into GitOps.
+//!
+//! The path of one decision: [`controller`] watches `SelfUpgradeDecision`s and calls
+//! [`reconcile::reconcile`], which observes the request through [`quicksight`], asks the pure
+//! [`decide::decide`] what to do, makes at most one `UpdateSelfUpgrade` call, and writes the
+//! status built by [`status`]. [`sim`] holds stand-ins for tests and the playground; nothing on
+//! the operator's path imports it.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod decide;
+pub mod quicksight;
+pub mod reconcile;
+pub mod sim;
+pub mod status;

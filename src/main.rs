@@ -1,0 +1,33 @@
+use clap::Parser;
+use selfupgrade_operator::cli::{self, Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Cli::parse();
+    init_logging(args.log_format, &args.log_level)?;
+    match args.command {
+        Command::Run(run) => cli::run_controller(run).await,
+        Command::Crd => {
+            print!("{}", cli::crd_yaml()?);
+            Ok(())
+        }
+        Command::Sim(sim) => cli::run_simulator(sim).await,
+    }
+}
+
+/// Logs go to stderr, so that stdout stays clean for `crd` and the simulator's address line.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) => EnvFilter::try_new(from_env)?,
+        Err(_) => EnvFilter::try_new(level)?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

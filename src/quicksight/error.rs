@@ -1,0 +1,116 @@
+//! QuickSight errors, classified by what the reconciler should do about them.
+
+/// Whether retrying the same call later can succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, server faults, timeouts and connection failures: try again with backoff.
+    Retryable,
+    /// The request itself is wrong or not allowed: retrying the same call cannot succeed.
+    Terminal,
+}
+
+/// A failed QuickSight call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed with {code}: {message}")]
+pub struct QuickSightError {
+    /// `ListSelfUpgrades` or `UpdateSelfUpgrade`.
+    pub operation: &'static str,
+    /// The exception name (`ThrottlingException`, ...) or, for failures without a service
+    /// answer, a name for the failure (`TimeoutError`, `DispatchFailure`, ...).
+    pub code: String,
+    pub message: String,
+    pub aws_request_id: Option<String>,
+    pub class: ErrorClass,
+}
+
+impl QuickSightError {
+    /// Classifies a service error by its exception name. Unknown names are treated as
+    /// retryable only when the HTTP status says the server failed (5xx) or throttled (429).
+    pub fn from_service(
+        operation: &'static str,
+        code: &str,
+        message: &str,
+        http_status: Option<u16>,
+        aws_request_id: Option<String>,
+    ) -> Self {
+        let class = match code {
+            "ThrottlingException" | "InternalFailureException" | "ResourceUnavailableException" => {
+                ErrorClass::Retryable
+            }
+            "AccessDeniedException"
+            | "InvalidParameterValueException"
+            | "InvalidParameterException"
+            | "PreconditionNotMetException"
+            | "ResourceNotFoundException"
+            | "LimitExceededException"
+            | "InvalidNextTokenException" => ErrorClass::Terminal,
+            _ => match http_status {
+                Some(429) | Some(500..=599) => ErrorClass::Retryable,
+                _ => ErrorClass::Terminal,
+            },
+        };
+        Self {
+            operation,
+            code: code.to_string(),
+            message: message.to_string(),
+            aws_request_id,
+            class,
+        }
+    }
+
+    /// A failure that never reached the service or got no answer (timeout, connection refused).
+    pub fn transport(operation: &'static str, code: &str, message: String) -> Self {
+        Self {
+            operation,
+            code: code.to_string(),
+            message,
+            aws_request_id: None,
+            class: ErrorClass::Retryable,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Retryable
+    }
+
+    /// `InvalidNextTokenException` while paging means the listing changed under us; the caller
+    /// restarts from the first page instead of giving up.
+    pub fn is_invalid_next_token(&self) -> bool {
+        self.code == "InvalidNextTokenException"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_exceptions_map_to_the_documented_classes() {
+        let cases = [
+            ("ThrottlingException", 429, ErrorClass::Retryable),
+            ("InternalFailureException", 500, ErrorClass::Retryable),
+            ("ResourceUnavailableException", 503, ErrorClass::Retryable),
+            ("AccessDeniedException", 401, ErrorClass::Terminal),
+            ("InvalidParameterValueException", 400, ErrorClass::Terminal),
+            ("PreconditionNotMetException", 400, ErrorClass::Terminal),
+            ("ResourceNotFoundException", 404, ErrorClass::Terminal),
+            ("LimitExceededException", 409, ErrorClass::Terminal),
+            ("InvalidNextTokenException", 400, ErrorClass::Terminal),
+            ("SomeFutureException", 503, ErrorClass::Retryable),
+            ("SomeFutureException", 400, ErrorClass::Terminal),
+        ];
+        for (code, status, class) in cases {
+            let error =
+                QuickSightError::from_service("UpdateSelfUpgrade", code, "m", Some(status), None);
+            assert_eq!(error.class, class, "{code} ({status})");
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_retryable() {
+        assert!(
+            QuickSightError::transport("ListSelfUpgrades", "TimeoutError", "slow".into())
+                .is_retryable()
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! The QuickSight edge: a small port ([`SelfUpgradeApi`]), its AWS SDK adapter, the listing cache
+//! that finds one request among an account's requests, and the error classes the reconciler acts on.
+
+mod directory;
+mod error;
+mod model;
+mod sdk;
+
+pub use directory::RequestDirectory;
+pub use error::{ErrorClass, QuickSightError};
+pub use model::{RequestDetail, RequestStatus, Scope, UpdateResult, timestamp_from_epoch};
+pub use sdk::{SdkQuickSight, SdkSettings};
+
+use crate::api::Action;
+use futures::future::BoxFuture;
+
+/// One page of `ListSelfUpgrades`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestPage {
+    pub requests: Vec<RequestDetail>,
+    pub next_token: Option<String>,
+}
+
+/// The two QuickSight operations the operator performs. Production uses [`SdkQuickSight`]; the
+/// trait is the seam that keeps the reconciler free of HTTP and lets tests count calls.
+pub trait SelfUpgradeApi: Send + Sync {
+    /// One page of the account's self-upgrade requests in a QuickSight namespace.
+    fn list_page<'a>(
+        &'a self,
+        scope: &'a Scope,
+        next_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>>;
+
+    /// Send `action` for one request (QuickSight `UpdateSelfUpgrade`).
+    fn update<'a>(
+        &'a self,
+        scope: &'a Scope,
+        upgrade_request_id: &'a str,
+        action: Action,
+    ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>>;
+}

@@ -1,0 +1,290 @@
+//! One reconcile: observe the request in QuickSight, decide, act at most once, report.
+//!
+//! The two edges are [`RequestDirectory`] (QuickSight) and the status patch (Kubernetes); all
+//! judgement lives in [`decide`] and [`crate::status`], which are pure.
+
+use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
+use crate::decide::{Plan, Stall, Verdict, decide};
+use crate::quicksight::{RequestDirectory, Scope};
+use crate::status;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The field manager that owns `.status` (server-side apply).
+pub const FIELD_MANAGER: &str = "selfupgrade-operator";
+
+/// When to look at a decision again.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Re-check of a request whose action was sent but not yet reflected.
+    pub awaiting_recheck: Duration,
+    /// Re-check of a request that ended UPDATE_FAILED / VERIFY_FAILED after our call.
+    pub failed_recheck: Duration,
+    /// Re-check of a request id QuickSight does not list.
+    pub not_found_recheck: Duration,
+    /// Re-check of decisions that are done or stalled, to notice decisions made elsewhere.
+    pub resync: Duration,
+    /// First delay after a retryable error; doubles per consecutive failure ...
+    pub backoff_base: Duration,
+    /// ... up to this.
+    pub backoff_cap: Duration,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub directory: RequestDirectory,
+    /// Region for decisions without `spec.region`.
+    pub default_region: Option<String>,
+    pub timing: Timing,
+    /// Consecutive retryable failures per object UID, for capped exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        directory: RequestDirectory,
+        default_region: Option<String>,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            client,
+            directory,
+            default_region,
+            timing,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one more consecutive failure for `uid` and returns the delay before retrying.
+    fn next_backoff(&self, uid: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(uid.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_delay(*count, self.timing.backoff_base, self.timing.backoff_cap)
+    }
+
+    fn reset_backoff(&self, uid: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
+    /// Drops backoff state of objects that no longer exist.
+    pub fn retain_backoff(&self, live_uids: &std::collections::HashSet<String>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| live_uids.contains(uid));
+    }
+}
+
+/// `base · 2^(failures-1)`, capped.
+pub fn backoff_delay(failures: u32, base: Duration, cap: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(31);
+    base.saturating_mul(1u32 << exponent).min(cap)
+}
+
+/// Failures the reconciler cannot report in the object's status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {object}: {source}")]
+    WriteStatus {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("object {0} has no namespace; SelfUpgradeDecision is namespaced")]
+    MissingNamespace(String),
+}
+
+/// Reconciles one decision. Every outcome QuickSight can produce is written to the status;
+/// only a failed status write is returned as an error.
+pub async fn reconcile(
+    decision: Arc<SelfUpgradeDecision>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let generation = decision.metadata.generation.unwrap_or(0);
+    let action = decision.spec.action;
+    let uid = decision.uid().unwrap_or_default();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = decision.namespace().unwrap_or_default(),
+        name = decision.name_any(),
+        account = decision.spec.aws_account_id,
+        request = decision.spec.upgrade_request_id,
+        action = %action,
+        generation,
+    );
+    let _entered = span.enter();
+
+    let mut status = status::carry_over(decision.status.as_ref(), generation);
+    let verdict = match scope_of(&decision, ctx.default_region.as_deref()) {
+        Ok(scope) => observe_and_act(&decision, &ctx, &scope, generation, &mut status).await,
+        Err(stall) => Verdict::Stalled(stall),
+    };
+    status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
+    if decision.status.as_ref() != Some(&status) {
+        write_status(&decision, &ctx.client, &status).await?;
+    }
+
+    let requeue = match &verdict {
+        Verdict::Retrying(error) => {
+            let delay = ctx.next_backoff(&uid);
+            warn!(%error, ?delay, "retryable QuickSight failure");
+            return Ok(Action::requeue(delay));
+        }
+        Verdict::AwaitingResult => ctx.timing.awaiting_recheck,
+        Verdict::ActionFailed { .. } => ctx.timing.failed_recheck,
+        Verdict::Stalled(Stall::RequestNotFound) => ctx.timing.not_found_recheck,
+        Verdict::Stalled(Stall::InvalidSpec(_)) => return Ok(Action::await_change()),
+        Verdict::Satisfied { .. } | Verdict::Stalled(_) => ctx.timing.resync,
+    };
+    ctx.reset_backoff(&uid);
+    Ok(Action::requeue(requeue))
+}
+
+/// Requeue after a failed status write, with the same per-object backoff as QuickSight errors.
+pub fn error_policy(
+    decision: Arc<SelfUpgradeDecision>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.next_backoff(&decision.uid().unwrap_or_default());
+    warn!(%error, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Steps 2–4 of the path: observe, decide, act (at most one `UpdateSelfUpgrade`).
+async fn observe_and_act(
+    decision: &SelfUpgradeDecision,
+    ctx: &Context,
+    scope: &Scope,
+    generation: i64,
+    status: &mut SelfUpgradeDecisionStatus,
+) -> Verdict {
+    let request_id = &decision.spec.upgrade_request_id;
+    let remote = match ctx.directory.find(scope, request_id).await {
+        Ok(remote) => remote,
+        Err(error) if error.is_retryable() => return Verdict::Retrying(error),
+        Err(error) => {
+            return Verdict::Stalled(Stall::Rejected {
+                error: error.code,
+                message: error.message,
+            });
+        }
+    };
+    status::record_remote(status, remote.as_ref());
+    let action = match decide(
+        decision.spec.action,
+        generation,
+        remote.as_ref(),
+        decision.status.as_ref(),
+    ) {
+        Plan::Report(verdict) => return verdict,
+        Plan::Send(action) => action,
+    };
+
+    status::record_attempt(status);
+    match ctx.directory.update(scope, request_id, action).await {
+        Ok(answer) => {
+            info!(request_status = %answer.detail.request_status, "UpdateSelfUpgrade applied");
+            status::record_applied(status, action, generation, answer.aws_request_id);
+            status::record_remote(status, Some(&answer.detail));
+            verdict_after_call(action, generation, &answer.detail, status)
+        }
+        Err(error) => {
+            status::record_failed_call(status, action, generation, &error);
+            if error.is_retryable() {
+                Verdict::Retrying(error)
+            } else {
+                Verdict::Stalled(Stall::Rejected {
+                    error: error.code,
+                    message: error.message,
+                })
+            }
+        }
+    }
+}
+
+fn verdict_after_call(
+    action: DecisionAction,
+    generation: i64,
+    detail: &crate::quicksight::RequestDetail,
+    status: &SelfUpgradeDecisionStatus,
+) -> Verdict {
+    match decide(action, generation, Some(detail), Some(status)) {
+        Plan::Report(verdict) => verdict,
+        // `decide` never sends an action already applied for this generation (a unit test
+        // holds it to that); should it ever, waiting is the safe reading.
+        Plan::Send(_) => Verdict::AwaitingResult,
+    }
+}
+
+/// Where the decision's request lives, or why the spec cannot say.
+fn scope_of(decision: &SelfUpgradeDecision, default_region: Option<&str>) -> Result<Scope, Stall> {
+    let spec = &decision.spec;
+    let region = spec.region.as_deref().or(default_region).ok_or_else(|| {
+        Stall::InvalidSpec(
+            "spec.region is not set and the operator has no default region (--region / AWS_REGION)"
+                .to_string(),
+        )
+    })?;
+    Ok(Scope {
+        account_id: spec.aws_account_id.clone(),
+        region: region.to_string(),
+        namespace: spec.quicksight_namespace.clone(),
+    })
+}
+
+async fn write_status(
+    decision: &SelfUpgradeDecision,
+    client: &kube::Client,
+    status: &SelfUpgradeDecisionStatus,
+) -> Result<(), Error> {
+    let name = decision.name_any();
+    let namespace = decision
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": SelfUpgradeDecision::api_version(&()),
+        "kind": SelfUpgradeDecision::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        object: format!("{namespace}/{name}"),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let base = Duration::from_secs(5);
+        let cap = Duration::from_secs(300);
+        let delays: Vec<u64> = (1..=9)
+            .map(|n| backoff_delay(n, base, cap).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff_delay(u32::MAX, base, cap), cap);
+    }
+}

@@ -1,0 +1,126 @@
+//! The simulator's admin interface, under `/_sim/` (a path the real API never uses): counters,
+//! faults, and the console's powers over requests.
+
+use super::error::SimError;
+use super::faults::FaultSettings;
+use super::world::{SimRequest, SimStatus};
+use super::{Counters, SimHandle};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn router(handle: SimHandle) -> Router {
+    Router::new()
+        .route("/_sim/counters", get(counters))
+        .route("/_sim/faults", get(faults).put(set_faults))
+        .route("/_sim/requests", get(requests).post(add_request))
+        .route(
+            "/_sim/requests/{account}/{namespace}/{id}/status",
+            post(set_status),
+        )
+        .route(
+            "/_sim/requests/{account}/{namespace}/{id}/membership",
+            post(set_membership),
+        )
+        .route(
+            "/_sim/requests/{account}/{namespace}/{id}/fail-next",
+            post(fail_next),
+        )
+        .with_state(handle)
+}
+
+async fn counters(State(handle): State<SimHandle>) -> Json<Counters> {
+    Json(handle.counters())
+}
+
+async fn faults(State(handle): State<SimHandle>) -> Json<FaultSettings> {
+    Json(handle.faults())
+}
+
+async fn set_faults(
+    State(handle): State<SimHandle>,
+    Json(settings): Json<FaultSettings>,
+) -> StatusCode {
+    handle.set_faults(settings);
+    StatusCode::NO_CONTENT
+}
+
+async fn requests(State(handle): State<SimHandle>) -> Response {
+    let listing: Vec<_> = handle
+        .requests()
+        .into_iter()
+        .map(|((account, namespace), requests)| {
+            json!({ "accountId": account, "namespace": namespace, "requests": requests })
+        })
+        .collect();
+    Json(listing).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRequest {
+    account_id: String,
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    request: SimRequest,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+async fn add_request(State(handle): State<SimHandle>, Json(new): Json<NewRequest>) -> Response {
+    answer(handle.add_request(&new.account_id, &new.namespace, new.request))
+}
+
+#[derive(Deserialize)]
+struct StatusChange {
+    status: SimStatus,
+}
+
+async fn set_status(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+    Json(change): Json<StatusChange>,
+) -> Response {
+    answer(handle.set_status(&account, &namespace, &id, change.status))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Membership {
+    in_required_group: bool,
+}
+
+async fn set_membership(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+    Json(membership): Json<Membership>,
+) -> Response {
+    answer(handle.set_group_membership(&account, &namespace, &id, membership.in_required_group))
+}
+
+#[derive(Deserialize)]
+struct FailNext {
+    count: u32,
+}
+
+async fn fail_next(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+    Json(fail): Json<FailNext>,
+) -> Response {
+    answer(handle.fail_next_updates(&account, &namespace, &id, fail.count))
+}
+
+fn answer(result: Result<(), SimError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_wire("sim-admin"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Seeded fault injection: random throttling and internal failures, a rate limit, latency, and
+//! errors forced for the next calls of an operation.
+
+use super::error::SimError;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Fault settings, settable at start (flags) and at run time (admin interface).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FaultSettings {
+    /// Fraction (0..1) of calls answered `ThrottlingException`.
+    pub throttle_fraction: f64,
+    /// Fraction (0..1) of calls answered `InternalFailureException`.
+    pub internal_failure_fraction: f64,
+    /// Calls per second above which calls are throttled (a token bucket with one second of
+    /// burst); `None` means unlimited.
+    pub rate_limit: Option<f64>,
+    /// Added to every call.
+    pub latency_ms: u64,
+    /// Errors (exception names) forced on the next calls of an operation, in order; e.g.
+    /// `{"operation": "UpdateSelfUpgrade", "code": "AccessDeniedException"}`.
+    pub forced: VecDeque<ForcedError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForcedError {
+    pub operation: String,
+    pub code: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The live fault state: settings plus the random source and the rate limiter's bucket.
+pub struct Faults {
+    pub settings: FaultSettings,
+    rng: StdRng,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl Faults {
+    pub fn new(settings: FaultSettings, seed: u64) -> Self {
+        let tokens = settings.rate_limit.unwrap_or(0.0);
+        Self {
+            settings,
+            rng: StdRng::seed_from_u64(seed),
+            tokens,
+            refilled_at: Instant::now(),
+        }
+    }
+
+    pub fn replace(&mut self, settings: FaultSettings) {
+        self.tokens = settings.rate_limit.unwrap_or(0.0);
+        self.refilled_at = Instant::now();
+        self.settings = settings;
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.settings.latency_ms)
+    }
+
+    /// The error this call gets, if any.
+    pub fn inject(&mut self, operation: &str, now: Instant) -> Option<SimError> {
+        if let Some(position) = self
+            .settings
+            .forced
+            .iter()
+            .position(|f| f.operation == operation)
+        {
+            let forced = self.settings.forced.remove(position)?;
+            let message = forced
+                .message
+                .unwrap_or_else(|| format!("forced {} by the simulator", forced.code));
+            if let Some(error) = SimError::by_code(&forced.code, message) {
+                return Some(error);
+            }
+        }
+        if let Some(rate) = self.settings.rate_limit {
+            let elapsed = now
+                .saturating_duration_since(self.refilled_at)
+                .as_secs_f64();
+            self.tokens = (self.tokens + elapsed * rate).min(rate.max(1.0));
+            self.refilled_at = now;
+            if self.tokens < 1.0 {
+                return Some(SimError::throttled("Rate exceeded"));
+            }
+            self.tokens -= 1.0;
+        }
+        let roll: f64 = self.rng.random();
+        if roll < self.settings.throttle_fraction {
+            return Some(SimError::throttled("Rate exceeded"));
+        }
+        if roll < self.settings.throttle_fraction + self.settings.internal_failure_fraction {
+            return Some(SimError::internal_failure());
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_errors_hit_only_their_operation_and_only_once() {
+        let mut faults = Faults::new(FaultSettings::default(), 1);
+        faults.settings.forced.push_back(ForcedError {
+            operation: "UpdateSelfUpgrade".into(),
+            code: "AccessDeniedException".into(),
+            message: None,
+        });
+        let now = Instant::now();
+        assert_eq!(faults.inject("ListSelfUpgrades", now), None);
+        assert_eq!(
+            faults.inject("UpdateSelfUpgrade", now).map(|e| e.code),
+            Some("AccessDeniedException")
+        );
+        assert_eq!(faults.inject("UpdateSelfUpgrade", now), None);
+    }
+
+    #[test]
+    fn the_rate_limit_throttles_a_burst_and_recovers_with_time() {
+        let settings = FaultSettings {
+            rate_limit: Some(5.0),
+            ..Default::default()
+        };
+        let mut faults = Faults::new(settings, 1);
+        let start = Instant::now();
+        let throttled = (0..20)
+            .filter(|_| faults.inject("ListSelfUpgrades", start).is_some())
+            .count();
+        assert_eq!(throttled, 15);
+        let after_a_second = start + Duration::from_secs(1);
+        assert_eq!(faults.inject("ListSelfUpgrades", after_a_second), None);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults() {
+        let settings = FaultSettings {
+            throttle_fraction: 0.3,
+            internal_failure_fraction: 0.2,
+            ..Default::default()
+        };
+        let run = |seed| {
+            let mut faults = Faults::new(settings.clone(), seed);
+            (0..100)
+                .map(|_| {
+                    faults
+                        .inject("ListSelfUpgrades", Instant::now())
+                        .map(|e| e.code)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        let outcomes = run(7);
+        let throttled = outcomes
+            .iter()
+            .filter(|o| **o == Some("ThrottlingException"))
+            .count();
+        let failed = outcomes
+            .iter()
+            .filter(|o| **o == Some("InternalFailureException"))
+            .count();
+        assert!((15..=45).contains(&throttled), "{throttled}");
+        assert!((8..=35).contains(&failed), "{failed}");
+    }
+}

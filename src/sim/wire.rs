@@ -1,0 +1,270 @@
+//! The QuickSight REST API as the service model defines it for the four self-upgrade operations.
+
+use super::error::SimError;
+use super::world::{EpochUnit, SimRequest};
+use super::{SimHandle, epoch_millis};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub fn router(handle: SimHandle) -> Router {
+    Router::new()
+        .route(
+            "/accounts/{account}/namespaces/{namespace}/self-upgrade-requests",
+            get(list_self_upgrades),
+        )
+        .route(
+            "/accounts/{account}/namespaces/{namespace}/update-self-upgrade-request",
+            post(update_self_upgrade),
+        )
+        .route(
+            "/accounts/{account}/namespaces/{namespace}/self-upgrade-configuration",
+            get(describe_configuration).put(update_configuration),
+        )
+        .with_state(handle)
+}
+
+/// The common part of every operation: SigV4 presence, path validation, latency, faults,
+/// counting, and the wire shape of the answer.
+async fn serve(
+    handle: &SimHandle,
+    operation: &str,
+    headers: &HeaderMap,
+    account: &str,
+    namespace: &str,
+    op: impl FnOnce(&mut super::World, EpochUnit) -> Result<Value, SimError>,
+) -> Response {
+    let latency = handle.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let access_key = access_key_of(headers);
+    let unit = handle.epoch_unit();
+    let (request_id, result) = handle.call(operation, access_key.as_deref().ok(), |world| {
+        access_key.as_ref().map_err(Clone::clone)?;
+        validate_path(account, namespace)?;
+        op(world, unit)
+    });
+    match result {
+        Ok(mut body) => {
+            body["RequestId"] = Value::String(request_id.clone());
+            let mut response = axum::Json(body).into_response();
+            if let Ok(value) = request_id.parse() {
+                response.headers_mut().insert("x-amzn-RequestId", value);
+            }
+            response
+        }
+        Err(error) => error.into_wire(&request_id),
+    }
+}
+
+async fn list_self_upgrades(
+    State(handle): State<SimHandle>,
+    Path((account, namespace)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&handle, "ListSelfUpgrades", &headers, &account, &namespace, |world, unit| {
+        let max_results = match query.get("max-results") {
+            None => None,
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                SimError::invalid_parameter(format!("max-results must be a number, got {raw:?}"))
+            })?),
+        };
+        let (page, next) = world.list(&account, &namespace, query.get("next-token").map(String::as_str), max_results)?;
+        let mut body = json!({
+            "SelfUpgradeRequestDetails": page.iter().map(|r| detail_json(r, unit)).collect::<Vec<_>>(),
+        });
+        if let Some(next) = next {
+            body["NextToken"] = Value::String(next);
+        }
+        Ok(body)
+    })
+    .await
+}
+
+async fn update_self_upgrade(
+    State(handle): State<SimHandle>,
+    Path((account, namespace)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(
+        &handle,
+        "UpdateSelfUpgrade",
+        &headers,
+        &account,
+        &namespace,
+        |world, unit| {
+            let input: Value = serde_json::from_slice(&body).map_err(|e| {
+                SimError::invalid_parameter(format!("the request body is not JSON: {e}"))
+            })?;
+            let id = required_string(&input, "UpgradeRequestId")?;
+            let action = required_string(&input, "Action")?;
+            let request = world.update(&account, &namespace, id, action, epoch_millis())?;
+            Ok(json!({ "SelfUpgradeRequestDetail": detail_json(&request, unit) }))
+        },
+    )
+    .await
+}
+
+async fn describe_configuration(
+    State(handle): State<SimHandle>,
+    Path((account, namespace)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&handle, "DescribeSelfUpgradeConfiguration", &headers, &account, &namespace, |world, _| {
+        let ns = world.namespace(&account, &namespace)?;
+        Ok(json!({ "SelfUpgradeConfiguration": { "SelfUpgradeStatus": ns.self_upgrade_status } }))
+    })
+    .await
+}
+
+async fn update_configuration(
+    State(handle): State<SimHandle>,
+    Path((account, namespace)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(
+        &handle,
+        "UpdateSelfUpgradeConfiguration",
+        &headers,
+        &account,
+        &namespace,
+        |world, _| {
+            let input: Value = serde_json::from_slice(&body).map_err(|e| {
+                SimError::invalid_parameter(format!("the request body is not JSON: {e}"))
+            })?;
+            let status = required_string(&input, "SelfUpgradeStatus")?;
+            if !matches!(status, "ADMIN_APPROVAL" | "AUTO_APPROVAL") {
+                return Err(SimError::invalid_parameter(format!(
+                    "SelfUpgradeStatus must be ADMIN_APPROVAL or AUTO_APPROVAL, got {status:?}"
+                )));
+            }
+            world
+                .namespace_mut(&account, &namespace)?
+                .self_upgrade_status = status.to_string();
+            Ok(json!({}))
+        },
+    )
+    .await
+}
+
+fn required_string<'a>(input: &'a Value, member: &str) -> Result<&'a str, SimError> {
+    input
+        .get(member)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| SimError::invalid_parameter(format!("{member} is required")))
+}
+
+/// The account id and namespace constraints of the service model.
+fn validate_path(account: &str, namespace: &str) -> Result<(), SimError> {
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SimError::invalid_parameter(format!(
+            "AwsAccountId must be 12 digits, got {account:?}"
+        )));
+    }
+    let namespace_ok = namespace.len() <= 64
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !namespace_ok {
+        return Err(SimError::invalid_parameter(format!(
+            "Namespace must match ^[a-zA-Z0-9._-]*$ and be at most 64 characters, got {namespace:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The simulator checks that a call is SigV4-signed and records the access key; it does not
+/// verify the signature, since it holds no secrets to verify it with.
+fn access_key_of(headers: &HeaderMap) -> Result<String, SimError> {
+    let missing = || SimError::access_denied("Missing or malformed SigV4 Authorization header.");
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(missing)?;
+    let credential = value
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .and_then(|rest| {
+            rest.split(',')
+                .find_map(|part| part.trim().strip_prefix("Credential="))
+        })
+        .ok_or_else(missing)?;
+    let key = credential
+        .split('/')
+        .next()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(missing)?;
+    Ok(key.to_string())
+}
+
+fn epoch(ms: i64, unit: EpochUnit) -> i64 {
+    match unit {
+        EpochUnit::Milliseconds => ms,
+        EpochUnit::Seconds => ms / 1000,
+    }
+}
+
+/// `SelfUpgradeRequestDetail` with the service model's member names (note the two lower-case
+/// ones).
+fn detail_json(request: &SimRequest, unit: EpochUnit) -> Value {
+    let mut detail = json!({
+        "UpgradeRequestId": request.id,
+        "UserName": request.user_name,
+        "OriginalRole": request.original_role,
+        "RequestedRole": request.requested_role,
+        "CreationTime": epoch(request.created_at_ms, unit),
+        "RequestStatus": request.status,
+    });
+    if let Some(note) = &request.note {
+        detail["RequestNote"] = Value::String(note.clone());
+    }
+    if let Some(at) = request.last_update_attempt_ms {
+        detail["lastUpdateAttemptTime"] = json!(epoch(at, unit));
+    }
+    if let Some(reason) = &request.last_failure_reason {
+        detail["lastUpdateFailureReason"] = Value::String(reason.clone());
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_key_is_read_from_a_sigv4_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/quicksight/aws4_request, SignedHeaders=host, Signature=abc"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(access_key_of(&headers), Ok("AKIDEXAMPLE".to_string()));
+        headers.insert("authorization", "Bearer token".parse().expect("header"));
+        assert_eq!(
+            access_key_of(&headers).map_err(|e| e.code),
+            Err("AccessDeniedException")
+        );
+        assert!(access_key_of(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn account_and_namespace_follow_the_service_model() {
+        assert!(validate_path("111122223333", "default").is_ok());
+        assert!(validate_path("111122223333", "team.a_b-c").is_ok());
+        assert!(validate_path("11112222333", "default").is_err());
+        assert!(validate_path("11112222333a", "default").is_err());
+        assert!(validate_path("111122223333", "bad/ns").is_err());
+        assert!(validate_path("111122223333", &"n".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,461 @@
+//! The status a reconcile writes: the request detail, what was sent, and kstatus conditions
+//! (`Ready`, `Reconciling`, `Stalled`) that `kubectl wait`, Argo CD and Flux understand.
+//!
+//! Pure: the clock is handed in. A condition keeps its `lastTransitionTime` while its status
+//! stays the same, so a reconcile that changes nothing produces an identical status and the
+//! reconciler skips the write (and does not trigger itself).
+
+use crate::api::{Action, RequestRejection, SelfUpgradeDecisionStatus};
+use crate::decide::{Stall, Verdict};
+use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// The status this reconcile starts from: what was recorded for this generation, with the
+/// per-generation fields (attempts, rejection) reset when the spec changed.
+pub fn carry_over(
+    previous: Option<&SelfUpgradeDecisionStatus>,
+    generation: i64,
+) -> SelfUpgradeDecisionStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    if status.observed_generation != Some(generation) {
+        status.attempts = None;
+        status.rejection = None;
+    }
+    status.observed_generation = Some(generation);
+    status
+}
+
+/// Copies the request as QuickSight shows it into the status; `None` (not found) clears it, so
+/// the status never shows details of a request that is not there.
+pub fn record_remote(status: &mut SelfUpgradeDecisionStatus, remote: Option<&RequestDetail>) {
+    status.request_status = remote.map(|r| r.request_status.as_str().to_string());
+    status.last_update_failure_reason = remote.and_then(|r| r.last_update_failure_reason.clone());
+    status.user_name = remote.and_then(|r| r.user_name.clone());
+    status.original_role = remote.and_then(|r| r.original_role.clone());
+    status.requested_role = remote.and_then(|r| r.requested_role.clone());
+    status.request_note = remote.and_then(|r| r.request_note.clone());
+    status.creation_time = remote.and_then(|r| r.creation_time).map(Time);
+    status.last_update_attempt_time = remote.and_then(|r| r.last_update_attempt_time).map(Time);
+}
+
+/// Counts one `UpdateSelfUpgrade` call for this generation.
+pub fn record_attempt(status: &mut SelfUpgradeDecisionStatus) {
+    status.attempts = Some(status.attempts.unwrap_or(0) + 1);
+}
+
+/// Records a successful `UpdateSelfUpgrade`.
+pub fn record_applied(
+    status: &mut SelfUpgradeDecisionStatus,
+    action: Action,
+    generation: i64,
+    aws_request_id: Option<String>,
+) {
+    status.applied_action = Some(action);
+    status.applied_generation = Some(generation);
+    status.last_aws_request_id = aws_request_id;
+    status.rejection = None;
+}
+
+/// Records a failed `UpdateSelfUpgrade`; a terminal one is remembered so it is not sent again
+/// for this generation.
+pub fn record_failed_call(
+    status: &mut SelfUpgradeDecisionStatus,
+    action: Action,
+    generation: i64,
+    error: &QuickSightError,
+) {
+    if error.aws_request_id.is_some() {
+        status.last_aws_request_id = error.aws_request_id.clone();
+    }
+    if !error.is_retryable() {
+        status.rejection = Some(RequestRejection {
+            generation,
+            action,
+            error: error.code.clone(),
+            message: error.message.clone(),
+        });
+    }
+}
+
+/// Sets the three kstatus conditions for `verdict`.
+pub fn set_conditions(
+    status: &mut SelfUpgradeDecisionStatus,
+    verdict: &Verdict,
+    action: Action,
+    generation: i64,
+    now: Timestamp,
+) {
+    let previous = std::mem::take(&mut status.conditions);
+    let request = status.request_status.clone().unwrap_or_default();
+    let condition = |type_: &str, state: bool, reason: &str, message: String| {
+        let state = if state { "True" } else { "False" };
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == state)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.to_string(),
+            status: state.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: Some(generation),
+            last_transition_time,
+        }
+    };
+
+    let (ready, reconciling, stalled) = match verdict {
+        Verdict::Satisfied {
+            applied_by_operator,
+        } => {
+            let (reason, how) = if *applied_by_operator {
+                ("Applied", "after this operator sent it")
+            } else {
+                ("AlreadyApplied", "without a call from this operator")
+            };
+            let message =
+                format!("QuickSight shows the request {request}, as {action} asks, {how}");
+            (
+                condition(READY, true, reason, message.clone()),
+                condition(RECONCILING, false, reason, message.clone()),
+                condition(STALLED, false, reason, message),
+            )
+        }
+        Verdict::AwaitingResult => {
+            let message =
+                format!("{action} was sent; QuickSight still shows the request {request}");
+            (
+                condition(READY, false, "AwaitingResult", message.clone()),
+                condition(RECONCILING, true, "AwaitingResult", message.clone()),
+                condition(STALLED, false, "AwaitingResult", message),
+            )
+        }
+        Verdict::ActionFailed {
+            request_status,
+            reason,
+        } => {
+            let condition_reason = match request_status {
+                RequestStatus::VerifyFailed => "VerifyFailed",
+                _ => "UpdateFailed",
+            };
+            let message = format!(
+                "QuickSight could not complete {action}: {request_status}: {}; the request is re-checked periodically",
+                reason.as_deref().unwrap_or("no reason given")
+            );
+            (
+                condition(READY, false, condition_reason, message.clone()),
+                condition(RECONCILING, true, condition_reason, message.clone()),
+                condition(STALLED, false, condition_reason, message),
+            )
+        }
+        Verdict::Stalled(stall) => {
+            let message = stall_message(stall, action);
+            (
+                condition(READY, false, stall.reason(), message.clone()),
+                condition(RECONCILING, false, stall.reason(), message.clone()),
+                condition(STALLED, true, stall.reason(), message),
+            )
+        }
+        Verdict::Retrying(error) => {
+            let message = format!("{error}; retrying with backoff");
+            // A transient failure while re-checking a request that is already done does not
+            // make it un-done: Ready stays as it was for this generation.
+            let ready = previous
+                .iter()
+                .find(|c| {
+                    c.type_ == READY
+                        && c.status == "True"
+                        && c.observed_generation == Some(generation)
+                })
+                .cloned()
+                .unwrap_or_else(|| condition(READY, false, &error.code, message.clone()));
+            (
+                ready,
+                condition(RECONCILING, true, &error.code, message.clone()),
+                condition(STALLED, false, &error.code, message),
+            )
+        }
+    };
+    status.conditions = vec![ready, reconciling, stalled];
+}
+
+fn stall_message(stall: &Stall, action: Action) -> String {
+    match stall {
+        Stall::AlreadyDecided { request_status } => format!(
+            "the request is already {request_status} in QuickSight, which contradicts {action}; no call was made"
+        ),
+        Stall::ActionNotApplicable {
+            action,
+            request_status,
+        } => format!(
+            "{action} cannot move a request that is {request_status}; change the action (DENY works on any open request)"
+        ),
+        Stall::RequestNotFound => {
+            "QuickSight lists no self-upgrade request with this id in this account and QuickSight namespace; re-checked periodically".to_string()
+        }
+        Stall::Rejected { error, message } => {
+            format!("QuickSight rejected {action} with {error}: {message}; change the spec to try again")
+        }
+        Stall::UnrecognizedRequestStatus(value) => format!(
+            "QuickSight reports request status {value}, which this operator version does not know; no call was made"
+        ),
+        Stall::InvalidSpec(message) => message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quicksight::ErrorClass;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("valid")
+    }
+
+    fn later() -> Timestamp {
+        Timestamp::from_second(1_800_000_600).expect("valid")
+    }
+
+    fn get<'a>(status: &'a SelfUpgradeDecisionStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    fn states(status: &SelfUpgradeDecisionStatus) -> [(&str, &str); 3] {
+        [READY, RECONCILING, STALLED].map(|t| {
+            let c = get(status, t);
+            (c.status.as_str(), c.reason.as_str())
+        })
+    }
+
+    fn throttled() -> QuickSightError {
+        QuickSightError {
+            operation: "ListSelfUpgrades",
+            code: "ThrottlingException".into(),
+            message: "Rate exceeded".into(),
+            aws_request_id: None,
+            class: ErrorClass::Retryable,
+        }
+    }
+
+    #[test]
+    fn each_verdict_sets_the_kstatus_conditions() {
+        let cases = [
+            (
+                Verdict::Satisfied {
+                    applied_by_operator: true,
+                },
+                [
+                    ("True", "Applied"),
+                    ("False", "Applied"),
+                    ("False", "Applied"),
+                ],
+            ),
+            (
+                Verdict::Satisfied {
+                    applied_by_operator: false,
+                },
+                [
+                    ("True", "AlreadyApplied"),
+                    ("False", "AlreadyApplied"),
+                    ("False", "AlreadyApplied"),
+                ],
+            ),
+            (
+                Verdict::AwaitingResult,
+                [
+                    ("False", "AwaitingResult"),
+                    ("True", "AwaitingResult"),
+                    ("False", "AwaitingResult"),
+                ],
+            ),
+            (
+                Verdict::ActionFailed {
+                    request_status: RequestStatus::VerifyFailed,
+                    reason: None,
+                },
+                [
+                    ("False", "VerifyFailed"),
+                    ("True", "VerifyFailed"),
+                    ("False", "VerifyFailed"),
+                ],
+            ),
+            (
+                Verdict::ActionFailed {
+                    request_status: RequestStatus::UpdateFailed,
+                    reason: None,
+                },
+                [
+                    ("False", "UpdateFailed"),
+                    ("True", "UpdateFailed"),
+                    ("False", "UpdateFailed"),
+                ],
+            ),
+            (
+                Verdict::Stalled(Stall::RequestNotFound),
+                [
+                    ("False", "RequestNotFound"),
+                    ("False", "RequestNotFound"),
+                    ("True", "RequestNotFound"),
+                ],
+            ),
+            (
+                Verdict::Stalled(Stall::Rejected {
+                    error: "AccessDeniedException".into(),
+                    message: "no".into(),
+                }),
+                [
+                    ("False", "AccessDeniedException"),
+                    ("False", "AccessDeniedException"),
+                    ("True", "AccessDeniedException"),
+                ],
+            ),
+            (
+                Verdict::Retrying(throttled()),
+                [
+                    ("False", "ThrottlingException"),
+                    ("True", "ThrottlingException"),
+                    ("False", "ThrottlingException"),
+                ],
+            ),
+        ];
+        for (verdict, expected) in cases {
+            let mut status = carry_over(None, 1);
+            set_conditions(&mut status, &verdict, Action::Approve, 1, now());
+            assert_eq!(states(&status), expected, "{verdict:?}");
+            assert!(
+                status
+                    .conditions
+                    .iter()
+                    .all(|c| c.observed_generation == Some(1))
+            );
+        }
+    }
+
+    #[test]
+    fn an_unchanged_verdict_gives_an_identical_status_so_nothing_is_written() {
+        let mut first = carry_over(None, 2);
+        set_conditions(&mut first, &Verdict::AwaitingResult, Action::Deny, 2, now());
+        let mut second = carry_over(Some(&first), 2);
+        set_conditions(
+            &mut second,
+            &Verdict::AwaitingResult,
+            Action::Deny,
+            2,
+            later(),
+        );
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_a_condition_flips() {
+        let mut first = carry_over(None, 2);
+        set_conditions(
+            &mut first,
+            &Verdict::AwaitingResult,
+            Action::Approve,
+            2,
+            now(),
+        );
+        let mut second = carry_over(Some(&first), 2);
+        let done = Verdict::Satisfied {
+            applied_by_operator: true,
+        };
+        set_conditions(&mut second, &done, Action::Approve, 2, later());
+        assert_eq!(get(&second, READY).last_transition_time, Time(later()));
+        assert_eq!(
+            get(&second, RECONCILING).last_transition_time,
+            Time(later())
+        );
+        // Stalled was False before and after.
+        assert_eq!(get(&second, STALLED).last_transition_time, Time(now()));
+    }
+
+    #[test]
+    fn a_transient_error_does_not_unset_ready_for_the_same_generation() {
+        let mut done = carry_over(None, 4);
+        let satisfied = Verdict::Satisfied {
+            applied_by_operator: true,
+        };
+        set_conditions(&mut done, &satisfied, Action::Approve, 4, now());
+        let mut resync = carry_over(Some(&done), 4);
+        set_conditions(
+            &mut resync,
+            &Verdict::Retrying(throttled()),
+            Action::Approve,
+            4,
+            later(),
+        );
+        assert_eq!(get(&resync, READY), get(&done, READY));
+        assert_eq!(get(&resync, RECONCILING).status, "True");
+        // A new generation is not done until shown to be.
+        let mut next = carry_over(Some(&done), 5);
+        set_conditions(
+            &mut next,
+            &Verdict::Retrying(throttled()),
+            Action::Approve,
+            5,
+            later(),
+        );
+        assert_eq!(get(&next, READY).status, "False");
+    }
+
+    #[test]
+    fn a_new_generation_resets_attempts_and_rejection_but_keeps_what_was_applied() {
+        let mut status = carry_over(None, 1);
+        record_attempt(&mut status);
+        record_applied(&mut status, Action::Verify, 1, Some("rid-1".into()));
+        status.rejection = Some(RequestRejection {
+            generation: 1,
+            action: Action::Verify,
+            error: "PreconditionNotMetException".into(),
+            message: "m".into(),
+        });
+        let next = carry_over(Some(&status), 2);
+        assert_eq!(next.attempts, None);
+        assert_eq!(next.rejection, None);
+        assert_eq!(next.applied_action, Some(Action::Verify));
+        assert_eq!(next.applied_generation, Some(1));
+        assert_eq!(next.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_request_not_found_clears_the_request_detail() {
+        let mut status = SelfUpgradeDecisionStatus {
+            request_status: Some("PENDING".into()),
+            user_name: Some("alice".into()),
+            ..Default::default()
+        };
+        record_remote(&mut status, None);
+        assert_eq!(status.request_status, None);
+        assert_eq!(status.user_name, None);
+    }
+
+    #[test]
+    fn only_terminal_call_failures_are_remembered_as_rejections() {
+        let mut status = carry_over(None, 1);
+        record_failed_call(&mut status, Action::Approve, 1, &throttled());
+        assert_eq!(status.rejection, None);
+        let denied = QuickSightError::from_service(
+            "UpdateSelfUpgrade",
+            "AccessDeniedException",
+            "not allowed",
+            Some(401),
+            Some("rid-9".into()),
+        );
+        record_failed_call(&mut status, Action::Approve, 1, &denied);
+        assert_eq!(status.last_aws_request_id.as_deref(), Some("rid-9"));
+        assert_eq!(
+            status.rejection.as_ref().map(|r| r.error.as_str()),
+            Some("AccessDeniedException")
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Shared test fixtures: an in-process simulator and the real SDK client pointed at it.
+#![allow(dead_code)] // each test crate uses a different part of the fixtures
+
+use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
+use selfupgrade_operator::quicksight::{SdkQuickSight, SdkSettings};
+use selfupgrade_operator::sim::{
+    FaultSettings, RunningSim, SimHandle, SimRequest, SimStatus, World,
+};
+use std::time::Duration;
+
+pub const ACCOUNT: &str = "111122223333";
+pub const OTHER_ACCOUNT: &str = "444455556666";
+pub const REGION: &str = "us-east-1";
+pub const ACCESS_KEY: &str = "AKIDTESTFIXTURE";
+
+pub fn request(id: &str) -> SimRequest {
+    SimRequest {
+        id: id.to_string(),
+        user_name: format!("{id}@example.com"),
+        original_role: "READER".into(),
+        requested_role: "AUTHOR".into(),
+        note: Some("needs dashboards".into()),
+        created_at_ms: 1_764_115_200_000,
+        status: SimStatus::Pending,
+        last_update_attempt_ms: None,
+        last_failure_reason: None,
+        in_required_group: false,
+        fail_next_updates: 0,
+        updates_applied: 0,
+    }
+}
+
+/// A simulator on a free loopback port with `requests` in ACCOUNT's default namespace.
+pub async fn start_sim(requests: Vec<SimRequest>) -> RunningSim {
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = requests;
+    world.ensure_namespace(OTHER_ACCOUNT, "default");
+    let handle = SimHandle::new(world, FaultSettings::default(), 7);
+    RunningSim::start(0, handle)
+        .await
+        .expect("simulator starts")
+}
+
+/// Static test credentials; the simulator only checks that calls are signed.
+pub fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            ACCESS_KEY,
+            "test-secret",
+            None,
+            None,
+            "tests",
+        )))
+        .build()
+}
+
+/// The production adapter, pointed at the simulator.
+pub fn quicksight(sim: &RunningSim) -> SdkQuickSight {
+    SdkQuickSight::new(
+        sdk_config(),
+        SdkSettings {
+            endpoint_url: Some(sim.endpoint()),
+            call_timeout: Duration::from_secs(10),
+        },
+    )
+}
+
+/// A raw SDK client pointed at the simulator.
+pub fn sdk_client(sim: &RunningSim) -> aws_sdk_quicksight::Client {
+    let config = aws_sdk_quicksight::config::Builder::from(&sdk_config())
+        .endpoint_url(sim.endpoint())
+        .build();
+    aws_sdk_quicksight::Client::from_conf(config)
+}

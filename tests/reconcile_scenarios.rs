@@ -1,0 +1,401 @@
+//! Reconcile scenarios against a mocked Kubernetes API (kube-rs `ApiServerVerifier` style) and
+//! the QuickSight simulator through the real SDK: the exact status patch each scenario writes,
+//! and the exact QuickSight calls it makes.
+
+mod common;
+
+use common::*;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::runtime::controller::Action as Requeue;
+use selfupgrade_operator::api::{
+    Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus,
+};
+use selfupgrade_operator::quicksight::RequestDirectory;
+use selfupgrade_operator::reconcile::{Context, Timing, reconcile};
+use selfupgrade_operator::sim::{RunningSim, SimStatus};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_test::mock::{self, Handle};
+
+const NAMESPACE: &str = "team-a";
+const NAME: &str = "upgrade-alice";
+
+fn timing() -> Timing {
+    Timing {
+        awaiting_recheck: Duration::from_secs(11),
+        failed_recheck: Duration::from_secs(61),
+        not_found_recheck: Duration::from_secs(301),
+        resync: Duration::from_secs(3601),
+        backoff_base: Duration::from_secs(2),
+        backoff_cap: Duration::from_secs(300),
+    }
+}
+
+fn decision(action: Action, request_id: &str) -> SelfUpgradeDecision {
+    let mut decision = SelfUpgradeDecision::new(
+        NAME,
+        SelfUpgradeDecisionSpec {
+            aws_account_id: ACCOUNT.into(),
+            quicksight_namespace: "default".into(),
+            upgrade_request_id: request_id.into(),
+            action,
+            region: None,
+        },
+    );
+    decision.metadata.namespace = Some(NAMESPACE.into());
+    decision.metadata.generation = Some(1);
+    decision.metadata.uid = Some("uid-1".into());
+    decision
+}
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn context(sim: &RunningSim) -> (Arc<Context>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let directory = RequestDirectory::new(Arc::new(quicksight(sim)), Duration::from_secs(30));
+    let ctx = Context::new(client, directory, Some(REGION.into()), timing());
+    (Arc::new(ctx), handle)
+}
+
+/// Expects exactly one server-side-apply status patch, answers it like the API server, and
+/// returns the patch body with timestamps replaced by "<time>".
+async fn expect_status_patch(handle: &mut ApiHandle, decision: &SelfUpgradeDecision) -> Value {
+    let (request, respond) = handle.next_request().await.expect("a status patch");
+    assert_eq!(request.method(), Method::PATCH);
+    assert_eq!(
+        request.uri().path(),
+        format!(
+            "/apis/quicksight.selfupgrade.io/v1alpha1/namespaces/{NAMESPACE}/selfupgradedecisions/{NAME}/status"
+        )
+    );
+    let query = request.uri().query().unwrap_or_default();
+    assert!(
+        query.contains("fieldManager=selfupgrade-operator"),
+        "{query}"
+    );
+    assert!(query.contains("force=true"), "{query}");
+    assert_eq!(
+        request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/apply-patch+yaml")
+    );
+    let body = request.into_body().collect_bytes().await.expect("body");
+    let patch: Value = serde_json::from_slice(&body).expect("json patch");
+
+    let mut answered = serde_json::to_value(decision).expect("serializes");
+    answered["status"] = patch["status"].clone();
+    respond.send_response(Response::new(Body::from(
+        serde_json::to_vec(&answered).expect("json"),
+    )));
+    normalize_times(patch)
+}
+
+fn normalize_times(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key == "lastTransitionTime" || key == "lastUpdateAttemptTime" {
+                    *field = json!("<time>");
+                } else if key == "lastAwsRequestId" {
+                    *field = json!("<request-id>");
+                } else {
+                    *field = normalize_times(field.take());
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| *v = normalize_times(v.take())),
+        _ => {}
+    }
+    value
+}
+
+fn conditions(
+    ready: (&str, &str),
+    reconciling: (&str, &str),
+    stalled: (&str, &str),
+    messages: [&str; 3],
+) -> Value {
+    let one = |type_: &str, (status, reason): (&str, &str), message: &str| {
+        json!({
+            "type": type_, "status": status, "reason": reason, "message": message,
+            "observedGeneration": 1, "lastTransitionTime": "<time>",
+        })
+    };
+    json!([
+        one("Ready", ready, messages[0]),
+        one("Reconciling", reconciling, messages[1]),
+        one("Stalled", stalled, messages[2]),
+    ])
+}
+
+fn detail(status: &str) -> Value {
+    json!({
+        "requestStatus": status,
+        "userName": "req-1@example.com",
+        "originalRole": "READER",
+        "requestedRole": "AUTHOR",
+        "requestNote": "needs dashboards",
+        "creationTime": "2025-11-26T00:00:00Z",
+    })
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
+        base.extend(extra);
+    }
+    base
+}
+
+/// Runs one reconcile alongside the verifier and returns its requeue and the patch.
+async fn reconcile_once(
+    sim: &RunningSim,
+    decision: SelfUpgradeDecision,
+) -> (Requeue, Option<Value>) {
+    let (ctx, mut handle) = context(sim);
+    let expected = decision.clone();
+    let verifier = tokio::spawn(async move {
+        // Either the reconciler patches status once, or (client dropped) makes no request.
+        let patch = match tokio::time::timeout(Duration::from_secs(30), handle.next_request()).await
+        {
+            Ok(Some((request, respond))) => {
+                let mut answered = serde_json::to_value(&expected).expect("json");
+                let body = request.into_body().collect_bytes().await.expect("body");
+                let patch: Value = serde_json::from_slice(&body).expect("json");
+                answered["status"] = patch["status"].clone();
+                respond.send_response(Response::new(Body::from(
+                    serde_json::to_vec(&answered).expect("json"),
+                )));
+                Some(normalize_times(patch))
+            }
+            Ok(None) => None,
+            Err(_) => panic!("the reconciler neither patched nor finished"),
+        };
+        assert!(
+            handle.next_request().await.is_none(),
+            "at most one Kubernetes request"
+        );
+        patch
+    });
+    let requeue = reconcile(Arc::new(decision), ctx)
+        .await
+        .expect("reconciled");
+    let patch = verifier.await.expect("verifier");
+    (requeue, patch)
+}
+
+#[tokio::test]
+async fn approve_calls_quicksight_once_and_records_the_outcome() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    let (ctx, mut handle) = context(&sim);
+    let decision = decision(Action::Approve, "req-1");
+    let reconciling = tokio::spawn(reconcile(Arc::new(decision.clone()), ctx));
+    let patch = expect_status_patch(&mut handle, &decision).await;
+    let requeue = reconciling.await.expect("joined").expect("reconciled");
+
+    let message =
+        "QuickSight shows the request APPROVED, as APPROVE asks, after this operator sent it";
+    let status = merge(
+        detail("APPROVED"),
+        json!({
+            "observedGeneration": 1,
+            "lastUpdateAttemptTime": "<time>",
+            "appliedAction": "APPROVE",
+            "appliedGeneration": 1,
+            "lastAwsRequestId": "<request-id>",
+            "attempts": 1,
+            "conditions": conditions(("True", "Applied"), ("False", "Applied"), ("False", "Applied"), [message; 3]),
+        }),
+    );
+    assert_eq!(
+        patch,
+        json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
+    );
+    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    let counters = sim.handle.counters();
+    assert_eq!(counters.count("UpdateSelfUpgrade", "ok"), 1);
+    assert_eq!(counters.count("ListSelfUpgrades", "ok"), 1);
+    assert_eq!(
+        sim.handle
+            .request(ACCOUNT, "default", "req-1")
+            .expect("exists")
+            .status,
+        SimStatus::Approved
+    );
+}
+
+#[tokio::test]
+async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    sim.handle
+        .set_status(ACCOUNT, "default", "req-1", SimStatus::Approved)
+        .expect("exists");
+    let (requeue, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+
+    let message =
+        "QuickSight shows the request APPROVED, as APPROVE asks, without a call from this operator";
+    let status = merge(
+        detail("APPROVED"),
+        json!({
+            "observedGeneration": 1,
+            "lastUpdateAttemptTime": "<time>",
+            "conditions": conditions(
+                ("True", "AlreadyApplied"), ("False", "AlreadyApplied"), ("False", "AlreadyApplied"), [message; 3]),
+        }),
+    );
+    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
+}
+
+#[tokio::test]
+async fn a_contradicting_remote_decision_stalls_without_a_call() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    sim.handle
+        .set_status(ACCOUNT, "default", "req-1", SimStatus::Denied)
+        .expect("exists");
+    let (_, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+
+    let message =
+        "the request is already DENIED in QuickSight, which contradicts APPROVE; no call was made";
+    let status = merge(
+        detail("DENIED"),
+        json!({
+            "observedGeneration": 1,
+            "lastUpdateAttemptTime": "<time>",
+            "conditions": conditions(
+                ("False", "AlreadyDecided"), ("False", "AlreadyDecided"), ("True", "AlreadyDecided"), [message; 3]),
+        }),
+    );
+    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
+}
+
+#[tokio::test]
+async fn an_unknown_request_id_stalls_as_not_found_and_is_rechecked_slowly() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    let (requeue, patch) = reconcile_once(&sim, decision(Action::Deny, "no-such-request")).await;
+
+    let message = "QuickSight lists no self-upgrade request with this id in this account and QuickSight namespace; re-checked periodically";
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": conditions(
+            ("False", "RequestNotFound"), ("False", "RequestNotFound"), ("True", "RequestNotFound"), [message; 3]),
+    });
+    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(requeue, Requeue::requeue(timing().not_found_recheck));
+    assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
+}
+
+#[tokio::test]
+async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    sim.handle
+        .force_error("UpdateSelfUpgrade", "ThrottlingException");
+    let (requeue, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+
+    let message = "UpdateSelfUpgrade failed with ThrottlingException: forced ThrottlingException by the simulator; retrying with backoff";
+    let status = merge(
+        detail("PENDING"),
+        json!({
+            "observedGeneration": 1,
+            "lastAwsRequestId": "<request-id>",
+            "attempts": 1,
+            "conditions": conditions(
+                ("False", "ThrottlingException"),
+                ("True", "ThrottlingException"),
+                ("False", "ThrottlingException"),
+                [message; 3]),
+        }),
+    );
+    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(requeue, Requeue::requeue(timing().backoff_base));
+    assert_eq!(
+        sim.handle
+            .counters()
+            .count("UpdateSelfUpgrade", "ThrottlingException"),
+        1
+    );
+    assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 0);
+}
+
+#[tokio::test]
+async fn a_terminal_rejection_is_not_sent_again_for_the_same_generation() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    sim.handle
+        .force_error("UpdateSelfUpgrade", "AccessDeniedException");
+    let first = decision(Action::Approve, "req-1");
+    let (_, patch) = reconcile_once(&sim, first.clone()).await;
+    let patch = patch.expect("status written");
+    assert_eq!(
+        patch["status"]["rejection"]["error"],
+        "AccessDeniedException"
+    );
+    assert_eq!(patch["status"]["conditions"][2]["status"], "True");
+
+    // The next reconcile of the same generation, with that status, makes no call.
+    let mut again = first;
+    let status: SelfUpgradeDecisionStatus =
+        serde_json::from_value(reconstruct_times(patch["status"].clone())).expect("status");
+    again.status = Some(status);
+    let (_, second_patch) = reconcile_once(&sim, again).await;
+    assert_eq!(second_patch, None, "nothing changed, nothing written");
+    assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_again() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    let first = decision(Action::Approve, "req-1");
+    let (_, patch) = reconcile_once(&sim, first.clone()).await;
+    let mut again = first;
+    again.status = Some(
+        serde_json::from_value(reconstruct_times(patch.expect("written")["status"].clone()))
+            .expect("status"),
+    );
+    // The request's lastUpdateAttemptTime is part of the status: take it from the simulator.
+    let stored = sim
+        .handle
+        .request(ACCOUNT, "default", "req-1")
+        .expect("exists");
+    again
+        .status
+        .as_mut()
+        .expect("status")
+        .last_update_attempt_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_millisecond(
+            stored.last_update_attempt_ms.expect("updated"),
+        )
+        .expect("time"),
+    ));
+    let (requeue, second_patch) = reconcile_once(&sim, again).await;
+    assert_eq!(second_patch, None);
+    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
+}
+
+/// Turns the "<time>" placeholders back into a fixed, valid timestamp.
+fn reconstruct_times(mut value: Value) -> Value {
+    match &mut value {
+        Value::String(s) if s == "<time>" => json!("2026-01-01T00:00:00Z"),
+        Value::Object(map) => {
+            for field in map.values_mut() {
+                *field = reconstruct_times(field.take());
+            }
+            value
+        }
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .for_each(|v| *v = reconstruct_times(v.take()));
+            value
+        }
+        _ => value,
+    }
+}
