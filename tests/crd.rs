@@ -146,3 +146,41 @@ fn the_crd_has_the_names_status_subresource_and_printer_columns() {
         ]
     );
 }
+
+#[test]
+fn every_example_is_a_valid_decision_for_a_seeded_request() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let seed = std::fs::read_to_string(format!("{examples}/simulator-seed.yaml")).expect("seed");
+    let seed = selfupgrade_operator::sim::SeedFile::parse(&seed).expect("seed parses");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).expect("examples/") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name == "simulator-seed.yaml" || !name.ends_with(".yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let decision: SelfUpgradeDecision =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let raw: Value = serde_yaml::from_str(&text).expect("yaml");
+        assert_eq!(validate(raw["spec"].clone()), Ok(()), "{name}");
+        let seeded = seed.accounts.iter().any(|ns| {
+            ns.account_id == decision.spec.aws_account_id
+                && ns.namespace == decision.spec.quicksight_namespace
+                && ns
+                    .requests
+                    .iter()
+                    .any(|r| r.id == decision.spec.upgrade_request_id)
+        });
+        assert!(
+            seeded,
+            "{name} refers to a request the example seed does not have"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} examples found");
+}

@@ -1,0 +1,128 @@
+//! The binary's subcommands as a user runs them.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_selfupgrade-operator");
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sim_prints_its_address_first_and_serves_the_seed_file() {
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml");
+    let mut child = Running(
+        Command::new(BIN)
+            .args([
+                "sim",
+                "--port",
+                "0",
+                "--seed-file",
+                seed,
+                "--account",
+                "777788889999",
+                "--generate",
+                "130",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let endpoint = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        line.trim().to_string()
+    })
+    .await
+    .expect("joined");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+
+    let config = aws_sdk_quicksight::config::Builder::from(&sdk_config())
+        .endpoint_url(&endpoint)
+        .build();
+    let client = aws_sdk_quicksight::Client::from_conf(config);
+    let seeded = client
+        .list_self_upgrades()
+        .aws_account_id("444455556666")
+        .namespace("analytics")
+        .send()
+        .await
+        .expect("seeded namespace");
+    assert_eq!(seeded.self_upgrade_request_details().len(), 1);
+    let generated = client
+        .list_self_upgrades()
+        .aws_account_id("777788889999")
+        .namespace("default")
+        .max_results(100)
+        .send()
+        .await
+        .expect("generated account");
+    assert_eq!(generated.self_upgrade_request_details().len(), 100);
+    assert!(generated.next_token().is_some());
+}
+
+#[test]
+fn sim_refuses_a_bad_seed_file_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "accounts:\n  - accountId: '111122223333'\n    requests: [{id: x}]\n",
+    )
+    .expect("write");
+    let output = Command::new(BIN)
+        .args(["sim", "--seed-file"])
+        .arg(&seed)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("parsing seed file") && stderr.contains("userName"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sim_refuses_a_malformed_account() {
+    let output = Command::new(BIN)
+        .args(["sim", "--account", "12345"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--account must be 12 digits"));
+}
+
+#[test]
+fn run_without_a_cluster_fails_with_a_clear_message() {
+    let output = Command::new(BIN)
+        .args(["run", "--region", REGION])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to Kubernetes"), "{stderr}");
+}
+
+#[test]
+fn crd_prints_the_committed_crd() {
+    let output = Command::new(BIN).arg("crd").output().expect("runs");
+    assert!(output.status.success());
+    let committed = include_str!("../crds/selfupgradedecision.yaml");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
+}
