@@ -1,5 +1,6 @@
 use clap::Parser;
 use selfupgrade_operator::cli::{self, Cli, Command, LogFormat};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
