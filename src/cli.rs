@@ -5,7 +5,9 @@ use crate::api::SelfUpgradeDecision;
 use crate::controller::{self, WatchScope};
 use crate::quicksight::{RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
-use crate::sim::{self, EpochUnit, FaultSettings, RunningSim, SeedFile, SimHandle, World};
+use crate::sim::quicksight::{
+    self as qs_sim, EpochUnit, FaultSettings, RunningSim, SeedFile, SimHandle, World,
+};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
@@ -39,6 +41,8 @@ pub enum Command {
     Crd,
     /// Run the QuickSight self-upgrade simulator (for tests and local trials).
     Sim(SimArgs),
+    /// Run an embedded Kubernetes API server, the QuickSight simulator and the operator together.
+    Playground(crate::playground::PlaygroundArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -147,7 +151,7 @@ impl SimArgs {
                 "fault fractions must lie in 0..=1, got {fraction}"
             );
         }
-        let now = sim::epoch_millis();
+        let now = qs_sim::epoch_millis();
         let mut world = World {
             epoch_unit: self.epoch_unit,
             ..World::default()
@@ -165,7 +169,7 @@ impl SimArgs {
                 "--account must be 12 digits, got {account:?}"
             );
             let requests =
-                sim::generate_requests(self.generate, self.seed.wrapping_add(index as u64), now);
+                qs_sim::generate_requests(self.generate, self.seed.wrapping_add(index as u64), now);
             world
                 .ensure_namespace(account, &self.quicksight_namespace)
                 .requests

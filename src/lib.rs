@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod decide;
+pub mod playground;
 pub mod quicksight;
 pub mod reconcile;
 pub mod sim;

@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(sim) => cli::run_simulator(sim).await,
+        Command::Playground(args) => selfupgrade_operator::playground::run(args).await,
     }
 }
 

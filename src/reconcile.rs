@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// The field manager that owns `.status` (server-side apply).
 pub const FIELD_MANAGER: &str = "selfupgrade-operator";

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use selfupgrade_operator::sim::SimStatus;
+use selfupgrade_operator::sim::quicksight::SimStatus;
 use serde_json::Value;
 use std::process::Command;
 

@@ -151,7 +151,7 @@ fn the_crd_has_the_names_status_subresource_and_printer_columns() {
 fn every_example_is_a_valid_decision_for_a_seeded_request() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let seed = std::fs::read_to_string(format!("{examples}/simulator-seed.yaml")).expect("seed");
-    let seed = selfupgrade_operator::sim::SeedFile::parse(&seed).expect("seed parses");
+    let seed = selfupgrade_operator::sim::quicksight::SeedFile::parse(&seed).expect("seed parses");
     let mut checked = 0;
     for entry in std::fs::read_dir(examples).expect("examples/") {
         let path = entry.expect("entry").path();

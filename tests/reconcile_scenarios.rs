@@ -13,7 +13,7 @@ use selfupgrade_operator::api::{
 };
 use selfupgrade_operator::quicksight::RequestDirectory;
 use selfupgrade_operator::reconcile::{Context, Timing, reconcile};
-use selfupgrade_operator::sim::{RunningSim, SimStatus};
+use selfupgrade_operator::sim::quicksight::{RunningSim, SimStatus};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;

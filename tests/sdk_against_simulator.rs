@@ -8,7 +8,9 @@ use selfupgrade_operator::api::Action;
 use selfupgrade_operator::quicksight::{
     ErrorClass, RequestDirectory, RequestStatus, Scope, SelfUpgradeApi,
 };
-use selfupgrade_operator::sim::{EpochUnit, FaultSettings, RunningSim, SimHandle, World};
+use selfupgrade_operator::sim::quicksight::{
+    EpochUnit, FaultSettings, RunningSim, SimHandle, World,
+};
 use std::sync::Arc;
 use std::time::Duration;
 

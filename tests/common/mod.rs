@@ -3,7 +3,7 @@
 
 use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
 use selfupgrade_operator::quicksight::{SdkQuickSight, SdkSettings};
-use selfupgrade_operator::sim::{
+use selfupgrade_operator::sim::quicksight::{
     FaultSettings, RunningSim, SimHandle, SimRequest, SimStatus, World,
 };
 use std::time::Duration;

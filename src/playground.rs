@@ -1,0 +1,172 @@
+//! `selfupgrade-operator playground`: the embedded API server, the QuickSight simulator (seeded
+//! with the requests `examples/` decides) and the operator, in one process.
+
+use crate::controller::{self, WatchScope};
+use crate::quicksight::{RequestDirectory, SdkQuickSight, SdkSettings};
+use crate::reconcile::{Context, Timing};
+use crate::sim::apiserver::{ApiServerConfig, RunningApiServer};
+use crate::sim::quicksight::{
+    self as qs_sim, FaultSettings, RunningSim, SeedFile, SimHandle, World,
+};
+use anyhow::Context as _;
+use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The requests the playground's simulator starts with: the ones `examples/` refers to.
+const PLAYGROUND_SEED: &str = include_str!("../examples/simulator-seed.yaml");
+/// The region the playground's operator uses for decisions without one.
+pub const PLAYGROUND_REGION: &str = "us-east-1";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlaygroundArgs {
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = "playground.kubeconfig")]
+    pub kubeconfig: PathBuf,
+    /// Directory of CRD YAML files the API server serves.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))]
+    pub crd_dir: PathBuf,
+    /// Port of the API server (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub apiserver_port: u16,
+    /// Port of the QuickSight simulator (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub quicksight_port: u16,
+}
+
+/// The three parts of a playground, running.
+pub struct Playground {
+    pub apiserver: RunningApiServer,
+    pub quicksight: RunningSim,
+    controller: tokio::task::JoinHandle<()>,
+    stop_controller: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Timings short enough to watch things happen.
+pub fn playground_timing() -> Timing {
+    Timing {
+        awaiting_recheck: Duration::from_secs(2),
+        failed_recheck: Duration::from_secs(10),
+        not_found_recheck: Duration::from_secs(15),
+        resync: Duration::from_secs(60),
+        backoff_base: Duration::from_millis(500),
+        backoff_cap: Duration::from_secs(10),
+    }
+}
+
+impl Playground {
+    /// Starts the API server and the simulator on loopback and the operator against both.
+    pub async fn start(args: &PlaygroundArgs, seed: SimHandle) -> anyhow::Result<Self> {
+        let apiserver = RunningApiServer::start(ApiServerConfig {
+            port: args.apiserver_port,
+            crd_dir: args.crd_dir.clone(),
+            ..ApiServerConfig::default()
+        })
+        .await
+        .context("starting the embedded API server")?;
+        let quicksight = RunningSim::start(args.quicksight_port, seed)
+            .await
+            .context("starting the QuickSight simulator")?;
+        let client = apiserver
+            .client()
+            .await
+            .context("connecting to the embedded API server")?;
+        let ctx = Arc::new(Context::new(
+            client,
+            RequestDirectory::new(
+                Arc::new(simulator_client(&quicksight.endpoint())),
+                Duration::from_secs(5),
+            ),
+            Some(PLAYGROUND_REGION.to_string()),
+            playground_timing(),
+        ));
+        let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
+        let controller = tokio::spawn(controller::run(
+            ctx,
+            WatchScope::AllNamespaces,
+            8,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            apiserver,
+            quicksight,
+            controller,
+            stop_controller,
+        })
+    }
+
+    /// Stops the operator (finishing running reconciles), then the servers.
+    pub async fn stop(self) {
+        let _ = self.stop_controller.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.controller).await;
+        self.quicksight.stop().await;
+        self.apiserver.stop().await;
+    }
+}
+
+/// The SDK adapter pointed at the simulator, with fixed playground credentials (the simulator
+/// only checks that calls are signed).
+pub fn simulator_client(endpoint: &str) -> SdkQuickSight {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(PLAYGROUND_REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDPLAYGROUND",
+            "playground-secret",
+            None,
+            None,
+            "playground",
+        )))
+        .build();
+    SdkQuickSight::new(
+        config,
+        SdkSettings {
+            endpoint_url: Some(endpoint.to_string()),
+            call_timeout: Duration::from_secs(10),
+        },
+    )
+}
+
+/// The simulator state the playground starts with.
+pub fn playground_seed() -> anyhow::Result<SimHandle> {
+    let mut world = World::default();
+    SeedFile::parse(PLAYGROUND_SEED)
+        .context("parsing the playground seed")?
+        .apply(&mut world, qs_sim::epoch_millis());
+    Ok(SimHandle::new(world, FaultSettings::default(), 1))
+}
+
+/// Runs the playground until Ctrl-C / SIGTERM.
+pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
+    let playground = Playground::start(&args, playground_seed()?).await?;
+    playground
+        .apiserver
+        .write_kubeconfig(&args.kubeconfig)
+        .context("writing the playground kubeconfig")?;
+    let kc = args.kubeconfig.display();
+    println!(
+        "Playground running.\n\
+         \n  Kubernetes API server   {api}  (kubeconfig: {kc})\
+         \n  QuickSight simulator    {qs}  (admin: {qs}/_sim/requests)\
+         \n  Operator                watching all namespaces, region {region}\n\
+         \nIn another terminal:\n\
+         \n  export KUBECONFIG={kc}\
+         \n  kubectl apply -f examples/\
+         \n  kubectl get sud -w\
+         \n  kubectl wait --for=condition=Ready sud/approve-alice\
+         \n  kubectl describe sud/verify-carol\
+         \n  kubectl patch sud verify-carol --type merge -p '{{\"spec\":{{\"action\":\"DENY\"}}}}'\
+         \n  kubectl delete sud approve-alice\n\
+         \nCtrl-C stops everything.",
+        api = playground.apiserver.url(),
+        qs = playground.quicksight.endpoint(),
+        region = PLAYGROUND_REGION,
+    );
+    crate::cli::shutdown_signal().await;
+    println!("Stopping…");
+    playground.stop().await;
+    Ok(())
+}

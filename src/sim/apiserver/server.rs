@@ -1,0 +1,382 @@
+//! The HTTP side: a bearer token, path routing onto resource types, discovery, and startup with
+//! a kubeconfig that kubectl and kube-rs read.
+
+use super::discovery;
+use super::errors::ApiError;
+use super::objects;
+use super::registry::Registry;
+use super::store::{ChangeKind, ObjectKey, Store};
+use super::validation::{TypeValidator, validator_for};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How the API server is started.
+#[derive(Clone, Debug)]
+pub struct ApiServerConfig {
+    /// 0: any free port on 127.0.0.1.
+    pub port: u16,
+    /// Directory whose CustomResourceDefinition YAML files are served.
+    pub crd_dir: PathBuf,
+    /// Changes retained for watches from an older resourceVersion.
+    pub history_limit: usize,
+    /// How often watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// Namespaces that exist at start (`default` exists, as in any cluster).
+    pub namespaces: Vec<String>,
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            crd_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/crds")),
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(60),
+            namespaces: vec!["default".to_string()],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryError),
+    #[error("CRD {resource}: {message}")]
+    Schema { resource: String, message: String },
+    #[error("binding the API server's port: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("creating the API server's TLS certificate: {0}")]
+    Certificate(String),
+    #[error("writing the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared by every request.
+pub struct ApiState {
+    pub registry: Registry,
+    pub validators: Vec<Option<TypeValidator>>,
+    store: Mutex<Store>,
+    pub token: String,
+    pub address: String,
+    pub bookmark_interval: Duration,
+}
+
+impl ApiState {
+    pub fn lock_store(&self) -> MutexGuard<'_, Store> {
+        // The store holds plain data; a panic elsewhere does not make it unusable.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a resource URL names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub type_id: usize,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// A running API server (HTTPS with a self-signed certificate: kubectl sends bearer tokens
+/// only over TLS).
+pub struct RunningApiServer {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub state: Arc<ApiState>,
+    /// PEM of the server's self-signed certificate, the kubeconfig's certificate authority.
+    pub certificate_pem: String,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningApiServer {
+    pub async fn start(config: ApiServerConfig) -> Result<Self, StartError> {
+        let mut registry = Registry::with_builtins();
+        registry.load_crd_dir(&config.crd_dir)?;
+        let validators = registry
+            .types
+            .iter()
+            .map(|t| {
+                validator_for(t)
+                    .transpose()
+                    .map_err(|message| StartError::Schema {
+                        resource: t.resource_name(),
+                        message,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let listener =
+            std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(StartError::Bind)?;
+        listener.set_nonblocking(true).map_err(StartError::Bind)?;
+        let addr = listener.local_addr().map_err(StartError::Bind)?;
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| StartError::Certificate(e.to_string()))?;
+        let certificate_pem = certified.cert.pem();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            certificate_pem.clone().into_bytes(),
+            certified.signing_key.serialize_pem().into_bytes(),
+        )
+        .await
+        .map_err(|e| StartError::Certificate(e.to_string()))?;
+        let token = random_token();
+        let mut store = Store::new(config.history_limit);
+        let namespace_type = registry
+            .types
+            .iter()
+            .position(|t| t.group.is_empty() && t.plural == "namespaces")
+            .unwrap_or(0);
+        for namespace in &config.namespaces {
+            let object = objects::new_namespace(namespace);
+            let key = ObjectKey {
+                type_id: namespace_type,
+                namespace: String::new(),
+                name: namespace.clone(),
+            };
+            store.put(key, object, ChangeKind::Added);
+        }
+        let state = Arc::new(ApiState {
+            registry,
+            validators,
+            store: Mutex::new(store),
+            token: token.clone(),
+            address: addr.to_string(),
+            bookmark_interval: config.bookmark_interval,
+        });
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let server_handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, tls)
+            .map_err(StartError::Bind)?
+            .handle(server_handle.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = server.serve(app.into_make_service()).await {
+                tracing::error!(%error, "API server failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            token,
+            state,
+            certificate_pem,
+            handle: server_handle,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server, with `default` as the namespace.
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: selfupgrade-playground\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: playground-admin\n  user:\n    token: {token}\n\
+             contexts:\n- name: selfupgrade-playground\n  context:\n    cluster: selfupgrade-playground\n    user: playground-admin\n    namespace: default\n\
+             current-context: selfupgrade-playground\n",
+            url = self.url(),
+            ca = base64::engine::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &self.certificate_pem
+            ),
+            token = self.token
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), StartError> {
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| StartError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// A kube-rs client for this server.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    pub async fn stop(mut self) {
+        // Open watches keep connections alive; give them a moment, then close them.
+        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn handle(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == state.token);
+    if !authorized {
+        return ApiError::unauthorized().into_response();
+    }
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match route(
+        &state,
+        &method,
+        &path,
+        &query,
+        &headers,
+        body,
+        accept.as_deref(),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn json_response(value: Value) -> Response {
+    axum::Json(value).into_response()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    state: &Arc<ApiState>,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+    accept: Option<&str>,
+) -> Result<Response, ApiError> {
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let registry = &state.registry;
+    let aggregated = |core: bool| {
+        let mut response = json_response(discovery::aggregated(registry, core));
+        if let Ok(value) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
+            response.headers_mut().insert("content-type", value);
+        }
+        response
+    };
+    match segments.as_slice() {
+        ["version"] => return Ok(json_response(discovery::version())),
+        ["api"] if discovery::wants_aggregated(accept) => return Ok(aggregated(true)),
+        ["api"] => return Ok(json_response(discovery::core_versions(&state.address))),
+        ["apis"] if discovery::wants_aggregated(accept) => return Ok(aggregated(false)),
+        ["apis"] => return Ok(json_response(discovery::group_list(registry))),
+        ["api", version] => {
+            return discovery::resource_list(registry, "", version)
+                .map(json_response)
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", group] => {
+            let list = discovery::group_list(registry);
+            return list["groups"]
+                .as_array()
+                .and_then(|groups| groups.iter().find(|g| g["name"] == *group))
+                .map(|g| {
+                    let mut g = g.clone();
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    json_response(g)
+                })
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", group, version] => {
+            return discovery::resource_list(registry, group, version)
+                .map(json_response)
+                .ok_or_else(ApiError::no_route);
+        }
+        ["openapi", "v3"] => return Ok(json_response(discovery::openapi_root(registry))),
+        ["openapi", "v3", "api", version] => {
+            return discovery::openapi_group_version(registry, "", version)
+                .map(json_response)
+                .ok_or_else(ApiError::no_route);
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            return discovery::openapi_group_version(registry, group, version)
+                .map(json_response)
+                .ok_or_else(ApiError::no_route);
+        }
+        _ => {}
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
+        ["api", version, rest @ ..] if !rest.is_empty() => ("", version, rest),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => (group, version, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let target = resolve(registry, group, version, rest).ok_or_else(ApiError::no_route)?;
+    objects::dispatch(state, method, target, query, headers, body, accept).await
+}
+
+/// Maps the part of a resource URL after the group-version onto a [`Target`].
+fn resolve(registry: &Registry, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let type_id = |plural: &str| {
+        registry
+            .types
+            .iter()
+            .position(|t| t.group == group && t.version == version && t.plural == plural)
+    };
+    let namespaced_path =
+        rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
+    if namespaced_path {
+        let id = type_id(rest[2])?;
+        if !registry.types[id].namespaced || rest.len() > 5 {
+            return None;
+        }
+        return Some(Target {
+            type_id: id,
+            namespace: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| s.to_string()),
+            subresource: rest.get(4).map(|s| s.to_string()),
+        });
+    }
+    let id = type_id(rest[0])?;
+    if rest.len() > 3 || (registry.types[id].namespaced && rest.len() > 1) {
+        return None;
+    }
+    Some(Target {
+        type_id: id,
+        namespace: None,
+        name: rest.get(1).map(|s| s.to_string()),
+        subresource: rest.get(2).map(|s| s.to_string()),
+    })
+}

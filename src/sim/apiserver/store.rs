@@ -1,0 +1,200 @@
+//! The in-memory object store: objects by (type, namespace, name), one global resourceVersion
+//! that increases on every write, and a bounded history of changes that watches replay from.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Index of the type in the registry.
+    pub type_id: usize,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One write, as watches see it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub revision: u64,
+    pub key: ObjectKey,
+    pub kind: ChangeKind,
+    pub object: Arc<Value>,
+}
+
+pub struct Store {
+    objects: BTreeMap<ObjectKey, Value>,
+    revision: u64,
+    history: VecDeque<Change>,
+    history_limit: usize,
+    /// Changes up to and including this revision are no longer in `history`.
+    compacted_through: u64,
+    live: broadcast::Sender<Change>,
+}
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let (live, _) = broadcast::channel(history_limit.max(1024));
+        Self {
+            objects: BTreeMap::new(),
+            revision: 1,
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+            compacted_through: 1,
+            live,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn compacted_through(&self) -> u64 {
+        self.compacted_through
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    /// Objects of a type, in one namespace or (None) all, ordered by namespace and name.
+    pub fn list(
+        &self,
+        type_id: usize,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = (&ObjectKey, &Value)> {
+        self.objects.iter().filter(move |(k, _)| {
+            k.type_id == type_id && namespace.is_none_or(|ns| k.namespace == ns)
+        })
+    }
+
+    /// Stores `object` under a new revision and returns it with that `resourceVersion`.
+    pub fn put(&mut self, key: ObjectKey, mut object: Value, kind: ChangeKind) -> Value {
+        self.revision += 1;
+        object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
+        self.objects.insert(key.clone(), object.clone());
+        self.record(key, kind, object.clone());
+        object
+    }
+
+    /// Removes an object; watches see it with a new revision.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        self.revision += 1;
+        object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
+        self.record(key.clone(), ChangeKind::Deleted, object.clone());
+        Some(object)
+    }
+
+    fn record(&mut self, key: ObjectKey, kind: ChangeKind, object: Value) {
+        let change = Change {
+            revision: self.revision,
+            key,
+            kind,
+            object: Arc::new(object),
+        };
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(dropped) = self.history.pop_front() {
+                self.compacted_through = dropped.revision;
+            }
+        }
+        // No receiver is fine: nobody is watching.
+        let _ = self.live.send(change);
+    }
+
+    /// Forgets all history; a watch from any earlier revision then gets 410 Gone.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted_through = self.revision;
+    }
+
+    /// Changes after `revision`, and a receiver for the ones to come; `None` when the history
+    /// no longer reaches back that far.
+    pub fn changes_since(
+        &self,
+        revision: u64,
+    ) -> Option<(Vec<Change>, broadcast::Receiver<Change>)> {
+        if revision < self.compacted_through {
+            return None;
+        }
+        let replay = self
+            .history
+            .iter()
+            .filter(|c| c.revision > revision)
+            .cloned()
+            .collect();
+        Some((replay, self.live.subscribe()))
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey {
+            type_id: 0,
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn every_write_gets_a_higher_revision() {
+        let mut store = Store::new(10);
+        let a = store.put(key("a"), json!({"metadata": {}}), ChangeKind::Added);
+        let b = store.put(key("a"), json!({"metadata": {}}), ChangeKind::Modified);
+        let rv = |v: &Value| {
+            v["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+        };
+        assert!(rv(&b) > rv(&a));
+        let removed = store.remove(&key("a")).expect("present");
+        assert!(rv(&removed) > rv(&b));
+        assert_eq!(store.revision(), rv(&removed).expect("rv"));
+    }
+
+    #[test]
+    fn history_replays_and_expires() {
+        let mut store = Store::new(2);
+        for name in ["a", "b", "c"] {
+            store.put(key(name), json!({"metadata": {}}), ChangeKind::Added);
+        }
+        // Revisions 2, 3, 4 were written; only 3 and 4 are retained.
+        assert!(store.changes_since(1).is_none());
+        let (replay, _) = store.changes_since(2).expect("retained");
+        assert_eq!(
+            replay.iter().map(|c| c.revision).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        store.compact();
+        assert!(store.changes_since(3).is_none());
+        assert!(store.changes_since(4).is_some());
+    }
+}

@@ -1,0 +1,300 @@
+//! A local stand-in for QuickSight's self-upgrade API, for tests and the playground.
+//!
+//! It speaks the real wire protocol (rest-json, SigV4-signed requests, `x-amzn-ErrorType`
+//! errors), so `aws-sdk-quicksight`, boto3 and the AWS CLI use it unmodified through an endpoint
+//! override. The operator's production path never imports this module.
+
+mod admin;
+mod error;
+mod faults;
+mod seed;
+mod wire;
+mod world;
+
+pub use error::SimError;
+pub use faults::{FaultSettings, ForcedError};
+pub use seed::{SeedFile, SeedNamespace, generate_requests};
+pub use world::{EpochUnit, SimNamespace, SimRequest, SimStatus, World};
+
+use faults::Faults;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Calls and their outcomes, for tests that assert exactly how many calls were made.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    /// operation → outcome (`ok` or the exception name) → count.
+    pub calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// SigV4 access key id → number of calls signed with it.
+    pub access_keys: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    /// Calls of `operation` that ended with `outcome` (`ok` or an exception name).
+    pub fn count(&self, operation: &str, outcome: &str) -> u64 {
+        self.calls
+            .get(operation)
+            .and_then(|outcomes| outcomes.get(outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// All calls of `operation`, whatever their outcome.
+    pub fn total(&self, operation: &str) -> u64 {
+        self.calls
+            .get(operation)
+            .map(|o| o.values().sum())
+            .unwrap_or(0)
+    }
+}
+
+struct SimState {
+    world: World,
+    faults: Faults,
+    counters: Counters,
+    next_request_id: u64,
+}
+
+/// A handle on a running simulator's state: the in-process twin of the HTTP admin interface.
+#[derive(Clone)]
+pub struct SimHandle {
+    state: Arc<Mutex<SimState>>,
+}
+
+impl SimHandle {
+    pub fn new(world: World, faults: FaultSettings, seed: u64) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(SimState {
+                world,
+                faults: Faults::new(faults, seed),
+                counters: Counters::default(),
+                next_request_id: 1,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    pub fn faults(&self) -> FaultSettings {
+        self.lock().faults.settings.clone()
+    }
+
+    pub fn set_faults(&self, settings: FaultSettings) {
+        self.lock().faults.replace(settings);
+    }
+
+    /// Forces `code` on the next call of `operation`.
+    pub fn force_error(&self, operation: &str, code: &str) {
+        self.lock().faults.settings.forced.push_back(ForcedError {
+            operation: operation.to_string(),
+            code: code.to_string(),
+            message: None,
+        });
+    }
+
+    /// Every request the simulator holds, by (account, namespace).
+    pub fn requests(&self) -> BTreeMap<(String, String), Vec<SimRequest>> {
+        self.lock()
+            .world
+            .namespaces
+            .iter()
+            .map(|(key, ns)| (key.clone(), ns.requests.clone()))
+            .collect()
+    }
+
+    pub fn request(
+        &self,
+        account: &str,
+        namespace: &str,
+        id: &str,
+    ) -> Result<SimRequest, SimError> {
+        self.lock()
+            .world
+            .request_mut(account, namespace, id)
+            .map(|r| r.clone())
+    }
+
+    /// Adds a request (as a user asking for an upgrade would); the namespace is created if new.
+    pub fn add_request(
+        &self,
+        account: &str,
+        namespace: &str,
+        request: SimRequest,
+    ) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let ns = state.world.ensure_namespace(account, namespace);
+        if ns.requests.iter().any(|r| r.id == request.id) {
+            return Err(SimError::limit_exceeded(format!(
+                "request {} already exists",
+                request.id
+            )));
+        }
+        ns.requests.push(request);
+        Ok(())
+    }
+
+    /// Decides a request outside the operator, as an admin in the console would.
+    pub fn set_status(
+        &self,
+        account: &str,
+        namespace: &str,
+        id: &str,
+        status: SimStatus,
+    ) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let now = epoch_millis();
+        let request = state.world.request_mut(account, namespace, id)?;
+        request.status = status;
+        request.last_update_attempt_ms = Some(now);
+        Ok(())
+    }
+
+    /// Adds the user to (or removes them from) the group VERIFY checks.
+    pub fn set_group_membership(
+        &self,
+        account: &str,
+        namespace: &str,
+        id: &str,
+        member: bool,
+    ) -> Result<(), SimError> {
+        self.lock()
+            .world
+            .request_mut(account, namespace, id)?
+            .in_required_group = member;
+        Ok(())
+    }
+
+    /// Makes the next `count` APPROVE actions on a request end UPDATE_FAILED.
+    pub fn fail_next_updates(
+        &self,
+        account: &str,
+        namespace: &str,
+        id: &str,
+        count: u32,
+    ) -> Result<(), SimError> {
+        self.lock()
+            .world
+            .request_mut(account, namespace, id)?
+            .fail_next_updates = count;
+        Ok(())
+    }
+
+    /// Runs one API call: fault injection, the operation itself, and counting. Returns the
+    /// QuickSight request id for the answer alongside the result.
+    fn call<T>(
+        &self,
+        operation: &str,
+        access_key: Option<&str>,
+        op: impl FnOnce(&mut World) -> Result<T, SimError>,
+    ) -> (String, Result<T, SimError>) {
+        let mut state = self.lock();
+        let request_id = format!("sim-{:012x}", state.next_request_id);
+        state.next_request_id += 1;
+        if let Some(key) = access_key {
+            *state
+                .counters
+                .access_keys
+                .entry(key.to_string())
+                .or_default() += 1;
+        }
+        // Unsigned calls are refused by `op` before faults could make them look throttled.
+        let fault =
+            access_key.and_then(|_| state.faults.inject(operation, std::time::Instant::now()));
+        let result = match fault {
+            Some(error) => Err(error),
+            None => op(&mut state.world),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.code.to_string(),
+        };
+        *state
+            .counters
+            .calls
+            .entry(operation.to_string())
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
+        (request_id, result)
+    }
+
+    fn latency(&self) -> Duration {
+        self.lock().faults.latency()
+    }
+
+    fn epoch_unit(&self) -> EpochUnit {
+        self.lock().world.epoch_unit
+    }
+}
+
+/// A simulator serving HTTP on loopback.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub handle: SimHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// Binds `127.0.0.1:port` (0: any free port) and serves until stopped.
+    pub async fn start(port: u16, handle: SimHandle) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let app = wire::router(handle.clone()).merge(admin::router(handle.clone()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "simulator server failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            handle,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint URL for clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting calls and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Resolves when the server stops on its own (it only does on failure).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+pub(crate) fn epoch_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
