@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The requests the playground's simulator starts with: the ones `examples/` refers to.
-const PLAYGROUND_SEED: &str = include_str!("../examples/simulator-seed.yaml");
+const PLAYGROUND_SEED: &str = include_str!("../examples/simulator/seed.yaml");
 /// The region the playground's operator uses for decisions without one.
 pub const PLAYGROUND_REGION: &str = "us-east-1";
 

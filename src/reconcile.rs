@@ -112,20 +112,25 @@ pub async fn reconcile(
     decision: Arc<SelfUpgradeDecision>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let generation = decision.metadata.generation.unwrap_or(0);
-    let action = decision.spec.action;
-    let uid = decision.uid().unwrap_or_default();
     let span = tracing::info_span!(
         "reconcile",
         namespace = decision.namespace().unwrap_or_default(),
         name = decision.name_any(),
         account = decision.spec.aws_account_id,
         request = decision.spec.upgrade_request_id,
-        action = %action,
-        generation,
+        action = %decision.spec.action,
+        generation = decision.metadata.generation.unwrap_or(0),
     );
-    let _entered = span.enter();
+    reconcile_decision(decision, ctx).instrument(span).await
+}
 
+async fn reconcile_decision(
+    decision: Arc<SelfUpgradeDecision>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let generation = decision.metadata.generation.unwrap_or(0);
+    let action = decision.spec.action;
+    let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
     let verdict = match scope_of(&decision, ctx.default_region.as_deref()) {
         Ok(scope) => observe_and_act(&decision, &ctx, &scope, generation, &mut status).await,

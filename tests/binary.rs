@@ -19,7 +19,7 @@ impl Drop for Running {
 
 #[tokio::test]
 async fn sim_prints_its_address_first_and_serves_the_seed_file() {
-    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator-seed.yaml");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/simulator/seed.yaml");
     let mut child = Running(
         Command::new(BIN)
             .args([

@@ -74,3 +74,85 @@ pub fn sdk_client(sim: &RunningSim) -> aws_sdk_quicksight::Client {
         .build();
     aws_sdk_quicksight::Client::from_conf(config)
 }
+
+use kube::Api;
+use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
+use selfupgrade_operator::playground::{Playground, PlaygroundArgs};
+
+/// A playground (API server + simulator + controller) on free ports, with `handle` as the
+/// simulator's state.
+pub async fn start_playground(
+    handle: selfupgrade_operator::sim::quicksight::SimHandle,
+) -> Playground {
+    let args = PlaygroundArgs {
+        kubeconfig: "unused.kubeconfig".into(),
+        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        apiserver_port: 0,
+        quicksight_port: 0,
+    };
+    Playground::start(&args, handle)
+        .await
+        .expect("playground starts")
+}
+
+pub fn new_decision(
+    name: &str,
+    account: &str,
+    request_id: &str,
+    action: Action,
+) -> SelfUpgradeDecision {
+    SelfUpgradeDecision::new(
+        name,
+        SelfUpgradeDecisionSpec {
+            aws_account_id: account.into(),
+            quicksight_namespace: "default".into(),
+            upgrade_request_id: request_id.into(),
+            action,
+            region: None,
+        },
+    )
+}
+
+/// Polls `name` until `done` holds, or fails after `seconds`.
+pub async fn wait_for(
+    api: &Api<SelfUpgradeDecision>,
+    name: &str,
+    seconds: u64,
+    done: impl Fn(&SelfUpgradeDecision) -> bool,
+) -> SelfUpgradeDecision {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Ok(Some(decision)) = api.get_opt(name).await {
+            if done(&decision) {
+                return decision;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{name} did not converge in {seconds}s: {:#?}",
+                    decision.status
+                );
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            panic!("{name} not found after {seconds}s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status of condition `type_` ("True"/"False"), with its reason.
+pub fn condition(decision: &SelfUpgradeDecision, type_: &str) -> Option<(String, String)> {
+    decision
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The condition as a pair of string slices, for assertions.
+pub fn is(decision: &SelfUpgradeDecision, type_: &str, status: &str, reason: &str) -> bool {
+    condition(decision, type_).is_some_and(|(s, r)| s == status && r == reason)
+        && decision.status.as_ref().and_then(|s| s.observed_generation)
+            == decision.metadata.generation
+}

@@ -571,9 +571,8 @@ mod tests {
             None,
         )
         .expect("applied");
-        let conflicts = run(&object, json!({"spec": {"a": "2"}}), "bob", false, None)
-            .err()
-            .expect("conflict");
+        let conflicts =
+            run(&object, json!({"spec": {"a": "2"}}), "bob", false, None).expect_err("conflict");
         assert_eq!(conflicts[0].field, ".spec.a");
         assert!(conflicts[0].message.contains("alice"));
         // Same value: shared ownership, no conflict.

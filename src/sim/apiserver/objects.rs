@@ -202,11 +202,11 @@ fn list(
     }
     let revision = store.revision().to_string();
     let mut metadata = json!({"resourceVersion": revision});
-    if more > 0 {
-        if let Some((key, _)) = page.last() {
-            metadata["continue"] = json!(format!("{}/{}", key.namespace, key.name));
-            metadata["remainingItemCount"] = json!(more);
-        }
+    if more > 0
+        && let Some((key, _)) = page.last()
+    {
+        metadata["continue"] = json!(format!("{}/{}", key.namespace, key.name));
+        metadata["remainingItemCount"] = json!(more);
     }
     if as_table {
         let objects: Vec<&Value> = page.iter().map(|(_, o)| *o).collect();
@@ -263,16 +263,15 @@ fn create(
 ) -> Result<Response, ApiError> {
     let resource = &state.registry.types[target.type_id];
     let mut object = parse_body(body)?;
-    if let Some(ns) = object["metadata"]["namespace"].as_str() {
-        if target
+    if let Some(ns) = object["metadata"]["namespace"].as_str()
+        && target
             .namespace
             .as_deref()
             .is_some_and(|path_ns| path_ns != ns)
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     let name = match (
         object["metadata"]["name"].as_str(),
@@ -338,11 +337,12 @@ fn update(
         .cloned()
         .ok_or_else(|| ApiError::not_found(&resource.resource_name(), &name))?;
     match object["metadata"]["resourceVersion"].as_str() {
-        Some(rv) if !rv.is_empty() => {
-            if current["metadata"]["resourceVersion"].as_str() != Some(rv) {
-                return Err(ApiError::conflict(&resource.resource_name(), &name));
-            }
+        Some(rv)
+            if !rv.is_empty() && current["metadata"]["resourceVersion"].as_str() != Some(rv) =>
+        {
+            return Err(ApiError::conflict(&resource.resource_name(), &name));
         }
+        Some(rv) if !rv.is_empty() => {}
         _ if resource.custom => {
             return Err(ApiError::invalid(
                 &resource.kind_name(),

@@ -83,10 +83,10 @@ fn as_json_schema(schema: &Value) -> Value {
                         Value::Array(vec![Value::String(t.clone()), Value::String("null".into())]),
                     );
                 }
-                if let Some(Value::Array(options)) = out.get_mut("enum") {
-                    if !options.contains(&Value::Null) {
-                        options.push(Value::Null);
-                    }
+                if let Some(Value::Array(options)) = out.get_mut("enum")
+                    && !options.contains(&Value::Null)
+                {
+                    options.push(Value::Null);
                 }
             }
             Value::Object(out)
@@ -150,7 +150,7 @@ fn cause_of(error: &jsonschema::ValidationError<'_>) -> Cause {
     use jsonschema::error::ValidationErrorKind as Kind;
     let mut field = pointer_to_field(&error.instance_path().to_string());
     let value = error.instance();
-    let shown = serde_json::to_string(&*value).unwrap_or_default();
+    let shown = serde_json::to_string(value).unwrap_or_default();
     let (reason, message) = match error.kind() {
         Kind::Required { property } => {
             let name = property.as_str().unwrap_or_default();

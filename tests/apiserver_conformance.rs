@@ -1,0 +1,363 @@
+//! The embedded API server behaves like a real one where the operator and its users rely on it,
+//! driven through kube-rs.
+
+mod common;
+
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
+use serde_json::json;
+
+async fn server(history_limit: usize) -> (RunningApiServer, Api<SelfUpgradeDecision>) {
+    let server = RunningApiServer::start(ApiServerConfig {
+        history_limit,
+        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .expect("starts");
+    let api = Api::namespaced(server.client().await.expect("client"), "default");
+    (server, api)
+}
+
+fn api_error(error: kube::Error) -> Box<kube::core::Status> {
+    match error {
+        kube::Error::Api(status) => status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_resource_version_is_a_conflict() {
+    let (_server, api) = server(100).await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &new_decision("a", ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let mut first = created.clone();
+    first.spec.action = Action::Deny;
+    let replaced = api
+        .replace("a", &PostParams::default(), &first)
+        .await
+        .expect("replaced");
+    assert_ne!(
+        replaced.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    let mut stale = created;
+    stale.spec.action = Action::Verify;
+    let error = api_error(
+        api.replace("a", &PostParams::default(), &stale)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!((error.code, error.reason.as_str()), (409, "Conflict"));
+
+    let error = api_error(
+        api.create(
+            &PostParams::default(),
+            &new_decision("a", ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect_err("exists"),
+    );
+    assert_eq!((error.code, error.reason.as_str()), (409, "AlreadyExists"));
+    let error = api_error(api.get("missing").await.expect_err("missing"));
+    assert_eq!((error.code, error.reason.as_str()), (404, "NotFound"));
+}
+
+#[tokio::test]
+async fn a_watch_from_a_resource_version_sees_only_later_changes() {
+    let (_server, api) = server(100).await;
+    let first = api
+        .create(
+            &PostParams::default(),
+            &new_decision("first", ACCOUNT, "r1", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let since = first.metadata.resource_version.clone().expect("rv");
+    api.create(
+        &PostParams::default(),
+        &new_decision("second", ACCOUNT, "r2", Action::Deny),
+    )
+    .await
+    .expect("created");
+    api.delete("first", &Default::default())
+        .await
+        .expect("deleted");
+
+    let events: Vec<String> = api
+        .watch(&WatchParams::default().timeout(2), &since)
+        .await
+        .expect("watch")
+        .map_ok(|event| match event {
+            WatchEvent::Added(d) => format!("ADDED {}", d.metadata.name.unwrap_or_default()),
+            WatchEvent::Modified(d) => format!("MODIFIED {}", d.metadata.name.unwrap_or_default()),
+            WatchEvent::Deleted(d) => format!("DELETED {}", d.metadata.name.unwrap_or_default()),
+            WatchEvent::Bookmark(_) => "BOOKMARK".to_string(),
+            WatchEvent::Error(e) => format!("ERROR {}", e.code),
+        })
+        .try_collect()
+        .await
+        .expect("events");
+    assert_eq!(events, ["ADDED second", "DELETED first"]);
+}
+
+#[tokio::test]
+async fn a_watch_from_an_expired_resource_version_gets_410_gone() {
+    let (_server, api) = server(3).await;
+    let first = api
+        .create(
+            &PostParams::default(),
+            &new_decision("d0", ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect("created");
+    for i in 1..6 {
+        api.create(
+            &PostParams::default(),
+            &new_decision(&format!("d{i}"), ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect("created");
+    }
+    let mut stream = api
+        .watch(
+            &WatchParams::default().timeout(2),
+            &first.metadata.resource_version.expect("rv"),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(error))) => {
+            assert_eq!(error.code, 410);
+            assert_eq!(error.reason, "Expired");
+        }
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_side_apply_merges_by_field_and_keeps_other_managers_fields() {
+    let (_server, api) = server(100).await;
+    let alice = PatchParams::apply("alice");
+    let full = json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision",
+        "metadata": {"name": "shared", "labels": {"owner": "alice"}},
+        "spec": {"awsAccountId": ACCOUNT, "upgradeRequestId": "r", "action": "VERIFY"},
+    });
+    api.patch("shared", &alice, &Patch::Apply(&full))
+        .await
+        .expect("created by apply");
+    let bob_label = json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision",
+        "metadata": {"name": "shared", "labels": {"reviewed-by": "bob"}},
+    });
+    api.patch(
+        "shared",
+        &PatchParams::apply("bob"),
+        &Patch::Apply(&bob_label),
+    )
+    .await
+    .expect("bob applies");
+
+    // alice drops her label: bob's stays, hers goes.
+    let mut without_label = full.clone();
+    without_label["metadata"]["labels"] = json!({});
+    let merged = api
+        .patch("shared", &alice, &Patch::Apply(&without_label))
+        .await
+        .expect("re-applied");
+    let labels = merged.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("reviewed-by").map(String::as_str), Some("bob"));
+    assert!(!labels.contains_key("owner"), "{labels:?}");
+
+    // bob changing alice's field conflicts, unless forced.
+    let bob_action = json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision",
+        "metadata": {"name": "shared"}, "spec": {"action": "DENY"},
+    });
+    let error = api_error(
+        api.patch(
+            "shared",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(&bob_action),
+        )
+        .await
+        .expect_err("conflict"),
+    );
+    assert_eq!(error.code, 409);
+    assert!(error.message.contains("alice"), "{}", error.message);
+    let forced = api
+        .patch(
+            "shared",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&bob_action),
+        )
+        .await
+        .expect("forced");
+    assert_eq!(forced.spec.action, Action::Deny);
+}
+
+#[tokio::test]
+async fn status_is_isolated_and_generation_counts_only_spec_changes() {
+    let (_server, api) = server(100).await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &new_decision("iso", ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect("created");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.status.is_none(), "status on create is dropped");
+
+    // A status write changes only status, and not the generation.
+    let status_patch = json!({"status": {"requestStatus": "PENDING"}, "spec": {"action": "DENY"}});
+    let after_status = api
+        .patch_status("iso", &PatchParams::default(), &Patch::Merge(&status_patch))
+        .await
+        .expect("status patched");
+    assert_eq!(after_status.spec.action, Action::Approve);
+    assert_eq!(
+        after_status
+            .status
+            .as_ref()
+            .and_then(|s| s.request_status.as_deref()),
+        Some("PENDING")
+    );
+    assert_eq!(after_status.metadata.generation, Some(1));
+
+    // A main-resource write never changes status; a label is not a spec change.
+    let main_patch =
+        json!({"metadata": {"labels": {"x": "y"}}, "status": {"requestStatus": "DENIED"}});
+    let after_label = api
+        .patch("iso", &PatchParams::default(), &Patch::Merge(&main_patch))
+        .await
+        .expect("patched");
+    assert_eq!(
+        after_label
+            .status
+            .as_ref()
+            .and_then(|s| s.request_status.as_deref()),
+        Some("PENDING")
+    );
+    assert_eq!(after_label.metadata.generation, Some(1));
+
+    let spec_patch = json!({"spec": {"action": "VERIFY"}});
+    let after_spec = api
+        .patch("iso", &PatchParams::default(), &Patch::Merge(&spec_patch))
+        .await
+        .expect("patched");
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    let rv = |d: &SelfUpgradeDecision| {
+        d.metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    assert!(rv(&after_spec) > rv(&after_label) && rv(&after_label) > rv(&after_status));
+}
+
+#[tokio::test]
+async fn the_schema_and_cel_rules_reject_bad_decisions_naming_the_fields() {
+    let (_server, api) = server(100).await;
+    // `MAYBE` is no Action, so the bad object goes through a dynamic API.
+    let bad = json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision",
+        "metadata": {"name": "bad"},
+        "spec": {"awsAccountId": "12345", "upgradeRequestId": "r", "action": "MAYBE"},
+    });
+    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        api.clone().into_client(),
+        "default",
+        &kube::api::ApiResource::erase::<SelfUpgradeDecision>(&()),
+    );
+    let object: kube::api::DynamicObject = serde_json::from_value(bad).expect("dynamic object");
+    let error = api_error(
+        dynamic
+            .create(&PostParams::default(), &object)
+            .await
+            .expect_err("invalid"),
+    );
+    assert_eq!((error.code, error.reason.as_str()), (422, "Invalid"));
+    let mut fields: Vec<String> = error
+        .details
+        .expect("details")
+        .causes
+        .into_iter()
+        .map(|c| c.field)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["spec.action", "spec.awsAccountId"]);
+
+    // The immutability rule (CEL, transition) names its field too.
+    let good = new_decision("good", ACCOUNT, "r", Action::Approve);
+    api.create(&PostParams::default(), &good)
+        .await
+        .expect("created");
+    let change = json!({"spec": {"upgradeRequestId": "other"}});
+    let error = api_error(
+        api.patch("good", &PatchParams::default(), &Patch::Merge(&change))
+            .await
+            .expect_err("immutable"),
+    );
+    assert_eq!(error.code, 422);
+    let cause = &error.details.expect("details").causes[0];
+    assert_eq!(cause.field, "spec.upgradeRequestId");
+    assert!(
+        cause.message.contains("upgradeRequestId is immutable"),
+        "{}",
+        cause.message
+    );
+}
+
+#[tokio::test]
+async fn finalizers_delay_deletion_until_removed() {
+    let (_server, api) = server(100).await;
+    let mut decision = new_decision("fin", ACCOUNT, "r", Action::Approve);
+    decision.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &decision)
+        .await
+        .expect("created");
+    api.delete("fin", &Default::default())
+        .await
+        .expect("delete accepted");
+    let held = api.get("fin").await.expect("still there");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    let release = json!({"metadata": {"finalizers": null}});
+    api.patch("fin", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("released");
+    assert!(api.get_opt("fin").await.expect("query").is_none());
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_unauthorized() {
+    let (server, _) = server(100).await;
+    let mut kubeconfig = server.kubeconfig_yaml();
+    kubeconfig = kubeconfig.replace(&server.token, "wrong-token");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).expect("yaml");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client, "default");
+    let error = api_error(
+        api.list(&Default::default())
+            .await
+            .expect_err("unauthorized"),
+    );
+    assert_eq!(error.code, 401);
+}

@@ -1,0 +1,180 @@
+//! End to end, in one process: the embedded API server, the QuickSight simulator and the real
+//! kube-runtime controller. Decisions are created through the Kubernetes API and converge as a
+//! user would see them.
+
+mod common;
+
+use common::*;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use selfupgrade_operator::sim::quicksight::{
+    FaultSettings, SimHandle, SimStatus, World, generate_requests,
+};
+
+fn world(requests: Vec<selfupgrade_operator::sim::quicksight::SimRequest>) -> SimHandle {
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = requests;
+    world.ensure_namespace(OTHER_ACCOUNT, "default");
+    SimHandle::new(world, FaultSettings::default(), 3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_converge_to_what_quicksight_shows() {
+    let mut in_group = request("verify-ok");
+    in_group.in_required_group = true;
+    let handle = world(vec![
+        request("approve-me"),
+        request("deny-me"),
+        request("verify-me"),
+        in_group,
+    ]);
+    let playground = start_playground(handle.clone()).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    let post = PostParams::default();
+    for (name, id, action) in [
+        ("approve", "approve-me", Action::Approve),
+        ("deny", "deny-me", Action::Deny),
+        ("verify-missing-group", "verify-me", Action::Verify),
+        ("verify-in-group", "verify-ok", Action::Verify),
+        ("unknown", "no-such-request", Action::Approve),
+    ] {
+        api.create(&post, &new_decision(name, ACCOUNT, id, action))
+            .await
+            .expect("created");
+    }
+
+    let approved = wait_for(&api, "approve", 30, |d| is(d, "Ready", "True", "Applied")).await;
+    assert_eq!(
+        approved
+            .status
+            .as_ref()
+            .and_then(|s| s.request_status.as_deref()),
+        Some("APPROVED")
+    );
+    let denied = wait_for(&api, "deny", 30, |d| is(d, "Ready", "True", "Applied")).await;
+    assert_eq!(
+        denied
+            .status
+            .as_ref()
+            .and_then(|s| s.request_status.as_deref()),
+        Some("DENIED")
+    );
+    let failed = wait_for(&api, "verify-missing-group", 30, |d| {
+        is(d, "Ready", "False", "VerifyFailed")
+    })
+    .await;
+    assert_eq!(
+        condition(&failed, "Reconciling").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    let status = failed.status.expect("status");
+    assert_eq!(status.request_status.as_deref(), Some("VERIFY_FAILED"));
+    assert!(status.last_update_failure_reason.is_some());
+    wait_for(&api, "verify-in-group", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    wait_for(&api, "unknown", 30, |d| {
+        is(d, "Stalled", "True", "RequestNotFound")
+    })
+    .await;
+
+    let counters = handle.counters();
+    assert_eq!(counters.count("UpdateSelfUpgrade", "ok"), 4, "{counters:?}");
+    playground.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_action_bumps_the_generation_and_is_acted_on() {
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    api.create(
+        &PostParams::default(),
+        &new_decision("carol", ACCOUNT, "req-1", Action::Verify),
+    )
+    .await
+    .expect("created");
+    wait_for(&api, "carol", 30, |d| {
+        is(d, "Ready", "False", "VerifyFailed")
+    })
+    .await;
+
+    let patch = serde_json::json!({"spec": {"action": "DENY"}});
+    let patched = api
+        .patch("carol", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patched");
+    assert_eq!(patched.metadata.generation, Some(2));
+    let denied = wait_for(&api, "carol", 30, |d| is(d, "Ready", "True", "Applied")).await;
+    let status = denied.status.expect("status");
+    assert_eq!(status.request_status.as_deref(), Some("DENIED"));
+    assert_eq!(status.applied_action, Some(Action::Deny));
+    assert_eq!(status.applied_generation, Some(2));
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(
+        handle
+            .request(ACCOUNT, "default", "req-1")
+            .expect("exists")
+            .status,
+        SimStatus::Denied
+    );
+    assert_eq!(handle.counters().count("UpdateSelfUpgrade", "ok"), 2);
+    playground.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_decisions_in_two_accounts_make_exactly_two_hundred_updates() {
+    let now = 1_764_115_200_000;
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = generate_requests(100, 1, now);
+    world.ensure_namespace(OTHER_ACCOUNT, "default").requests = generate_requests(100, 2, now);
+    let ids: Vec<(String, String)> = world
+        .namespaces
+        .iter()
+        .flat_map(|((account, _), ns)| {
+            ns.requests
+                .iter()
+                .map(move |r| (account.clone(), r.id.clone()))
+        })
+        .collect();
+    let handle = SimHandle::new(world, FaultSettings::default(), 5);
+    let playground = start_playground(handle.clone()).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    for (index, (account, id)) in ids.iter().enumerate() {
+        let decision = new_decision(&format!("d{index:03}"), account, id, Action::Approve);
+        api.create(&PostParams::default(), &decision)
+            .await
+            .expect("created");
+    }
+    for index in 0..ids.len() {
+        wait_for(&api, &format!("d{index:03}"), 120, |d| {
+            is(d, "Ready", "True", "Applied")
+        })
+        .await;
+    }
+    let counters = handle.counters();
+    assert_eq!(
+        counters.count("UpdateSelfUpgrade", "ok"),
+        200,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.total("UpdateSelfUpgrade"),
+        200,
+        "no failed or duplicate updates: {counters:?}"
+    );
+    let pages = counters.count("ListSelfUpgrades", "ok");
+    println!("200 decisions: 200 updates, {pages} listing pages");
+    playground.stop().await;
+}

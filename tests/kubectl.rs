@@ -1,0 +1,206 @@
+//! Real kubectl against the playground's embedded API server: what a new user types in the
+//! README. Skipped with a printed reason where kubectl is not installed.
+
+mod common;
+
+use common::*;
+use selfupgrade_operator::playground::playground_seed;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+fn kubectl_available() -> bool {
+    let available = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("skipped: kubectl is not installed");
+    }
+    available
+}
+
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let kubeconfig = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(&args)
+            .output()
+            .expect("kubectl runs")
+    })
+    .await
+    .expect("joined")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_works_with_real_kubectl() {
+    if !kubectl_available() {
+        return;
+    }
+    let playground = start_playground(playground_seed().expect("seed")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("playground.kubeconfig");
+    playground
+        .apiserver
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+
+    let applied = kubectl(&kubeconfig, &["apply", "-f", EXAMPLES]).await;
+    let (out, err) = text(&applied);
+    assert!(applied.status.success(), "apply failed: {out}\n{err}");
+    for name in ["approve-alice", "deny-bob", "verify-carol", "approve-dave"] {
+        assert!(
+            out.contains(&format!(
+                "selfupgradedecision.quicksight.selfupgrade.io/{name} created"
+            )),
+            "{out}"
+        );
+    }
+
+    let waited = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "sud/approve-alice",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert!(waited.status.success(), "{:?}", text(&waited));
+    assert!(text(&waited).0.contains("condition met"));
+    let waited = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "sud/deny-bob",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert!(waited.status.success(), "{:?}", text(&waited));
+
+    let listed = kubectl(&kubeconfig, &["get", "sud"]).await;
+    let (out, err) = text(&listed);
+    assert!(listed.status.success(), "{err}");
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ACTION",
+            "REQUEST",
+            "STATUS",
+            "USER",
+            "REQUESTED",
+            "READY",
+            "AGE"
+        ]
+    );
+    let alice = out
+        .lines()
+        .find(|l| l.starts_with("approve-alice"))
+        .expect("alice's row");
+    let cells: Vec<&str> = alice.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..7],
+        [
+            "APPROVE",
+            "5c1e7a52-0b7d-4b8e-9a51-2f0c1d9e0001",
+            "APPROVED",
+            "alice@example.com",
+            "AUTHOR",
+            "True"
+        ]
+    );
+
+    let described = kubectl(&kubeconfig, &["describe", "sud/verify-carol"]).await;
+    assert!(described.status.success(), "{:?}", text(&described));
+    assert!(text(&described).0.contains("Upgrade Request Id:"));
+
+    let invalid = "apiVersion: quicksight.selfupgrade.io/v1alpha1\nkind: SelfUpgradeDecision\nmetadata:\n  name: bad\nspec:\n  awsAccountId: \"1234\"\n  upgradeRequestId: x\n  action: APPROVE\n";
+    let bad_file = dir.path().join("bad.yaml");
+    std::fs::write(&bad_file, invalid).expect("write");
+    let rejected = kubectl(
+        &kubeconfig,
+        &["apply", "-f", bad_file.to_str().expect("utf-8")],
+    )
+    .await;
+    let (_, err) = text(&rejected);
+    assert!(!rejected.status.success());
+    assert!(
+        err.contains("is invalid") && err.contains("spec.awsAccountId"),
+        "{err}"
+    );
+
+    let deleted = kubectl(&kubeconfig, &["delete", "sud", "approve-alice"]).await;
+    assert!(deleted.status.success(), "{:?}", text(&deleted));
+    let gone = kubectl(&kubeconfig, &["get", "sud", "approve-alice"]).await;
+    assert!(!gone.status.success());
+    assert!(text(&gone).1.contains("NotFound"), "{:?}", text(&gone));
+
+    playground.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_watch_prints_rows_as_status_changes() {
+    if !kubectl_available() {
+        return;
+    }
+    let playground = start_playground(playground_seed().expect("seed")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("playground.kubeconfig");
+    playground
+        .apiserver
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+
+    let watch = {
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new("timeout")
+                .args(["8", "kubectl", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .args(["get", "sud", "-w"])
+                .output()
+                .expect("kubectl runs")
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let applied = kubectl(
+        &kubeconfig,
+        &["apply", "-f", &format!("{EXAMPLES}/deny-bob.yaml")],
+    )
+    .await;
+    assert!(applied.status.success(), "{:?}", text(&applied));
+    let output = watch.await.expect("joined");
+    let (out, err) = text(&output);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("deny-bob")).collect();
+    assert!(
+        rows.len() >= 2,
+        "expected the row as created and as DENIED:\n{out}\n{err}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("DENIED") && r.contains("True")),
+        "{out}"
+    );
+    playground.stop().await;
+}
