@@ -43,6 +43,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Run an embedded Kubernetes API server, the QuickSight simulator and the operator together.
     Playground(crate::playground::PlaygroundArgs),
+    /// Run only the embedded Kubernetes API server (for tests and local trials).
+    Apiserver(ApiserverArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -184,6 +186,40 @@ impl SimArgs {
         };
         Ok(SimHandle::new(world, faults, self.seed))
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiserverArgs {
+    /// Port on 127.0.0.1 (0: any free port). The server's URL is the first line on stdout.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Directory of CRD YAML files to serve.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))]
+    pub crd_dir: std::path::PathBuf,
+    /// Where to write the kubeconfig.
+    #[arg(long, default_value = "apiserver.kubeconfig")]
+    pub kubeconfig: std::path::PathBuf,
+    /// Changes kept for watches from older resourceVersions (older ones get 410 Gone).
+    #[arg(long, default_value_t = 10_000)]
+    pub history_limit: usize,
+}
+
+/// `apiserver`: serves until Ctrl-C / SIGTERM.
+pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
+    let server =
+        crate::sim::apiserver::RunningApiServer::start(crate::sim::apiserver::ApiServerConfig {
+            port: args.port,
+            crd_dir: args.crd_dir,
+            history_limit: args.history_limit,
+            ..Default::default()
+        })
+        .await?;
+    server.write_kubeconfig(&args.kubeconfig)?;
+    println!("{}", server.url());
+    tracing::info!(url = %server.url(), kubeconfig = %args.kubeconfig.display(), "embedded API server listening");
+    shutdown_signal().await;
+    server.stop().await;
+    Ok(())
 }
 
 /// `crd`: the CRD YAML, as committed in `crds/`.

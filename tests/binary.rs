@@ -126,3 +126,48 @@ fn crd_prints_the_committed_crd() {
     let committed = include_str!("../crds/selfupgradedecision.yaml");
     assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
 }
+
+#[tokio::test]
+async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["apiserver", "--port", "0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("apiserver starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let url = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        line.trim().to_string()
+    })
+    .await
+    .expect("joined");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig written");
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&text).expect("yaml"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&Default::default())
+        .await
+        .expect("listed over TLS with the token")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(names, ["default"]);
+}
