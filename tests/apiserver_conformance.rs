@@ -361,3 +361,153 @@ async fn requests_without_the_token_are_unauthorized() {
     );
     assert_eq!(error.code, 401);
 }
+
+#[tokio::test]
+async fn create_sets_identity_defaults_and_generated_names() {
+    let (_server, api) = server(100).await;
+    let raw = json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision",
+        "metadata": {"generateName": "approve-"},
+        "spec": {"awsAccountId": ACCOUNT, "upgradeRequestId": "r", "action": "APPROVE"},
+    });
+    let decision: SelfUpgradeDecision = serde_json::from_value(raw).expect("typed");
+    let created = api
+        .create(&PostParams::default(), &decision)
+        .await
+        .expect("created");
+    let name = created.metadata.name.clone().expect("generated name");
+    assert!(
+        name.starts_with("approve-") && name.len() == "approve-".len() + 5,
+        "{name}"
+    );
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+    assert_eq!(
+        created.spec.quicksight_namespace, "default",
+        "the schema default is applied"
+    );
+}
+
+#[tokio::test]
+async fn json_patch_applies_and_unsupported_patch_types_are_415() {
+    let (_server, api) = server(100).await;
+    api.create(
+        &PostParams::default(),
+        &new_decision("jp", ACCOUNT, "r", Action::Approve),
+    )
+    .await
+    .expect("created");
+    let operations: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/action", "value": "APPROVE"},
+        {"op": "replace", "path": "/spec/action", "value": "DENY"},
+    ]))
+    .expect("patch");
+    let patched = api
+        .patch(
+            "jp",
+            &PatchParams::default(),
+            &Patch::<()>::Json(operations),
+        )
+        .await
+        .expect("json patch");
+    assert_eq!(patched.spec.action, Action::Deny);
+    let strategic = json!({"spec": {"action": "VERIFY"}});
+    let error = api_error(
+        api.patch("jp", &PatchParams::default(), &Patch::Strategic(&strategic))
+            .await
+            .expect_err("custom resources take no strategic merge patch"),
+    );
+    assert_eq!(
+        (error.code, error.reason.as_str()),
+        (415, "UnsupportedMediaType")
+    );
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue_and_filter_by_labels() {
+    let (_server, api) = server(100).await;
+    for i in 0..5 {
+        let mut decision = new_decision(&format!("p{i}"), ACCOUNT, "r", Action::Approve);
+        decision.metadata.labels = Some([("parity".to_string(), (i % 2).to_string())].into());
+        api.create(&PostParams::default(), &decision)
+            .await
+            .expect("created");
+    }
+    let first = api
+        .list(&kube::api::ListParams::default().limit(2))
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 2);
+    let token = first.metadata.continue_.clone().expect("continue token");
+    let second = api
+        .list(
+            &kube::api::ListParams::default()
+                .limit(10)
+                .continue_token(&token),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(second.items.len(), 3);
+    assert!(
+        second
+            .metadata
+            .continue_
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let even = api
+        .list(&kube::api::ListParams::default().labels("parity=0"))
+        .await
+        .expect("filtered");
+    let names: Vec<String> = even
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    assert_eq!(names, ["p0", "p2", "p4"]);
+    let by_name = api
+        .list(&kube::api::ListParams::default().fields("metadata.name=p3"))
+        .await
+        .expect("by name");
+    assert_eq!(by_name.items.len(), 1);
+}
+
+#[tokio::test]
+async fn watches_that_allow_bookmarks_receive_them() {
+    let server = RunningApiServer::start(ApiServerConfig {
+        bookmark_interval: std::time::Duration::from_millis(200),
+        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .expect("starts");
+    let api: Api<SelfUpgradeDecision> =
+        Api::namespaced(server.client().await.expect("client"), "default");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &new_decision("b", ACCOUNT, "r", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let since = created.metadata.resource_version.expect("rv");
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(2), &since)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+            assert!(
+                bookmark
+                    .metadata
+                    .resource_version
+                    .parse::<u64>()
+                    .expect("numeric")
+                    >= since.parse::<u64>().expect("numeric")
+            );
+        }
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+}
