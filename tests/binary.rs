@@ -10,6 +10,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_selfupgrade-operator");
 
 struct Running(std::process::Child);
 
+impl Running {
+    /// The first line the process prints: the address it serves on.
+    async fn first_line(&mut self) -> String {
+        let stdout = self.0.stdout.take().expect("stdout is piped");
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .expect("first line");
+            line.trim().to_string()
+        })
+        .await
+        .expect("joined")
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -38,16 +54,7 @@ async fn sim_prints_its_address_first_and_serves_the_seed_file() {
             .spawn()
             .expect("sim starts"),
     );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let endpoint = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
-        line.trim().to_string()
-    })
-    .await
-    .expect("joined");
+    let endpoint = child.first_line().await;
     assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
 
     let config = aws_sdk_quicksight::config::Builder::from(&sdk_config())
@@ -140,16 +147,7 @@ async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
             .spawn()
             .expect("apiserver starts"),
     );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let url = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
-        line.trim().to_string()
-    })
-    .await
-    .expect("joined");
+    let url = child.first_line().await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig written");

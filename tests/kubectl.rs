@@ -36,6 +36,20 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
     .expect("joined")
 }
 
+/// The playground, and a directory holding its kubeconfig as `playground.kubeconfig`.
+async fn playground_with_kubeconfig() -> (
+    selfupgrade_operator::playground::Playground,
+    tempfile::TempDir,
+) {
+    let playground = start_playground(playground_seed().expect("seed")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    playground
+        .apiserver
+        .write_kubeconfig(&dir.path().join("playground.kubeconfig"))
+        .expect("kubeconfig");
+    (playground, dir)
+}
+
 fn text(output: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -48,13 +62,8 @@ async fn the_readme_walkthrough_works_with_real_kubectl() {
     if !kubectl_available() {
         return;
     }
-    let playground = start_playground(playground_seed().expect("seed")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (playground, dir) = playground_with_kubeconfig().await;
     let kubeconfig = dir.path().join("playground.kubeconfig");
-    playground
-        .apiserver
-        .write_kubeconfig(&kubeconfig)
-        .expect("kubeconfig");
 
     let applied = kubectl(&kubeconfig, &["apply", "-f", EXAMPLES]).await;
     let (out, err) = text(&applied);
@@ -164,13 +173,8 @@ async fn kubectl_watch_prints_rows_as_status_changes() {
     if !kubectl_available() {
         return;
     }
-    let playground = start_playground(playground_seed().expect("seed")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (playground, dir) = playground_with_kubeconfig().await;
     let kubeconfig = dir.path().join("playground.kubeconfig");
-    playground
-        .apiserver
-        .write_kubeconfig(&kubeconfig)
-        .expect("kubeconfig");
 
     let watch = {
         let kubeconfig = kubeconfig.clone();

@@ -295,7 +295,7 @@ fn create(
     let mut store = state.lock_store();
     if let Some(ns) = &target.namespace {
         let namespace_key = ObjectKey {
-            type_id: namespace_type(state),
+            type_id: state.registry.namespace_type_id(),
             namespace: String::new(),
             name: ns.clone(),
         };
@@ -309,15 +309,6 @@ fn create(
     }
     let write = Write::new(target, query, headers);
     created(commit(state, &mut store, key, None, object, &write)?)
-}
-
-fn namespace_type(state: &ApiState) -> usize {
-    state
-        .registry
-        .types
-        .iter()
-        .position(|t| t.group.is_empty() && t.plural == "namespaces")
-        .unwrap_or(0)
 }
 
 fn update(

@@ -232,6 +232,14 @@ impl Registry {
         Ok(added)
     }
 
+    /// Index of the core `namespaces` type (always registered first by `with_builtins`).
+    pub fn namespace_type_id(&self) -> usize {
+        self.types
+            .iter()
+            .position(|t| t.group.is_empty() && t.plural == "namespaces")
+            .unwrap_or(0)
+    }
+
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
         self.types
             .iter()

@@ -136,11 +136,7 @@ impl RunningApiServer {
         .map_err(|e| StartError::Certificate(e.to_string()))?;
         let token = random_token();
         let mut store = Store::new(config.history_limit);
-        let namespace_type = registry
-            .types
-            .iter()
-            .position(|t| t.group.is_empty() && t.plural == "namespaces")
-            .unwrap_or(0);
+        let namespace_type = registry.namespace_type_id();
         for namespace in &config.namespaces {
             let object = objects::new_namespace(namespace);
             let key = ObjectKey {
