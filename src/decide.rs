@@ -1,7 +1,7 @@
 //! The decision: given what the spec asks, what QuickSight shows and what this operator already
 //! did, what happens next. Pure: no I/O, no clock; every case is in the table of tests below.
 
-use crate::api::{Action, SelfUpgradeDecisionStatus};
+use crate::api::{Action, SelfUpgradeDecisionStatus, UpdateIntent};
 use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
 
 /// What the reconciler does next.
@@ -85,7 +85,12 @@ pub fn decide(
         return Plan::Report(Verdict::Stalled(Stall::RequestNotFound));
     };
     let applied = status.is_some_and(|s| {
-        s.applied_action == Some(action) && s.applied_generation == Some(generation)
+        (s.applied_action == Some(action) && s.applied_generation == Some(generation))
+            || s.intent.as_ref().is_some_and(|intent| {
+                intent.action == action
+                    && intent.generation == generation
+                    && seen_since(intent, remote)
+            })
     });
     let stall = |stall| Plan::Report(Verdict::Stalled(stall));
 
@@ -133,6 +138,13 @@ pub fn decide(
         // PENDING after our call, or DENY not yet reflected: the listing lags the update.
         _ => Plan::Report(Verdict::AwaitingResult),
     }
+}
+
+/// Whether the request changed since the intent was written: then the call took effect (the
+/// operator crashed before recording the answer) and must not be sent again.
+pub fn seen_since(intent: &UpdateIntent, remote: &RequestDetail) -> bool {
+    intent.request_status.as_deref() != Some(remote.request_status.as_str())
+        || intent.last_update_attempt_time.as_ref().map(|t| t.0) != remote.last_update_attempt_time
 }
 
 #[cfg(test)]
@@ -305,6 +317,68 @@ mod tests {
                 )))
             );
         }
+    }
+
+    fn intent(action: Action, status: RequestStatus) -> SelfUpgradeDecisionStatus {
+        SelfUpgradeDecisionStatus {
+            intent: Some(UpdateIntent {
+                action,
+                generation: GENERATION,
+                request_status: Some(status.as_str().to_string()),
+                last_update_attempt_time: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A crash between the call and the status write leaves only the intent behind.
+    #[test]
+    fn an_intent_whose_request_changed_counts_as_applied_and_is_not_sent_again() {
+        let record = intent(Action::Verify, RequestStatus::Pending);
+        let mut after_call = remote(RequestStatus::VerifyFailed);
+        after_call.last_update_attempt_time =
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).ok();
+        assert_eq!(
+            decide(Action::Verify, GENERATION, Some(&after_call), Some(&record)),
+            failed(RequestStatus::VerifyFailed)
+        );
+        let mut approved = remote(RequestStatus::UpdateFailed);
+        approved.last_update_attempt_time = after_call.last_update_attempt_time;
+        assert_eq!(
+            decide(
+                Action::Approve,
+                GENERATION,
+                Some(&approved),
+                Some(&intent(Action::Approve, RequestStatus::UpdateFailed))
+            ),
+            failed(RequestStatus::UpdateFailed),
+            "same status, newer attempt time: the retry happened"
+        );
+    }
+
+    #[test]
+    fn an_intent_whose_request_is_unchanged_is_sent() {
+        let record = intent(Action::Verify, RequestStatus::Pending);
+        let unchanged = remote(RequestStatus::Pending);
+        assert_eq!(
+            decide(Action::Verify, GENERATION, Some(&unchanged), Some(&record)),
+            send(Action::Verify)
+        );
+        // An intent for another generation or action says nothing about this one.
+        let changed = remote(RequestStatus::VerifyFailed);
+        assert_eq!(
+            decide(
+                Action::Verify,
+                GENERATION + 1,
+                Some(&changed),
+                Some(&record)
+            ),
+            send(Action::Verify)
+        );
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&changed), Some(&record)),
+            send(Action::Deny)
+        );
     }
 
     /// The reconciler relies on this: after a successful call it decides again with the answer

@@ -133,7 +133,7 @@ async fn reconcile_decision(
     let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
     let verdict = match scope_of(&decision, ctx.default_region.as_deref()) {
-        Ok(scope) => observe_and_act(&decision, &ctx, &scope, generation, &mut status).await,
+        Ok(scope) => observe_and_act(&decision, &ctx, &scope, generation, &mut status).await?,
         Err(stall) => Verdict::Stalled(stall),
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
@@ -168,53 +168,75 @@ pub fn error_policy(
     Action::requeue(delay)
 }
 
-/// Steps 2–4 of the path: observe, decide, act (at most one `UpdateSelfUpgrade`).
+/// Steps 2–4 of the path: observe, decide, act (at most one `UpdateSelfUpgrade`, preceded by
+/// its write-ahead intent in the status).
 async fn observe_and_act(
     decision: &SelfUpgradeDecision,
     ctx: &Context,
     scope: &Scope,
     generation: i64,
     status: &mut SelfUpgradeDecisionStatus,
-) -> Verdict {
+) -> Result<Verdict, Error> {
     let request_id = &decision.spec.upgrade_request_id;
     let remote = match ctx.directory.find(scope, request_id).await {
         Ok(remote) => remote,
-        Err(error) if error.is_retryable() => return Verdict::Retrying(error),
+        Err(error) if error.is_retryable() => return Ok(Verdict::Retrying(error)),
         Err(error) => {
-            return Verdict::Stalled(Stall::Rejected {
+            return Ok(Verdict::Stalled(Stall::Rejected {
                 error: error.code,
                 message: error.message,
-            });
+            }));
         }
     };
     status::record_remote(status, remote.as_ref());
-    let action = match decide(
+    let plan = decide(
         decision.spec.action,
         generation,
         remote.as_ref(),
         decision.status.as_ref(),
-    ) {
-        Plan::Report(verdict) => return verdict,
-        Plan::Send(action) => action,
+    );
+    status::settle_intent(status, decision.spec.action, generation, remote.as_ref());
+    let (action, remote) = match (plan, remote) {
+        (Plan::Report(verdict), _) => return Ok(verdict),
+        (Plan::Send(action), Some(remote)) => (action, remote),
+        // `decide` sends only for a request it found; without one there is nothing to send to.
+        (Plan::Send(_), None) => return Ok(Verdict::Stalled(Stall::RequestNotFound)),
     };
 
+    // Write-ahead: the intent is stored before the call, so a crash between the call and the
+    // status write below cannot lead to a second call (see `decide::seen_since`).
+    status::record_intent(status, action, generation, &remote);
     status::record_attempt(status);
+    status::set_conditions(
+        status,
+        &Verdict::AwaitingResult,
+        action,
+        generation,
+        Timestamp::now(),
+    );
+    write_status(decision, &ctx.client, status).await?;
+
     match ctx.directory.update(scope, request_id, action).await {
         Ok(answer) => {
             info!(request_status = %answer.detail.request_status, "UpdateSelfUpgrade applied");
             status::record_applied(status, action, generation, answer.aws_request_id);
             status::record_remote(status, Some(&answer.detail));
-            verdict_after_call(action, generation, &answer.detail, status)
+            Ok(verdict_after_call(
+                action,
+                generation,
+                &answer.detail,
+                status,
+            ))
         }
         Err(error) => {
             status::record_failed_call(status, action, generation, &error);
             if error.is_retryable() {
-                Verdict::Retrying(error)
+                Ok(Verdict::Retrying(error))
             } else {
-                Verdict::Stalled(Stall::Rejected {
+                Ok(Verdict::Stalled(Stall::Rejected {
                     error: error.code,
                     message: error.message,
-                })
+                }))
             }
         }
     }

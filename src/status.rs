@@ -5,7 +5,7 @@
 //! stays the same, so a reconcile that changes nothing produces an identical status and the
 //! reconciler skips the write (and does not trigger itself).
 
-use crate::api::{Action, RequestRejection, SelfUpgradeDecisionStatus};
+use crate::api::{Action, RequestRejection, SelfUpgradeDecisionStatus, UpdateIntent};
 use crate::decide::{Stall, Verdict};
 use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -25,6 +25,7 @@ pub fn carry_over(
     if status.observed_generation != Some(generation) {
         status.attempts = None;
         status.rejection = None;
+        status.intent = None;
     }
     status.observed_generation = Some(generation);
     status
@@ -43,6 +44,40 @@ pub fn record_remote(status: &mut SelfUpgradeDecisionStatus, remote: Option<&Req
     status.last_update_attempt_time = remote.and_then(|r| r.last_update_attempt_time).map(Time);
 }
 
+/// Records the write-ahead intent of a call: the action and the request as it is before it.
+pub fn record_intent(
+    status: &mut SelfUpgradeDecisionStatus,
+    action: Action,
+    generation: i64,
+    remote: &RequestDetail,
+) {
+    status.intent = Some(UpdateIntent {
+        action,
+        generation,
+        request_status: Some(remote.request_status.as_str().to_string()),
+        last_update_attempt_time: remote.last_update_attempt_time.map(Time),
+    });
+}
+
+/// Turns an intent whose call took effect (the request changed since it was written) into the
+/// applied record it would have become had the operator not stopped in between.
+pub fn settle_intent(
+    status: &mut SelfUpgradeDecisionStatus,
+    action: Action,
+    generation: i64,
+    remote: Option<&RequestDetail>,
+) {
+    let took_effect = status.intent.as_ref().is_some_and(|intent| {
+        intent.action == action
+            && intent.generation == generation
+            && remote.is_some_and(|r| crate::decide::seen_since(intent, r))
+    });
+    if took_effect {
+        let request_id = status.last_aws_request_id.take();
+        record_applied(status, action, generation, request_id);
+    }
+}
+
 /// Counts one `UpdateSelfUpgrade` call for this generation.
 pub fn record_attempt(status: &mut SelfUpgradeDecisionStatus) {
     status.attempts = Some(status.attempts.unwrap_or(0) + 1);
@@ -59,6 +94,7 @@ pub fn record_applied(
     status.applied_generation = Some(generation);
     status.last_aws_request_id = aws_request_id;
     status.rejection = None;
+    status.intent = None;
 }
 
 /// Records a failed `UpdateSelfUpgrade`; a terminal one is remembered so it is not sent again
@@ -72,7 +108,10 @@ pub fn record_failed_call(
     if error.aws_request_id.is_some() {
         status.last_aws_request_id = error.aws_request_id.clone();
     }
+    // A retryable failure (a timeout, a 5xx) may or may not have taken effect: the intent stays,
+    // and the next reconcile tells from the request. A terminal one did not.
     if !error.is_retryable() {
+        status.intent = None;
         status.rejection = Some(RequestRejection {
             generation,
             action,

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action as Requeue;
 use selfupgrade_operator::api::{
     Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus,
 };
-use selfupgrade_operator::quicksight::RequestDirectory;
+use selfupgrade_operator::quicksight::{RequestDirectory, SelfUpgradeApi};
 use selfupgrade_operator::reconcile::{Context, Timing, reconcile};
 use selfupgrade_operator::sim::quicksight::{RunningSim, SimStatus};
 use serde_json::{Value, json};
@@ -58,41 +58,6 @@ fn context(sim: &RunningSim) -> (Arc<Context>, ApiHandle) {
     let directory = RequestDirectory::new(Arc::new(quicksight(sim)), Duration::from_secs(30));
     let ctx = Context::new(client, directory, Some(REGION.into()), timing());
     (Arc::new(ctx), handle)
-}
-
-/// Expects exactly one server-side-apply status patch, answers it like the API server, and
-/// returns the patch body with timestamps replaced by "<time>".
-async fn expect_status_patch(handle: &mut ApiHandle, decision: &SelfUpgradeDecision) -> Value {
-    let (request, respond) = handle.next_request().await.expect("a status patch");
-    assert_eq!(request.method(), Method::PATCH);
-    assert_eq!(
-        request.uri().path(),
-        format!(
-            "/apis/quicksight.selfupgrade.io/v1alpha1/namespaces/{NAMESPACE}/selfupgradedecisions/{NAME}/status"
-        )
-    );
-    let query = request.uri().query().unwrap_or_default();
-    assert!(
-        query.contains("fieldManager=selfupgrade-operator"),
-        "{query}"
-    );
-    assert!(query.contains("force=true"), "{query}");
-    assert_eq!(
-        request
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("application/apply-patch+yaml")
-    );
-    let body = request.into_body().collect_bytes().await.expect("body");
-    let patch: Value = serde_json::from_slice(&body).expect("json patch");
-
-    let mut answered = serde_json::to_value(decision).expect("serializes");
-    answered["status"] = patch["status"].clone();
-    respond.send_response(Response::new(Body::from(
-        serde_json::to_vec(&answered).expect("json"),
-    )));
-    normalize_times(patch)
 }
 
 fn normalize_times(mut value: Value) -> Value {
@@ -153,51 +118,86 @@ fn merge(mut base: Value, extra: Value) -> Value {
     base
 }
 
-/// Runs one reconcile alongside the verifier and returns its requeue and the patch.
-async fn reconcile_once(
-    sim: &RunningSim,
-    decision: SelfUpgradeDecision,
-) -> (Requeue, Option<Value>) {
+/// Runs one reconcile alongside the verifier and returns its requeue and every status patch it
+/// made (each answered as the API server would), with times normalized.
+async fn reconcile_once(sim: &RunningSim, decision: SelfUpgradeDecision) -> (Requeue, Vec<Value>) {
     let (ctx, mut handle) = context(sim);
     let expected = decision.clone();
     let verifier = tokio::spawn(async move {
-        // Either the reconciler patches status once, or (client dropped) makes no request.
-        let patch = match tokio::time::timeout(Duration::from_secs(30), handle.next_request()).await
-        {
-            Ok(Some((request, respond))) => {
-                let mut answered = serde_json::to_value(&expected).expect("json");
-                let body = request.into_body().collect_bytes().await.expect("body");
-                let patch: Value = serde_json::from_slice(&body).expect("json");
-                answered["status"] = patch["status"].clone();
-                respond.send_response(Response::new(Body::from(
-                    serde_json::to_vec(&answered).expect("json"),
-                )));
-                Some(normalize_times(patch))
-            }
-            Ok(None) => None,
-            Err(_) => panic!("the reconciler neither patched nor finished"),
-        };
-        assert!(
-            handle.next_request().await.is_none(),
-            "at most one Kubernetes request"
-        );
-        patch
+        let mut patches = Vec::new();
+        // The reconciler's client is dropped when it returns, which ends the stream.
+        while let Some(patch) = expect_status_patch_or_end(&mut handle, &expected).await {
+            patches.push(patch);
+        }
+        patches
     });
     let requeue = reconcile(Arc::new(decision), ctx)
         .await
         .expect("reconciled");
-    let patch = verifier.await.expect("verifier");
-    (requeue, patch)
+    let patches = verifier.await.expect("verifier");
+    (requeue, patches)
+}
+
+async fn expect_status_patch_or_end(
+    handle: &mut ApiHandle,
+    decision: &SelfUpgradeDecision,
+) -> Option<Value> {
+    let next = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
+        .await
+        .expect("the reconciler neither patched nor finished");
+    let (request, respond) = next?;
+    assert_eq!(request.method(), Method::PATCH);
+    assert_eq!(
+        request.uri().path(),
+        format!(
+            "/apis/quicksight.selfupgrade.io/v1alpha1/namespaces/{NAMESPACE}/selfupgradedecisions/{NAME}/status"
+        )
+    );
+    let query = request.uri().query().unwrap_or_default().to_string();
+    assert!(
+        query.contains("fieldManager=selfupgrade-operator"),
+        "{query}"
+    );
+    assert!(query.contains("force=true"), "{query}");
+    assert_eq!(
+        request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/apply-patch+yaml")
+    );
+    let body = request.into_body().collect_bytes().await.expect("body");
+    let patch: Value = serde_json::from_slice(&body).expect("json patch");
+    let mut answered = serde_json::to_value(decision).expect("serializes");
+    answered["status"] = patch["status"].clone();
+    respond.send_response(Response::new(Body::from(
+        serde_json::to_vec(&answered).expect("json"),
+    )));
+    Some(normalize_times(patch))
 }
 
 #[tokio::test]
-async fn approve_calls_quicksight_once_and_records_the_outcome() {
+async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome() {
     let sim = start_sim(vec![request("req-1")]).await;
-    let (ctx, mut handle) = context(&sim);
-    let decision = decision(Action::Approve, "req-1");
-    let reconciling = tokio::spawn(reconcile(Arc::new(decision.clone()), ctx));
-    let patch = expect_status_patch(&mut handle, &decision).await;
-    let requeue = reconciling.await.expect("joined").expect("reconciled");
+    let (requeue, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    assert_eq!(
+        patches.len(),
+        2,
+        "the intent, then the outcome: {patches:#?}"
+    );
+
+    let waiting = "APPROVE was sent; QuickSight still shows the request PENDING";
+    let intent = merge(
+        detail("PENDING"),
+        json!({
+            "observedGeneration": 1,
+            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING"},
+            "attempts": 1,
+            "conditions": conditions(
+                ("False", "AwaitingResult"), ("True", "AwaitingResult"), ("False", "AwaitingResult"), [waiting; 3]),
+        }),
+    );
+    assert_eq!(patches[0]["status"], intent);
 
     let message =
         "QuickSight shows the request APPROVED, as APPROVE asks, after this operator sent it";
@@ -214,7 +214,7 @@ async fn approve_calls_quicksight_once_and_records_the_outcome() {
         }),
     );
     assert_eq!(
-        patch,
+        patches[1],
         json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
     );
     assert_eq!(requeue, Requeue::requeue(timing().resync));
@@ -231,12 +231,77 @@ async fn approve_calls_quicksight_once_and_records_the_outcome() {
 }
 
 #[tokio::test]
+async fn after_a_crash_between_call_and_status_write_the_call_is_not_repeated() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    // The first reconcile wrote its intent, called VERIFY, and died before the second write.
+    let mut crashed = decision(Action::Verify, "req-1");
+    crashed.status = Some(SelfUpgradeDecisionStatus {
+        observed_generation: Some(1),
+        intent: Some(selfupgrade_operator::api::UpdateIntent {
+            action: Action::Verify,
+            generation: 1,
+            request_status: Some("PENDING".into()),
+            last_update_attempt_time: None,
+        }),
+        attempts: Some(1),
+        ..Default::default()
+    });
+    quicksight(&sim)
+        .update(
+            &selfupgrade_operator::quicksight::Scope {
+                account_id: ACCOUNT.into(),
+                region: REGION.into(),
+                namespace: "default".into(),
+            },
+            "req-1",
+            Action::Verify,
+        )
+        .await
+        .expect("the call before the crash");
+
+    let (_, patches) = reconcile_once(&sim, crashed).await;
+    let status = &patches.last().expect("status written")["status"];
+    assert_eq!(status["requestStatus"], "VERIFY_FAILED");
+    assert_eq!(status["appliedAction"], "VERIFY");
+    assert_eq!(status["appliedGeneration"], 1);
+    assert!(status.get("intent").is_none(), "{status}");
+    assert_eq!(status["conditions"][0]["reason"], "VerifyFailed");
+    assert_eq!(
+        sim.handle.counters().total("UpdateSelfUpgrade"),
+        1,
+        "VERIFY was not sent a second time"
+    );
+}
+
+#[tokio::test]
+async fn after_a_crash_before_the_call_the_call_is_made() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    let mut crashed = decision(Action::Deny, "req-1");
+    crashed.status = Some(SelfUpgradeDecisionStatus {
+        observed_generation: Some(1),
+        intent: Some(selfupgrade_operator::api::UpdateIntent {
+            action: Action::Deny,
+            generation: 1,
+            request_status: Some("PENDING".into()),
+            last_update_attempt_time: None,
+        }),
+        ..Default::default()
+    });
+    let (_, patches) = reconcile_once(&sim, crashed).await;
+    assert_eq!(
+        patches.last().expect("written")["status"]["requestStatus"],
+        "DENIED"
+    );
+    assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
+}
+
+#[tokio::test]
 async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
     let sim = start_sim(vec![request("req-1")]).await;
     sim.handle
         .set_status(ACCOUNT, "default", "req-1", SimStatus::Approved)
         .expect("exists");
-    let (requeue, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    let (requeue, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
 
     let message =
         "QuickSight shows the request APPROVED, as APPROVE asks, without a call from this operator";
@@ -249,7 +314,12 @@ async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
                 ("True", "AlreadyApplied"), ("False", "AlreadyApplied"), ("False", "AlreadyApplied"), [message; 3]),
         }),
     );
-    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(
+        patches,
+        [
+            json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
+        ]
+    );
     assert_eq!(requeue, Requeue::requeue(timing().resync));
     assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
 }
@@ -260,7 +330,7 @@ async fn a_contradicting_remote_decision_stalls_without_a_call() {
     sim.handle
         .set_status(ACCOUNT, "default", "req-1", SimStatus::Denied)
         .expect("exists");
-    let (_, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    let (_, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
 
     let message =
         "the request is already DENIED in QuickSight, which contradicts APPROVE; no call was made";
@@ -273,14 +343,15 @@ async fn a_contradicting_remote_decision_stalls_without_a_call() {
                 ("False", "AlreadyDecided"), ("False", "AlreadyDecided"), ("True", "AlreadyDecided"), [message; 3]),
         }),
     );
-    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0]["status"], status);
     assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
 }
 
 #[tokio::test]
 async fn an_unknown_request_id_stalls_as_not_found_and_is_rechecked_slowly() {
     let sim = start_sim(vec![request("req-1")]).await;
-    let (requeue, patch) = reconcile_once(&sim, decision(Action::Deny, "no-such-request")).await;
+    let (requeue, patches) = reconcile_once(&sim, decision(Action::Deny, "no-such-request")).await;
 
     let message = "QuickSight lists no self-upgrade request with this id in this account and QuickSight namespace; re-checked periodically";
     let status = json!({
@@ -288,7 +359,8 @@ async fn an_unknown_request_id_stalls_as_not_found_and_is_rechecked_slowly() {
         "conditions": conditions(
             ("False", "RequestNotFound"), ("False", "RequestNotFound"), ("True", "RequestNotFound"), [message; 3]),
     });
-    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0]["status"], status);
     assert_eq!(requeue, Requeue::requeue(timing().not_found_recheck));
     assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
 }
@@ -298,7 +370,7 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
     let sim = start_sim(vec![request("req-1")]).await;
     sim.handle
         .force_error("UpdateSelfUpgrade", "ThrottlingException");
-    let (requeue, patch) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    let (requeue, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
 
     let message = "UpdateSelfUpgrade failed with ThrottlingException: forced ThrottlingException by the simulator; retrying with backoff";
     let status = merge(
@@ -306,6 +378,9 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
         json!({
             "observedGeneration": 1,
             "lastAwsRequestId": "<request-id>",
+            // A throttled call did not take effect, but a timeout might have: the intent stays
+            // until the next reconcile reads the request.
+            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING"},
             "attempts": 1,
             "conditions": conditions(
                 ("False", "ThrottlingException"),
@@ -314,7 +389,8 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
                 [message; 3]),
         }),
     );
-    assert_eq!(patch.expect("status written")["status"], status);
+    assert_eq!(patches.len(), 2, "intent, then the failure");
+    assert_eq!(patches[1]["status"], status);
     assert_eq!(requeue, Requeue::requeue(timing().backoff_base));
     assert_eq!(
         sim.handle
@@ -331,11 +407,15 @@ async fn a_terminal_rejection_is_not_sent_again_for_the_same_generation() {
     sim.handle
         .force_error("UpdateSelfUpgrade", "AccessDeniedException");
     let first = decision(Action::Approve, "req-1");
-    let (_, patch) = reconcile_once(&sim, first.clone()).await;
-    let patch = patch.expect("status written");
+    let (_, patches) = reconcile_once(&sim, first.clone()).await;
+    let patch = patches.last().expect("status written").clone();
     assert_eq!(
         patch["status"]["rejection"]["error"],
         "AccessDeniedException"
+    );
+    assert!(
+        patch["status"].get("intent").is_none(),
+        "a refused call took no effect"
     );
     assert_eq!(patch["status"]["conditions"][2]["status"], "True");
 
@@ -344,8 +424,11 @@ async fn a_terminal_rejection_is_not_sent_again_for_the_same_generation() {
     let status: SelfUpgradeDecisionStatus =
         serde_json::from_value(reconstruct_times(patch["status"].clone())).expect("status");
     again.status = Some(status);
-    let (_, second_patch) = reconcile_once(&sim, again).await;
-    assert_eq!(second_patch, None, "nothing changed, nothing written");
+    let (_, second_patches) = reconcile_once(&sim, again).await;
+    assert!(
+        second_patches.is_empty(),
+        "nothing changed, nothing written"
+    );
     assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 1);
 }
 
@@ -353,11 +436,13 @@ async fn a_terminal_rejection_is_not_sent_again_for_the_same_generation() {
 async fn an_unchanged_status_is_not_written_again() {
     let sim = start_sim(vec![request("req-1")]).await;
     let first = decision(Action::Approve, "req-1");
-    let (_, patch) = reconcile_once(&sim, first.clone()).await;
+    let (_, patches) = reconcile_once(&sim, first.clone()).await;
     let mut again = first;
     again.status = Some(
-        serde_json::from_value(reconstruct_times(patch.expect("written")["status"].clone()))
-            .expect("status"),
+        serde_json::from_value(reconstruct_times(
+            patches.last().expect("written")["status"].clone(),
+        ))
+        .expect("status"),
     );
     // The request's lastUpdateAttemptTime is part of the status: take it from the simulator.
     let stored = sim
@@ -374,8 +459,8 @@ async fn an_unchanged_status_is_not_written_again() {
         )
         .expect("time"),
     ));
-    let (requeue, second_patch) = reconcile_once(&sim, again).await;
-    assert_eq!(second_patch, None);
+    let (requeue, second_patches) = reconcile_once(&sim, again).await;
+    assert!(second_patches.is_empty());
     assert_eq!(requeue, Requeue::requeue(timing().resync));
     assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
 }

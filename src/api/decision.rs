@@ -129,6 +129,11 @@ pub struct SelfUpgradeDecisionStatus {
     /// operator never sends the same action twice for one generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_generation: Option<i64>,
+    /// An `UpdateSelfUpgrade` this operator is about to send or sent without recording its
+    /// answer: written before every call, so that after a crash the operator can tell from the
+    /// request whether the call took effect instead of sending it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<UpdateIntent>,
     /// QuickSight's request id of the last call that answered, for support cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_aws_request_id: Option<String>,
@@ -144,6 +149,20 @@ pub struct SelfUpgradeDecisionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The write-ahead record of one `UpdateSelfUpgrade`: the action, for which generation, and the
+/// request as it was just before the call. A request that no longer looks like that has seen
+/// the call.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateIntent {
+    pub action: Action,
+    pub generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_attempt_time: Option<Time>,
 }
 
 /// A terminal error QuickSight answered to `UpdateSelfUpgrade`.

@@ -4,5 +4,5 @@ mod decision;
 
 pub use decision::{
     Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, SelfUpgradeDecision,
-    SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus,
+    SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
 };
