@@ -69,6 +69,9 @@ fn operator(kubeconfig: &std::path::Path, endpoint: &str) -> Process {
                 "200ms",
                 "--awaiting-recheck",
                 "1s",
+                // Few reconciles at once, so that the work spans several of the operator's lives.
+                "--concurrency",
+                "2",
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("AWS_REGION", "us-east-1")
@@ -104,6 +107,9 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
         "sim",
         "--port",
         "0",
+        // Slow calls, so that kills land while updates are in flight.
+        "--latency-ms",
+        "150",
         "--generate",
         &generate,
         "--account",
@@ -152,10 +158,19 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let started = Instant::now();
+    // Updates each killed operator got done: kills that land mid-work show as partial runs.
+    let mut per_run = Vec::new();
+    let updates_so_far = || {
+        admin_get(&endpoint, "/_sim/counters")["calls"]["UpdateSelfUpgrade"]["ok"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     for _ in 0..kills {
+        let before = updates_so_far();
         let running = operator(&kubeconfig, &endpoint);
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
         drop(running); // SIGKILL
+        per_run.push(updates_so_far() - before);
     }
     let before_final_run =
         admin_get(&endpoint, "/_sim/counters")["calls"]["UpdateSelfUpgrade"]["ok"]
@@ -181,7 +196,7 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
         .collect();
     let updates = &counters["calls"]["UpdateSelfUpgrade"];
     println!(
-        "chaos: {} decisions, {kills} SIGKILLs (seed {seed}), {before_final_run} updates made by killed operators, converged in {:.1}s; UpdateSelfUpgrade outcomes {updates}; ListSelfUpgrades outcomes {}",
+        "chaos: {} decisions, {kills} SIGKILLs (seed {seed}), updates per killed run {per_run:?} ({before_final_run} in all), converged in {:.1}s; UpdateSelfUpgrade outcomes {updates}; ListSelfUpgrades outcomes {}",
         names.len(),
         converged.as_secs_f64(),
         counters["calls"]["ListSelfUpgrades"]
