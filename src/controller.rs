@@ -42,6 +42,7 @@ pub async fn run(
         // the reconciler's own requeues trigger a reconcile.
         .predicate_filter(predicates::generation, Default::default());
 
+    ctx.watch_peers(store.clone());
     info!(?scope, concurrency, "starting controller");
     let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)

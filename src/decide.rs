@@ -55,6 +55,8 @@ pub enum Stall {
     UnrecognizedRequestStatus(String),
     /// The spec cannot be acted on as written (the message says which field).
     InvalidSpec(String),
+    /// An older decision (`namespace/name`) decides the same request; this one makes no call.
+    Conflict { winner: String },
 }
 
 impl Stall {
@@ -67,6 +69,7 @@ impl Stall {
             Stall::Rejected { error, .. } => error,
             Stall::UnrecognizedRequestStatus(_) => "UnrecognizedRequestStatus",
             Stall::InvalidSpec(_) => "InvalidSpec",
+            Stall::Conflict { .. } => "Conflict",
         }
     }
 }

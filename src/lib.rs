@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod conflicts;
 pub mod controller;
 pub mod decide;
 pub mod playground;

@@ -10,6 +10,7 @@ use crate::status;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,9 @@ pub struct Context {
     pub timing: Timing,
     /// Consecutive retryable failures per object UID, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Every decision the controller sees, to find two decisions for one request. Set by the
+    /// controller when it starts; unset, no conflicts are looked for.
+    peers: std::sync::OnceLock<Store<SelfUpgradeDecision>>,
 }
 
 impl Context {
@@ -60,7 +64,21 @@ impl Context {
             default_region,
             timing,
             failures: Mutex::new(HashMap::new()),
+            peers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets reconciles see the other decisions (the controller's reflector store).
+    pub fn watch_peers(&self, store: Store<SelfUpgradeDecision>) {
+        // Set once per controller; a second controller on the same context keeps the first.
+        let _ = self.peers.set(store);
+    }
+
+    /// The older decision that decides the same request, as `namespace/name`.
+    fn conflicting_winner(&self, decision: &SelfUpgradeDecision) -> Option<String> {
+        let peers = self.peers.get()?.state();
+        crate::conflicts::winner_over(decision, peers.iter().map(|d| d.as_ref()))
+            .map(|w| format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
     }
 
     /// Records one more consecutive failure for `uid` and returns the delay before retrying.
@@ -132,9 +150,15 @@ async fn reconcile_decision(
     let action = decision.spec.action;
     let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
-    let verdict = match scope_of(&decision, ctx.default_region.as_deref()) {
-        Ok(scope) => observe_and_act(&decision, &ctx, &scope, generation, &mut status).await?,
-        Err(stall) => Verdict::Stalled(stall),
+    let verdict = match (
+        scope_of(&decision, ctx.default_region.as_deref()),
+        ctx.conflicting_winner(&decision),
+    ) {
+        (Err(stall), _) => Verdict::Stalled(stall),
+        (Ok(_), Some(winner)) => Verdict::Stalled(Stall::Conflict { winner }),
+        (Ok(scope), None) => {
+            observe_and_act(&decision, &ctx, &scope, generation, &mut status).await?
+        }
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
     if decision.status.as_ref() != Some(&status) {
@@ -149,7 +173,10 @@ async fn reconcile_decision(
         }
         Verdict::AwaitingResult => ctx.timing.awaiting_recheck,
         Verdict::ActionFailed { .. } => ctx.timing.failed_recheck,
-        Verdict::Stalled(Stall::RequestNotFound) => ctx.timing.not_found_recheck,
+        // The winner may be deleted: look again on the slower re-check cadence.
+        Verdict::Stalled(Stall::RequestNotFound | Stall::Conflict { .. }) => {
+            ctx.timing.not_found_recheck
+        }
         Verdict::Stalled(Stall::InvalidSpec(_)) => return Ok(Action::await_change()),
         Verdict::Satisfied { .. } | Verdict::Stalled(_) => ctx.timing.resync,
     };

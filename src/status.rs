@@ -244,6 +244,9 @@ fn stall_message(stall: &Stall, action: Action) -> String {
             "QuickSight reports request status {value}, which this operator version does not know; no call was made"
         ),
         Stall::InvalidSpec(message) => message.clone(),
+        Stall::Conflict { winner } => format!(
+            "SelfUpgradeDecision {winner} is older and decides the same request; this one makes no call while it exists"
+        ),
     }
 }
 

@@ -178,3 +178,46 @@ async fn two_hundred_decisions_in_two_accounts_make_exactly_two_hundred_updates(
     println!("200 decisions: 200 updates, {pages} listing pages");
     playground.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_decision_for_the_same_request_stalls_as_a_conflict_without_a_call() {
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let team_a: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    team_a
+        .create(
+            &PostParams::default(),
+            &new_decision("approve", ACCOUNT, "req-1", Action::Approve),
+        )
+        .await
+        .expect("created");
+    wait_for(&team_a, "approve", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    // Created a second later: strictly younger, whatever the clock's resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    team_a
+        .create(
+            &PostParams::default(),
+            &new_decision("deny", ACCOUNT, "req-1", Action::Deny),
+        )
+        .await
+        .expect("created");
+    let loser = wait_for(&team_a, "deny", 30, |d| {
+        is(d, "Stalled", "True", "Conflict")
+    })
+    .await;
+    let message = loser.status.expect("status").conditions[2].message.clone();
+    assert!(message.contains("default/approve"), "{message}");
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
+    assert_eq!(
+        handle
+            .request(ACCOUNT, "default", "req-1")
+            .expect("exists")
+            .status,
+        SimStatus::Approved
+    );
+    playground.stop().await;
+}
