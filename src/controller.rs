@@ -1,8 +1,9 @@
 //! Wires [`reconcile`] into a kube-runtime `Controller`: watch, reflector store, triggers.
 
 use crate::api::SelfUpgradeDecision;
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{Context, error_policy_guarded, reconcile_guarded};
 use futures::{StreamExt, TryStreamExt};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, ResourceExt};
@@ -27,7 +28,7 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<SelfUpgradeDecision> = match &scope {
+    let api: Api<DeserializeGuard<SelfUpgradeDecision>> = match &scope {
         WatchScope::AllNamespaces => Api::all(ctx.client.clone()),
         WatchScope::Namespace(ns) => Api::namespaced(ctx.client.clone(), ns),
     };
@@ -48,7 +49,7 @@ pub async fn run(
     Controller::for_stream(decisions, store)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_guarded, error_policy_guarded, ctx)
         .for_each(|result| {
             match result {
                 Ok((object, _)) => debug!(%object, "reconciled"),
@@ -63,7 +64,10 @@ pub async fn run(
 
 /// Forgets the backoff state of deleted decisions, once a minute rather than per reconcile so
 /// that the cost does not grow with the number of objects times the number of reconciles.
-async fn prune_backoff(ctx: Arc<Context>, store: reflector::Store<SelfUpgradeDecision>) {
+async fn prune_backoff(
+    ctx: Arc<Context>,
+    store: reflector::Store<DeserializeGuard<SelfUpgradeDecision>>,
+) {
     let mut tick = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tick.tick().await;

@@ -16,3 +16,4 @@ pub mod quicksight;
 pub mod reconcile;
 pub mod sim;
 pub mod status;
+pub mod validate;

@@ -9,6 +9,8 @@ use crate::quicksight::{RequestDirectory, Scope};
 use crate::status;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -48,7 +50,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Every decision the controller sees, to find two decisions for one request. Set by the
     /// controller when it starts; unset, no conflicts are looked for.
-    peers: std::sync::OnceLock<Store<SelfUpgradeDecision>>,
+    peers: std::sync::OnceLock<Store<DeserializeGuard<SelfUpgradeDecision>>>,
 }
 
 impl Context {
@@ -69,7 +71,7 @@ impl Context {
     }
 
     /// Lets reconciles see the other decisions (the controller's reflector store).
-    pub fn watch_peers(&self, store: Store<SelfUpgradeDecision>) {
+    pub fn watch_peers(&self, store: Store<DeserializeGuard<SelfUpgradeDecision>>) {
         // Set once per controller; a second controller on the same context keeps the first.
         let _ = self.peers.set(store);
     }
@@ -77,7 +79,7 @@ impl Context {
     /// The older decision that decides the same request, as `namespace/name`.
     fn conflicting_winner(&self, decision: &SelfUpgradeDecision) -> Option<String> {
         let peers = self.peers.get()?.state();
-        crate::conflicts::winner_over(decision, peers.iter().map(|d| d.as_ref()))
+        crate::conflicts::winner_over(decision, peers.iter().filter_map(|d| d.0.as_ref().ok()))
             .map(|w| format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
     }
 
@@ -124,6 +126,51 @@ pub enum Error {
     MissingNamespace(String),
 }
 
+/// The controller's entry point: objects that do not even deserialize (a CRD installed without
+/// validation, `action: MAYBE`) get `Stalled` with the reason instead of stopping the watch.
+pub async fn reconcile_guarded(
+    object: Arc<DeserializeGuard<SelfUpgradeDecision>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &object.0 {
+        Ok(decision) => reconcile(Arc::new(decision.clone()), ctx).await,
+        Err(invalid) => {
+            report_unreadable(invalid, &ctx).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// `error_policy` for [`reconcile_guarded`].
+pub fn error_policy_guarded(
+    object: Arc<DeserializeGuard<SelfUpgradeDecision>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.next_backoff(&object.meta().uid.clone().unwrap_or_default());
+    warn!(%error, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<(), Error> {
+    let generation = invalid.metadata.generation.unwrap_or(0);
+    warn!(name = ?invalid.metadata.name, error = %invalid.error, "unreadable SelfUpgradeDecision");
+    let mut status = status::carry_over(None, generation);
+    let stall = Stall::InvalidSpec(format!(
+        "the object cannot be read as a SelfUpgradeDecision: {}",
+        invalid.error
+    ));
+    // The action is unknown; the message above does not mention it.
+    status::set_conditions(
+        &mut status,
+        &Verdict::Stalled(stall),
+        DecisionAction::Deny,
+        generation,
+        Timestamp::now(),
+    );
+    write_status(&invalid.metadata, &ctx.client, &status).await
+}
+
 /// Reconciles one decision. Every outcome QuickSight can produce is written to the status;
 /// only a failed status write is returned as an error.
 pub async fn reconcile(
@@ -162,7 +209,7 @@ async fn reconcile_decision(
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
     if decision.status.as_ref() != Some(&status) {
-        write_status(&decision, &ctx.client, &status).await?;
+        write_status(&decision.metadata, &ctx.client, &status).await?;
     }
 
     let requeue = match &verdict {
@@ -241,7 +288,7 @@ async fn observe_and_act(
         generation,
         Timestamp::now(),
     );
-    write_status(decision, &ctx.client, status).await?;
+    write_status(&decision.metadata, &ctx.client, status).await?;
 
     match ctx.directory.update(scope, request_id, action).await {
         Ok(answer) => {
@@ -286,6 +333,9 @@ fn verdict_after_call(
 /// Where the decision's request lives, or why the spec cannot say.
 fn scope_of(decision: &SelfUpgradeDecision, default_region: Option<&str>) -> Result<Scope, Stall> {
     let spec = &decision.spec;
+    if let Some(problem) = crate::validate::spec_problem(spec) {
+        return Err(Stall::InvalidSpec(problem));
+    }
     let region = spec.region.as_deref().or(default_region).ok_or_else(|| {
         Stall::InvalidSpec(
             "spec.region is not set and the operator has no default region (--region / AWS_REGION)"
@@ -300,13 +350,14 @@ fn scope_of(decision: &SelfUpgradeDecision, default_region: Option<&str>) -> Res
 }
 
 async fn write_status(
-    decision: &SelfUpgradeDecision,
+    metadata: &kube::core::ObjectMeta,
     client: &kube::Client,
     status: &SelfUpgradeDecisionStatus,
 ) -> Result<(), Error> {
-    let name = decision.name_any();
-    let namespace = decision
-        .namespace()
+    let name = metadata.name.clone().unwrap_or_default();
+    let namespace = metadata
+        .namespace
+        .clone()
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), &namespace);
     let patch = serde_json::json!({
