@@ -79,6 +79,16 @@ pub struct RunArgs {
     /// Longest retry delay after retryable errors.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub backoff_cap: Duration,
+    /// Calls per generation for an action QuickSight reports as failed (UPDATE_FAILED /
+    /// VERIFY_FAILED), the first included; `spec.retry.maxAttempts` overrides it.
+    #[arg(long, default_value_t = 10)]
+    pub retry_max_attempts: u32,
+    /// Delay before re-sending a failed action, doubling per retry (`spec.retry.backoff`).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retry_backoff: Duration,
+    /// Longest delay between retries of a failed action (`spec.retry.backoffCap`).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub retry_backoff_cap: Duration,
     /// Time limit for one QuickSight call.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub call_timeout: Duration,
@@ -96,6 +106,11 @@ impl RunArgs {
             resync: self.resync,
             backoff_base: self.backoff_base,
             backoff_cap: self.backoff_cap,
+            retry: crate::retry::RetrySettings {
+                max_attempts: self.retry_max_attempts.max(1),
+                backoff: self.retry_backoff,
+                backoff_cap: self.retry_backoff_cap,
+            },
         }
     }
 

@@ -49,6 +49,7 @@ mod tests {
                 upgrade_request_id: request.into(),
                 action: Action::Approve,
                 region: None,
+                retry: None,
             },
         );
         d.metadata.namespace = Some(namespace.into());

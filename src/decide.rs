@@ -28,6 +28,8 @@ pub enum Verdict {
     ActionFailed {
         request_status: RequestStatus,
         reason: Option<String>,
+        /// When the retry policy sends the action again (set by the reconciler).
+        next_retry: Option<std::time::Duration>,
     },
     /// No progress is possible without a change of spec (or of the world outside the cluster).
     Stalled(Stall),
@@ -57,6 +59,12 @@ pub enum Stall {
     InvalidSpec(String),
     /// An older decision (`namespace/name`) decides the same request; this one makes no call.
     Conflict { winner: String },
+    /// The action failed on every attempt the retry policy allows.
+    RetriesExhausted {
+        attempts: i64,
+        request_status: RequestStatus,
+        reason: Option<String>,
+    },
 }
 
 impl Stall {
@@ -70,6 +78,7 @@ impl Stall {
             Stall::UnrecognizedRequestStatus(_) => "UnrecognizedRequestStatus",
             Stall::InvalidSpec(_) => "InvalidSpec",
             Stall::Conflict { .. } => "Conflict",
+            Stall::RetriesExhausted { .. } => "RetriesExhausted",
         }
     }
 }
@@ -136,6 +145,7 @@ pub fn decide(
             Plan::Report(Verdict::ActionFailed {
                 request_status: remote.request_status.clone(),
                 reason: remote.last_update_failure_reason.clone(),
+                next_retry: None,
             })
         }
         // PENDING after our call, or DENY not yet reflected: the listing lags the update.
@@ -202,6 +212,7 @@ mod tests {
         Plan::Report(Verdict::ActionFailed {
             request_status: status,
             reason: Some("group membership missing".into()),
+            next_retry: None,
         })
     }
     fn awaiting() -> Plan {

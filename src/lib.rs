@@ -14,6 +14,7 @@ pub mod decide;
 pub mod playground;
 pub mod quicksight;
 pub mod reconcile;
+pub mod retry;
 pub mod sim;
 pub mod status;
 pub mod validate;

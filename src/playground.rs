@@ -52,6 +52,11 @@ pub fn playground_timing() -> Timing {
         resync: Duration::from_secs(60),
         backoff_base: Duration::from_millis(500),
         backoff_cap: Duration::from_secs(10),
+        retry: crate::retry::RetrySettings {
+            max_attempts: 5,
+            backoff: Duration::from_secs(5),
+            backoff_cap: Duration::from_secs(30),
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
 use crate::decide::{Plan, Stall, Verdict, decide};
 use crate::quicksight::{RequestDirectory, Scope};
+use crate::retry::{RetrySettings, RetryStep, retry_step};
 use crate::status;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -37,6 +38,8 @@ pub struct Timing {
     pub backoff_base: Duration,
     /// ... up to this.
     pub backoff_cap: Duration,
+    /// Retries of actions QuickSight reported as failed, unless `spec.retry` says otherwise.
+    pub retry: RetrySettings,
 }
 
 /// What every reconcile shares.
@@ -197,14 +200,20 @@ async fn reconcile_decision(
     let action = decision.spec.action;
     let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
+    let retry = ctx
+        .timing
+        .retry
+        .with_policy(decision.spec.retry.as_ref())
+        .map_err(Stall::InvalidSpec);
     let verdict = match (
         scope_of(&decision, ctx.default_region.as_deref()),
+        retry,
         ctx.conflicting_winner(&decision),
     ) {
-        (Err(stall), _) => Verdict::Stalled(stall),
-        (Ok(_), Some(winner)) => Verdict::Stalled(Stall::Conflict { winner }),
-        (Ok(scope), None) => {
-            observe_and_act(&decision, &ctx, &scope, generation, &mut status).await?
+        (Err(stall), _, _) | (_, Err(stall), _) => Verdict::Stalled(stall),
+        (Ok(_), Ok(_), Some(winner)) => Verdict::Stalled(Stall::Conflict { winner }),
+        (Ok(scope), Ok(retry), None) => {
+            observe_and_act(&decision, &ctx, &scope, generation, retry, &mut status).await?
         }
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
@@ -219,7 +228,10 @@ async fn reconcile_decision(
             return Ok(Action::requeue(delay));
         }
         Verdict::AwaitingResult => ctx.timing.awaiting_recheck,
-        Verdict::ActionFailed { .. } => ctx.timing.failed_recheck,
+        // Look again at the retry (or sooner, to notice changes made elsewhere).
+        Verdict::ActionFailed { next_retry, .. } => next_retry
+            .unwrap_or(ctx.timing.failed_recheck)
+            .min(ctx.timing.failed_recheck),
         // The winner may be deleted: look again on the slower re-check cadence.
         Verdict::Stalled(Stall::RequestNotFound | Stall::Conflict { .. }) => {
             ctx.timing.not_found_recheck
@@ -249,6 +261,7 @@ async fn observe_and_act(
     ctx: &Context,
     scope: &Scope,
     generation: i64,
+    retry: RetrySettings,
     status: &mut SelfUpgradeDecisionStatus,
 ) -> Result<Verdict, Error> {
     let request_id = &decision.spec.upgrade_request_id;
@@ -270,6 +283,12 @@ async fn observe_and_act(
         decision.status.as_ref(),
     );
     status::settle_intent(status, decision.spec.action, generation, remote.as_ref());
+    let plan = match plan {
+        Plan::Report(failed @ Verdict::ActionFailed { .. }) => {
+            retry_failed(decision.spec.action, failed, retry, status, remote.as_ref())
+        }
+        other => other,
+    };
     let (action, remote) = match (plan, remote) {
         (Plan::Report(verdict), _) => return Ok(verdict),
         (Plan::Send(action), Some(remote)) => (action, remote),
@@ -313,6 +332,41 @@ async fn observe_and_act(
                 }))
             }
         }
+    }
+}
+
+/// Applies the retry policy to an action QuickSight reported as failed: send it again once its
+/// backoff has passed, wait, or give up.
+fn retry_failed(
+    action: DecisionAction,
+    failed: Verdict,
+    retry: RetrySettings,
+    status: &SelfUpgradeDecisionStatus,
+    remote: Option<&crate::quicksight::RequestDetail>,
+) -> Plan {
+    let Verdict::ActionFailed {
+        request_status,
+        reason,
+        ..
+    } = failed
+    else {
+        return Plan::Report(failed);
+    };
+    let attempts = status.attempts.unwrap_or(1).max(1);
+    let last_attempt = remote.and_then(|r| r.last_update_attempt_time);
+    let attempts_u32 = u32::try_from(attempts).unwrap_or(u32::MAX);
+    match retry_step(retry, attempts_u32, last_attempt, Timestamp::now()) {
+        RetryStep::SendNow => Plan::Send(action),
+        RetryStep::WaitFor(_) => Plan::Report(Verdict::ActionFailed {
+            request_status,
+            reason,
+            next_retry: Some(retry.delay_after(attempts_u32)),
+        }),
+        RetryStep::Exhausted => Plan::Report(Verdict::Stalled(Stall::RetriesExhausted {
+            attempts,
+            request_status,
+            reason,
+        })),
     }
 }
 

@@ -177,13 +177,22 @@ pub fn set_conditions(
         Verdict::ActionFailed {
             request_status,
             reason,
+            next_retry,
         } => {
             let condition_reason = match request_status {
                 RequestStatus::VerifyFailed => "VerifyFailed",
                 _ => "UpdateFailed",
             };
+            let then = match next_retry {
+                Some(delay) => format!(
+                    "attempt {} failed; {action} is sent again {} after it",
+                    status.attempts.unwrap_or(1),
+                    humantime::format_duration(*delay)
+                ),
+                None => "the request is re-checked periodically".to_string(),
+            };
             let message = format!(
-                "QuickSight could not complete {action}: {request_status}: {}; the request is re-checked periodically",
+                "QuickSight could not complete {action}: {request_status}: {}; {then}",
                 reason.as_deref().unwrap_or("no reason given")
             );
             (
@@ -244,6 +253,14 @@ fn stall_message(stall: &Stall, action: Action) -> String {
             "QuickSight reports request status {value}, which this operator version does not know; no call was made"
         ),
         Stall::InvalidSpec(message) => message.clone(),
+        Stall::RetriesExhausted {
+            attempts,
+            request_status,
+            reason,
+        } => format!(
+            "QuickSight could not complete {action} in {attempts} attempts: {request_status}: {}; change the spec (or spec.retry) to try again",
+            reason.as_deref().unwrap_or("no reason given")
+        ),
         Stall::Conflict { winner } => format!(
             "SelfUpgradeDecision {winner} is older and decides the same request; this one makes no call while it exists"
         ),
@@ -323,6 +340,7 @@ mod tests {
                 Verdict::ActionFailed {
                     request_status: RequestStatus::VerifyFailed,
                     reason: None,
+                    next_retry: Some(std::time::Duration::from_secs(60)),
                 },
                 [
                     ("False", "VerifyFailed"),
@@ -334,6 +352,7 @@ mod tests {
                 Verdict::ActionFailed {
                     request_status: RequestStatus::UpdateFailed,
                     reason: None,
+                    next_retry: None,
                 },
                 [
                     ("False", "UpdateFailed"),
@@ -358,6 +377,18 @@ mod tests {
                     ("False", "AccessDeniedException"),
                     ("False", "AccessDeniedException"),
                     ("True", "AccessDeniedException"),
+                ],
+            ),
+            (
+                Verdict::Stalled(Stall::RetriesExhausted {
+                    attempts: 3,
+                    request_status: RequestStatus::UpdateFailed,
+                    reason: None,
+                }),
+                [
+                    ("False", "RetriesExhausted"),
+                    ("False", "RetriesExhausted"),
+                    ("True", "RetriesExhausted"),
                 ],
             ),
             (

@@ -58,6 +58,7 @@ mod tests {
             upgrade_request_id: "r-1".into(),
             action: Action::Approve,
             region: Some("eu-central-1".into()),
+            retry: None,
         }
     }
 

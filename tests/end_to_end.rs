@@ -83,8 +83,27 @@ async fn decisions_converge_to_what_quicksight_shows() {
     })
     .await;
 
-    let counters = handle.counters();
-    assert_eq!(counters.count("UpdateSelfUpgrade", "ok"), 4, "{counters:?}");
+    // One update each; the failed VERIFY may have been retried meanwhile, each retry counted.
+    for id in ["approve-me", "deny-me", "verify-ok"] {
+        assert_eq!(
+            handle
+                .request(ACCOUNT, "default", id)
+                .expect("exists")
+                .updates_applied,
+            1,
+            "{id}"
+        );
+    }
+    let verify = api.get("verify-missing-group").await.expect("exists");
+    let attempts = verify.status.and_then(|s| s.attempts).expect("attempts");
+    let sent = handle
+        .request(ACCOUNT, "default", "verify-me")
+        .expect("exists")
+        .updates_applied;
+    assert!(
+        sent as i64 >= 1 && sent as i64 <= attempts,
+        "{sent} sent, {attempts} attempts recorded"
+    );
     playground.stop().await;
 }
 
@@ -218,6 +237,88 @@ async fn a_second_decision_for_the_same_request_stalls_as_a_conflict_without_a_c
             .expect("exists")
             .status,
         SimStatus::Approved
+    );
+    playground.stop().await;
+}
+
+fn with_retry(mut decision: SelfUpgradeDecision, max_attempts: u32) -> SelfUpgradeDecision {
+    decision.spec.retry = Some(selfupgrade_operator::api::RetryPolicy {
+        max_attempts: Some(max_attempts),
+        backoff: Some("1s".into()),
+        backoff_cap: Some("2s".into()),
+    });
+    decision
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verify_is_retried_and_succeeds_once_the_user_joins_the_group() {
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    let decision = with_retry(new_decision("carol", ACCOUNT, "req-1", Action::Verify), 20);
+    api.create(&PostParams::default(), &decision)
+        .await
+        .expect("created");
+    wait_for(&api, "carol", 30, |d| {
+        is(d, "Ready", "False", "VerifyFailed")
+    })
+    .await;
+
+    // Another pipeline adds carol to the group; a retry completes the upgrade.
+    handle
+        .set_group_membership(ACCOUNT, "default", "req-1", true)
+        .expect("exists");
+    let done = wait_for(&api, "carol", 60, |d| is(d, "Ready", "True", "Applied")).await;
+    let attempts = done
+        .status
+        .as_ref()
+        .and_then(|s| s.attempts)
+        .expect("attempts");
+    assert!(attempts >= 2, "{attempts}");
+    let request = handle.request(ACCOUNT, "default", "req-1").expect("exists");
+    assert_eq!(request.status, SimStatus::Approved);
+    assert_eq!(
+        i64::from(request.updates_applied),
+        attempts,
+        "every attempt is one call"
+    );
+    playground.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_run_out_as_stalled_retries_exhausted() {
+    let mut failing = request("req-1");
+    failing.fail_next_updates = 100;
+    let handle = world(vec![failing]);
+    let playground = start_playground(handle.clone()).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    let decision = with_retry(new_decision("alice", ACCOUNT, "req-1", Action::Approve), 3);
+    api.create(&PostParams::default(), &decision)
+        .await
+        .expect("created");
+    let stalled = wait_for(&api, "alice", 60, |d| {
+        is(d, "Stalled", "True", "RetriesExhausted")
+    })
+    .await;
+    let status = stalled.status.expect("status");
+    assert_eq!(status.attempts, Some(3));
+    assert!(
+        status.conditions[2].message.contains("3 attempts"),
+        "{}",
+        status.conditions[2].message
+    );
+    assert_eq!(
+        handle
+            .request(ACCOUNT, "default", "req-1")
+            .expect("exists")
+            .updates_applied,
+        3
     );
     playground.stop().await;
 }

@@ -30,6 +30,11 @@ fn timing() -> Timing {
         resync: Duration::from_secs(3601),
         backoff_base: Duration::from_secs(2),
         backoff_cap: Duration::from_secs(300),
+        retry: selfupgrade_operator::retry::RetrySettings {
+            max_attempts: 3,
+            backoff: Duration::from_secs(60),
+            backoff_cap: Duration::from_secs(600),
+        },
     }
 }
 
@@ -42,6 +47,7 @@ fn decision(action: Action, request_id: &str) -> SelfUpgradeDecision {
             upgrade_request_id: request_id.into(),
             action,
             region: None,
+            retry: None,
         },
     );
     decision.metadata.namespace = Some(NAMESPACE.into());

@@ -61,6 +61,29 @@ pub struct SelfUpgradeDecisionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
+
+    /// How often the action is sent again after QuickSight reports it failed (UPDATE_FAILED after
+    /// APPROVE, VERIFY_FAILED after VERIFY); unset fields take the operator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Retries of an action QuickSight reported as failed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Calls per generation, the first included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: Option<u32>,
+    /// Delay before the first retry, doubling per retry (e.g. `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub backoff: Option<String>,
+    /// Longest delay between retries (e.g. `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub backoff_cap: Option<String>,
 }
 
 /// The action `UpdateSelfUpgrade` performs on a request.

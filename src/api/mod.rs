@@ -3,6 +3,6 @@
 mod decision;
 
 pub use decision::{
-    Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, SelfUpgradeDecision,
+    Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, RetryPolicy, SelfUpgradeDecision,
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
 };

@@ -109,6 +109,7 @@ pub fn new_decision(
             upgrade_request_id: request_id.into(),
             action,
             region: None,
+            retry: None,
         },
     )
 }
