@@ -86,12 +86,15 @@ impl Context {
             .map(|w| format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
     }
 
-    /// Records one more consecutive failure for `uid` and returns the delay before retrying.
+    /// Records one more consecutive failure for `uid` and returns the delay before retrying:
+    /// "full jitter" (a random delay up to the capped exponential one), so that decisions
+    /// throttled together do not retry together.
     fn next_backoff(&self, uid: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(uid.to_string()).or_insert(0);
         *count = count.saturating_add(1);
-        backoff_delay(*count, self.timing.backoff_base, self.timing.backoff_cap)
+        let ceiling = backoff_delay(*count, self.timing.backoff_base, self.timing.backoff_cap);
+        full_jitter(ceiling, rand::random::<f64>())
     }
 
     fn reset_backoff(&self, uid: &str) {
@@ -108,6 +111,16 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|uid, _| live_uids.contains(uid));
     }
+}
+
+/// The shortest retry delay, so that jitter never turns into a hot loop.
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// A delay of `fraction` (0..1) of `ceiling`, but at least [`MIN_RETRY_DELAY`].
+pub fn full_jitter(ceiling: Duration, fraction: f64) -> Duration {
+    ceiling
+        .mul_f64(fraction.clamp(0.0, 1.0))
+        .max(MIN_RETRY_DELAY.min(ceiling))
 }
 
 /// `base · 2^(failures-1)`, capped.
@@ -445,5 +458,17 @@ mod tests {
             .collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff_delay(u32::MAX, base, cap), cap);
+    }
+
+    #[test]
+    fn jitter_stays_between_the_floor_and_the_ceiling() {
+        let ceiling = Duration::from_secs(8);
+        assert_eq!(full_jitter(ceiling, 0.0), MIN_RETRY_DELAY);
+        assert_eq!(full_jitter(ceiling, 0.5), Duration::from_secs(4));
+        assert_eq!(full_jitter(ceiling, 1.0), ceiling);
+        assert_eq!(
+            full_jitter(Duration::from_millis(20), 0.0),
+            Duration::from_millis(20)
+        );
     }
 }

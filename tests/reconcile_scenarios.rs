@@ -397,7 +397,12 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
     );
     assert_eq!(patches.len(), 2, "intent, then the failure");
     assert_eq!(patches[1]["status"], status);
-    assert_eq!(requeue, Requeue::requeue(timing().backoff_base));
+    // Full jitter: somewhere up to the first backoff step (2s), never below 100ms.
+    let delay = requeue_delay(&requeue);
+    assert!(
+        (Duration::from_millis(100)..=Duration::from_secs(2)).contains(&delay),
+        "{requeue:?}"
+    );
     assert_eq!(
         sim.handle
             .counters()
@@ -469,6 +474,30 @@ async fn an_unchanged_status_is_not_written_again() {
     assert!(second_patches.is_empty());
     assert_eq!(requeue, Requeue::requeue(timing().resync));
     assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
+}
+
+/// The delay of a requeue. kube-runtime's `Action` does not expose it, but its Debug form does
+/// (`Action { requeue_after: Some(1.5s) }`), and `Duration`'s Debug form is humantime-like.
+fn requeue_delay(action: &Requeue) -> Duration {
+    let debug = format!("{action:?}");
+    let inner = debug
+        .split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("a requeue delay");
+    let (number, unit) = inner.split_at(
+        inner
+            .find(|c: char| c.is_alphabetic() || c == 'µ')
+            .expect("unit"),
+    );
+    let value: f64 = number.parse().expect("number");
+    match unit {
+        "s" => Duration::from_secs_f64(value),
+        "ms" => Duration::from_secs_f64(value / 1e3),
+        "µs" => Duration::from_secs_f64(value / 1e6),
+        "ns" => Duration::from_secs_f64(value / 1e9),
+        other => panic!("unexpected unit {other}"),
+    }
 }
 
 /// Turns the "<time>" placeholders back into a fixed, valid timestamp.
