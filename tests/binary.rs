@@ -169,3 +169,57 @@ async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
         .collect();
     assert_eq!(names, ["default"]);
 }
+
+#[tokio::test]
+async fn run_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut apiserver = Running(
+        Command::new(BIN)
+            .args(["apiserver", "--port", "0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("apiserver starts"),
+    );
+    apiserver.first_line().await;
+    let mut operator = Command::new(BIN)
+        .args([
+            "run",
+            "--region",
+            REGION,
+            "--quicksight-endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("operator starts");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        operator.try_wait().expect("status").is_none(),
+        "the operator keeps running"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = operator.try_wait().expect("status") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit within 15s of SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
