@@ -26,6 +26,19 @@ impl Running {
     }
 }
 
+/// The `apiserver` subcommand, writing its kubeconfig to `kubeconfig`.
+fn start_apiserver(kubeconfig: &std::path::Path) -> Running {
+    Running(
+        Command::new(BIN)
+            .args(["apiserver", "--port", "0", "--kubeconfig"])
+            .arg(kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("apiserver starts"),
+    )
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -138,15 +151,7 @@ fn crd_prints_the_committed_crd() {
 async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut child = Running(
-        Command::new(BIN)
-            .args(["apiserver", "--port", "0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("apiserver starts"),
-    );
+    let mut child = start_apiserver(&kubeconfig);
     let url = child.first_line().await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
@@ -174,15 +179,7 @@ async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
 async fn run_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut apiserver = Running(
-        Command::new(BIN)
-            .args(["apiserver", "--port", "0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("apiserver starts"),
-    );
+    let mut apiserver = start_apiserver(&kubeconfig);
     apiserver.first_line().await;
     let mut operator = Command::new(BIN)
         .args([

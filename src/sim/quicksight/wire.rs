@@ -101,9 +101,7 @@ async fn update_self_upgrade(
         &account,
         &namespace,
         |world, unit| {
-            let input: Value = serde_json::from_slice(&body).map_err(|e| {
-                SimError::invalid_parameter(format!("the request body is not JSON: {e}"))
-            })?;
+            let input = json_body(&body)?;
             let id = required_string(&input, "UpgradeRequestId")?;
             let action = required_string(&input, "Action")?;
             let request = world.update(&account, &namespace, id, action, epoch_millis())?;
@@ -138,9 +136,7 @@ async fn update_configuration(
         &account,
         &namespace,
         |world, _| {
-            let input: Value = serde_json::from_slice(&body).map_err(|e| {
-                SimError::invalid_parameter(format!("the request body is not JSON: {e}"))
-            })?;
+            let input = json_body(&body)?;
             let status = required_string(&input, "SelfUpgradeStatus")?;
             if !matches!(status, "ADMIN_APPROVAL" | "AUTO_APPROVAL") {
                 return Err(SimError::invalid_parameter(format!(
@@ -154,6 +150,11 @@ async fn update_configuration(
         },
     )
     .await
+}
+
+fn json_body(body: &[u8]) -> Result<Value, SimError> {
+    serde_json::from_slice(body)
+        .map_err(|e| SimError::invalid_parameter(format!("the request body is not JSON: {e}")))
 }
 
 fn required_string<'a>(input: &'a Value, member: &str) -> Result<&'a str, SimError> {
