@@ -3,13 +3,15 @@
 
 use crate::api::SelfUpgradeDecision;
 use crate::controller::{self, WatchScope};
-use crate::quicksight::{RequestDirectory, SdkQuickSight, SdkSettings};
+use crate::leader::{self, LeaseSettings, Shutdown};
+use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
 use crate::sim::quicksight::{
     self as qs_sim, EpochUnit, FaultSettings, RunningSim, SeedFile, SimHandle, World,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::FutureExt;
 use kube::CustomResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +38,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the SelfUpgradeDecision CustomResourceDefinition as YAML.
     Crd,
     /// Run the QuickSight self-upgrade simulator (for tests and local trials).
@@ -70,9 +72,13 @@ pub struct RunArgs {
     /// Re-check delay for a request id QuickSight does not list.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub not_found_recheck: Duration,
-    /// Re-check interval for decisions that are done or stalled.
+    /// Re-check interval for stalled decisions that may yet move (rejected, retries exhausted).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub resync: Duration,
+    /// Re-check interval for decisions whose request is decided for good (APPROVED, DENIED),
+    /// to notice changes made outside the cluster.
+    #[arg(long, default_value = "10h", value_parser = humantime::parse_duration)]
+    pub final_resync: Duration,
     /// First retry delay after a retryable error (doubles per failure).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub backoff_base: Duration,
@@ -95,6 +101,44 @@ pub struct RunArgs {
     /// Reconciles running at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Sustained QuickSight calls per second per account and region.
+    #[arg(long, default_value_t = 5.0)]
+    pub quicksight_rate: f64,
+    /// QuickSight calls an idle account may make at once before --quicksight-rate applies.
+    #[arg(long, default_value_t = 10)]
+    pub quicksight_burst: u32,
+    /// QuickSight calls in flight across all accounts.
+    #[arg(long, default_value_t = 16)]
+    pub quicksight_concurrency: usize,
+    /// Pause of a whole account's calls after QuickSight throttles one (doubles while it goes on).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub throttle_pause: Duration,
+    /// Longest pause of an account after throttling.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub throttle_pause_cap: Duration,
+    /// Run the controller only while holding a Lease, so that several replicas can run.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Name of the Lease (coordination.k8s.io/v1).
+    #[arg(long, default_value = "selfupgrade-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, or the kubeconfig context's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's name in the Lease (default: the pod name, else host name plus a random
+    /// suffix).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// A leader that does not renew its Lease for this long is replaced (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// The leader renews this long before its Lease would expire (whole seconds).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_grace: Duration,
+    /// After SIGTERM, how long running reconciles may take to finish before the process exits
+    /// anyway (a reconcile cut short is safe: its intent is already recorded).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
 }
 
 impl RunArgs {
@@ -104,6 +148,7 @@ impl RunArgs {
             failed_recheck: self.failed_recheck,
             not_found_recheck: self.not_found_recheck,
             resync: self.resync,
+            final_resync: self.final_resync,
             backoff_base: self.backoff_base,
             backoff_cap: self.backoff_cap,
             retry: crate::retry::RetrySettings {
@@ -111,6 +156,34 @@ impl RunArgs {
                 backoff: self.retry_backoff,
                 backoff_cap: self.retry_backoff_cap,
             },
+        }
+    }
+
+    pub fn pacing(&self) -> PacingSettings {
+        PacingSettings {
+            rate_per_second: self.quicksight_rate,
+            burst: self.quicksight_burst,
+            concurrency: self.quicksight_concurrency,
+            throttle_pause: self.throttle_pause,
+            throttle_pause_cap: self.throttle_pause_cap,
+        }
+    }
+
+    /// The Lease to hold with `--leader-elect`.
+    pub fn lease_settings(&self, client: &kube::Client) -> LeaseSettings {
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "selfupgrade-operator".into());
+            format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+        });
+        LeaseSettings {
+            name: self.lease_name.clone(),
+            namespace: self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            identity,
+            duration_seconds: self.lease_duration.as_secs(),
+            grace_seconds: self.lease_grace.as_secs(),
         }
     }
 
@@ -262,15 +335,45 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             call_timeout: args.call_timeout,
         },
     );
-    let directory = RequestDirectory::new(Arc::new(quicksight), args.listing_ttl);
+    let paced = Paced::new(Arc::new(quicksight), args.pacing()).context("--quicksight-* flags")?;
+    let directory = RequestDirectory::new(Arc::new(paced), args.listing_ttl);
     let ctx = Arc::new(Context::new(
         client,
         directory,
         default_region,
         args.timing(),
     ));
-    controller::run(ctx, args.watch_scope(), args.concurrency, shutdown_signal()).await;
-    Ok(())
+    let shutdown: Shutdown = shutdown_signal().boxed().shared();
+    let work = async {
+        if args.leader_elect {
+            let lease = args.lease_settings(&ctx.client);
+            leader::run_when_leading(
+                ctx,
+                args.watch_scope(),
+                args.concurrency,
+                lease,
+                shutdown.clone(),
+            )
+            .await?;
+        } else {
+            controller::run(ctx, args.watch_scope(), args.concurrency, shutdown.clone()).await;
+        }
+        anyhow::Ok(())
+    };
+    let drain_deadline = async {
+        shutdown.clone().await;
+        tokio::time::sleep(args.drain_timeout).await;
+    };
+    tokio::select! {
+        result = work => result,
+        () = drain_deadline => {
+            tracing::warn!(
+                timeout = ?args.drain_timeout,
+                "reconciles still running after --drain-timeout; exiting without them"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `sim`: serves until Ctrl-C / SIGTERM. The first line on stdout is the bound address.

@@ -1,36 +1,147 @@
 //! Two decisions for one request: the oldest wins, so that two pull requests cannot make the
-//! operator approve and deny the same person in turn. Pure.
+//! operator approve and deny the same person in turn.
+//!
+//! [`ClaimIndex`] (pure) keeps, per request, the decisions that name it ordered by age, so that
+//! finding the winner costs one lookup rather than a scan of every decision in the cluster.
+//! [`Claims`] keeps it in step with the controller's watch.
 
 use crate::api::SelfUpgradeDecision;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::watcher;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
 
-/// The decision that decides `decision`'s request, when it is another one: among all decisions
-/// naming the same (account, QuickSight namespace, request id), the oldest by creation time,
-/// then by namespace and name.
-pub fn winner_over<'a>(
-    decision: &SelfUpgradeDecision,
-    all: impl IntoIterator<Item = &'a SelfUpgradeDecision>,
-) -> Option<&'a SelfUpgradeDecision> {
-    let same_request = |other: &SelfUpgradeDecision| {
-        other.spec.aws_account_id == decision.spec.aws_account_id
-            && other.spec.quicksight_namespace == decision.spec.quicksight_namespace
-            && other.spec.upgrade_request_id == decision.spec.upgrade_request_id
-            && other.metadata.deletion_timestamp.is_none()
-    };
-    let age = |d: &SelfUpgradeDecision| {
-        (
-            d.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            d.namespace().unwrap_or_default(),
-            d.name_any(),
-        )
-    };
-    let oldest = all
-        .into_iter()
-        .filter(|d| same_request(d))
-        .min_by_key(|d| age(d))?;
-    let is_self = oldest.uid().is_some() && oldest.uid() == decision.uid()
-        || (oldest.namespace() == decision.namespace() && oldest.name_any() == decision.name_any());
-    (!is_self && age(oldest) < age(decision)).then_some(oldest)
+/// (AWS account, QuickSight namespace, request id).
+type RequestKey = (String, String, String);
+/// (Kubernetes namespace, name).
+type ObjectKey = (String, String);
+
+/// One decision's claim on a request, ordered oldest first: by creation time, then namespace
+/// and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Claim {
+    created: Option<Timestamp>,
+    namespace: String,
+    name: String,
+}
+
+fn request_of(decision: &SelfUpgradeDecision) -> RequestKey {
+    (
+        decision.spec.aws_account_id.clone(),
+        decision.spec.quicksight_namespace.clone(),
+        decision.spec.upgrade_request_id.clone(),
+    )
+}
+
+fn claim_of(decision: &SelfUpgradeDecision) -> Claim {
+    Claim {
+        created: decision.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        namespace: decision.namespace().unwrap_or_default(),
+        name: decision.name_any(),
+    }
+}
+
+/// Which decisions claim which request.
+#[derive(Default)]
+pub struct ClaimIndex {
+    by_request: HashMap<RequestKey, BTreeSet<Claim>>,
+    by_object: HashMap<ObjectKey, (RequestKey, Claim)>,
+}
+
+impl ClaimIndex {
+    /// Records the decision as it is now; a decision being deleted no longer claims anything.
+    pub fn observe(&mut self, decision: &SelfUpgradeDecision) {
+        let claim = claim_of(decision);
+        self.forget(&claim.namespace, &claim.name);
+        if decision.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let request = request_of(decision);
+        self.by_request
+            .entry(request.clone())
+            .or_default()
+            .insert(claim.clone());
+        self.by_object.insert(
+            (claim.namespace.clone(), claim.name.clone()),
+            (request, claim),
+        );
+    }
+
+    /// Drops the claim of a deleted (or unreadable) decision.
+    pub fn forget(&mut self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        let Some((request, claim)) = self.by_object.remove(&key) else {
+            return;
+        };
+        if let Some(claims) = self.by_request.get_mut(&request) {
+            claims.remove(&claim);
+            if claims.is_empty() {
+                self.by_request.remove(&request);
+            }
+        }
+    }
+
+    /// The older decision (`namespace/name`) that decides `decision`'s request, if any.
+    pub fn winner_over(&self, decision: &SelfUpgradeDecision) -> Option<String> {
+        let own = claim_of(decision);
+        let oldest = self.by_request.get(&request_of(decision))?.first()?;
+        let is_self = oldest.namespace == own.namespace && oldest.name == own.name;
+        (!is_self && *oldest < own).then(|| format!("{}/{}", oldest.namespace, oldest.name))
+    }
+}
+
+/// A [`ClaimIndex`] fed by the controller's watch events, rebuilt on every re-list as the
+/// reflector's store is.
+#[derive(Default)]
+pub struct Claims {
+    current: Mutex<ClaimIndex>,
+    /// Filled during a re-list, then swapped in.
+    relisting: Mutex<Option<ClaimIndex>>,
+}
+
+impl Claims {
+    pub fn on_event(&self, event: &watcher::Event<DeserializeGuard<SelfUpgradeDecision>>) {
+        match event {
+            watcher::Event::Apply(object) => observe(&mut lock(&self.current), object),
+            watcher::Event::Delete(object) => {
+                lock(&self.current)
+                    .forget(&object.namespace().unwrap_or_default(), &object.name_any());
+            }
+            watcher::Event::Init => *lock(&self.relisting) = Some(ClaimIndex::default()),
+            watcher::Event::InitApply(object) => {
+                if let Some(index) = lock(&self.relisting).as_mut() {
+                    observe(index, object);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(index) = lock(&self.relisting).take() {
+                    *lock(&self.current) = index;
+                }
+            }
+        }
+    }
+
+    pub fn winner_over(&self, decision: &SelfUpgradeDecision) -> Option<String> {
+        lock(&self.current).winner_over(decision)
+    }
+}
+
+fn observe(index: &mut ClaimIndex, object: &DeserializeGuard<SelfUpgradeDecision>) {
+    match &object.0 {
+        Ok(decision) => index.observe(decision),
+        // An unreadable object claims nothing (it is Stalled with the reason).
+        Err(invalid) => index.forget(
+            invalid.metadata.namespace.as_deref().unwrap_or_default(),
+            invalid.metadata.name.as_deref().unwrap_or_default(),
+        ),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic mid-update leaves at worst one stale claim; the next re-list rebuilds the index.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -38,7 +149,6 @@ mod tests {
     use super::*;
     use crate::api::{Action, SelfUpgradeDecisionSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use k8s_openapi::jiff::Timestamp;
 
     fn decision(namespace: &str, name: &str, created: i64, request: &str) -> SelfUpgradeDecision {
         let mut d = SelfUpgradeDecision::new(
@@ -58,31 +168,86 @@ mod tests {
         d
     }
 
+    fn index(all: &[&SelfUpgradeDecision]) -> ClaimIndex {
+        let mut index = ClaimIndex::default();
+        for decision in all {
+            index.observe(decision);
+        }
+        index
+    }
+
     #[test]
     fn the_oldest_decision_for_a_request_wins() {
         let old = decision("team-a", "approve", 100, "r1");
         let new = decision("team-b", "deny", 200, "r1");
         let other_request = decision("team-c", "x", 50, "r2");
-        let all = [old.clone(), new.clone(), other_request];
-        assert_eq!(
-            winner_over(&new, &all).map(|d| d.name_any()),
-            Some("approve".to_string())
-        );
-        assert!(winner_over(&old, &all).is_none());
+        let index = index(&[&old, &new, &other_request]);
+        assert_eq!(index.winner_over(&new).as_deref(), Some("team-a/approve"));
+        assert_eq!(index.winner_over(&old), None);
+        assert_eq!(index.winner_over(&other_request), None);
     }
 
     #[test]
     fn ties_are_broken_by_namespace_and_name_and_deleting_decisions_do_not_count() {
         let a = decision("team-a", "b-name", 100, "r1");
         let b = decision("team-a", "a-name", 100, "r1");
-        let all = [a.clone(), b.clone()];
-        assert_eq!(
-            winner_over(&a, &all).map(|d| d.name_any()),
-            Some("a-name".to_string())
-        );
-        assert!(winner_over(&b, &all).is_none());
+        let mut index = index(&[&a, &b]);
+        assert_eq!(index.winner_over(&a).as_deref(), Some("team-a/a-name"));
+        assert_eq!(index.winner_over(&b), None);
         let mut leaving = b.clone();
         leaving.metadata.deletion_timestamp = Timestamp::from_second(300).ok().map(Time);
-        assert!(winner_over(&a, &[a.clone(), leaving]).is_none());
+        index.observe(&leaving);
+        assert_eq!(index.winner_over(&a), None);
+    }
+
+    #[test]
+    fn a_deleted_or_edited_winner_hands_the_request_over() {
+        let old = decision("team-a", "approve", 100, "r1");
+        let new = decision("team-b", "deny", 200, "r1");
+        let mut index = index(&[&old, &new]);
+        index.forget("team-a", "approve");
+        assert_eq!(index.winner_over(&new), None);
+        index.observe(&old);
+        assert_eq!(index.winner_over(&new).as_deref(), Some("team-a/approve"));
+        // The old decision now names another request: it no longer claims r1.
+        let mut moved = old.clone();
+        moved.spec.upgrade_request_id = "r2".into();
+        index.observe(&moved);
+        assert_eq!(index.winner_over(&new), None);
+        assert!(
+            index
+                .by_request
+                .get(&request_of(&old))
+                .is_some_and(|c| c.len() == 1)
+        );
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index() {
+        let old = decision("team-a", "approve", 100, "r1");
+        let new = decision("team-b", "deny", 200, "r1");
+        let claims = Claims::default();
+        for event in [
+            watcher::Event::Apply(DeserializeGuard(Ok(old.clone()))),
+            watcher::Event::Apply(DeserializeGuard(Ok(new.clone()))),
+        ] {
+            claims.on_event(&event);
+        }
+        assert_eq!(claims.winner_over(&new).as_deref(), Some("team-a/approve"));
+        // After a re-list that no longer contains the old decision (deleted while the watch
+        // was down), the new one decides.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(DeserializeGuard(Ok(new.clone()))),
+        ] {
+            claims.on_event(&event);
+        }
+        assert_eq!(
+            claims.winner_over(&new).as_deref(),
+            Some("team-a/approve"),
+            "until InitDone"
+        );
+        claims.on_event(&watcher::Event::InitDone);
+        assert_eq!(claims.winner_over(&new), None);
     }
 }

@@ -37,13 +37,16 @@ pub async fn run(
         .default_backoff()
         // managedFields are never read and are often larger than the spec.
         .map_ok(|event| event.modify(|d| d.managed_fields_mut().clear()))
+        .inspect_ok({
+            let ctx = ctx.clone();
+            move |event| ctx.claims.on_event(event)
+        })
         .reflect(writer)
         .applied_objects()
         // Status writes (ours included) do not change the generation: only spec changes and
         // the reconciler's own requeues trigger a reconcile.
         .predicate_filter(predicates::generation, Default::default());
 
-    ctx.watch_peers(store.clone());
     info!(?scope, concurrency, "starting controller");
     let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)

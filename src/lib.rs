@@ -11,6 +11,8 @@ pub mod cli;
 pub mod conflicts;
 pub mod controller;
 pub mod decide;
+pub mod events;
+pub mod leader;
 pub mod playground;
 pub mod quicksight;
 pub mod reconcile;

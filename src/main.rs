@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
     init_logging(args.log_format, &args.log_level)?;
     match args.command {
-        Command::Run(run) => cli::run_controller(run).await,
+        Command::Run(run) => cli::run_controller(*run).await,
         Command::Crd => {
             print!("{}", cli::crd_yaml()?);
             Ok(())

@@ -2,7 +2,7 @@
 //! with the requests `examples/` decides) and the operator, in one process.
 
 use crate::controller::{self, WatchScope};
-use crate::quicksight::{RequestDirectory, SdkQuickSight, SdkSettings};
+use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
 use crate::sim::apiserver::{ApiServerConfig, RunningApiServer};
 use crate::sim::quicksight::{
@@ -43,6 +43,30 @@ pub struct Playground {
     stop_controller: tokio::sync::oneshot::Sender<()>,
 }
 
+/// How the playground's operator paces itself and how soon it looks again.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    pub timing: Timing,
+    pub pacing: PacingSettings,
+    pub listing_ttl: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            timing: playground_timing(),
+            pacing: PacingSettings {
+                rate_per_second: 50.0,
+                burst: 50,
+                concurrency: 16,
+                throttle_pause: Duration::from_millis(500),
+                throttle_pause_cap: Duration::from_secs(10),
+            },
+            listing_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Timings short enough to watch things happen.
 pub fn playground_timing() -> Timing {
     Timing {
@@ -50,6 +74,7 @@ pub fn playground_timing() -> Timing {
         failed_recheck: Duration::from_secs(10),
         not_found_recheck: Duration::from_secs(15),
         resync: Duration::from_secs(60),
+        final_resync: Duration::from_secs(300),
         backoff_base: Duration::from_millis(500),
         backoff_cap: Duration::from_secs(10),
         retry: crate::retry::RetrySettings {
@@ -63,6 +88,15 @@ pub fn playground_timing() -> Timing {
 impl Playground {
     /// Starts the API server and the simulator on loopback and the operator against both.
     pub async fn start(args: &PlaygroundArgs, seed: SimHandle) -> anyhow::Result<Self> {
+        Self::start_tuned(args, seed, Tuning::default()).await
+    }
+
+    /// [`Playground::start`] with the operator tuned by `tuning`.
+    pub async fn start_tuned(
+        args: &PlaygroundArgs,
+        seed: SimHandle,
+        tuning: Tuning,
+    ) -> anyhow::Result<Self> {
         let apiserver = RunningApiServer::start(ApiServerConfig {
             port: args.apiserver_port,
             crd_dir: args.crd_dir.clone(),
@@ -77,14 +111,15 @@ impl Playground {
             .client()
             .await
             .context("connecting to the embedded API server")?;
+        let paced = Paced::new(
+            Arc::new(simulator_client(&quicksight.endpoint())),
+            tuning.pacing,
+        )?;
         let ctx = Arc::new(Context::new(
             client,
-            RequestDirectory::new(
-                Arc::new(simulator_client(&quicksight.endpoint())),
-                Duration::from_secs(5),
-            ),
+            RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
             Some(PLAYGROUND_REGION.to_string()),
-            playground_timing(),
+            tuning.timing,
         ));
         let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(controller::run(

@@ -6,14 +6,14 @@
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
 use crate::decide::{Plan, Stall, Verdict, decide};
 use crate::quicksight::{RequestDirectory, Scope};
-use crate::retry::{RetrySettings, RetryStep, retry_step};
+use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
 use crate::status;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,8 +32,12 @@ pub struct Timing {
     pub failed_recheck: Duration,
     /// Re-check of a request id QuickSight does not list.
     pub not_found_recheck: Duration,
-    /// Re-check of decisions that are done or stalled, to notice decisions made elsewhere.
+    /// Re-check of decisions that are stalled but may yet move (rejected, retries exhausted),
+    /// to notice changes made elsewhere.
     pub resync: Duration,
+    /// Re-check of decisions whose request is decided for good (APPROVED, DENIED): only to
+    /// notice the rare change made outside the cluster.
+    pub final_resync: Duration,
     /// First delay after a retryable error; doubles per consecutive failure ...
     pub backoff_base: Duration,
     /// ... up to this.
@@ -46,14 +50,16 @@ pub struct Timing {
 pub struct Context {
     pub client: kube::Client,
     pub directory: RequestDirectory,
+    /// Publishes one Event per transition (see [`crate::events`]).
+    recorder: Recorder,
     /// Region for decisions without `spec.region`.
     pub default_region: Option<String>,
     pub timing: Timing,
     /// Consecutive retryable failures per object UID, for capped exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// Every decision the controller sees, to find two decisions for one request. Set by the
-    /// controller when it starts; unset, no conflicts are looked for.
-    peers: std::sync::OnceLock<Store<DeserializeGuard<SelfUpgradeDecision>>>,
+    /// Which decisions name which request, fed by the controller's watch, to find two
+    /// decisions for one request.
+    pub claims: crate::conflicts::Claims,
 }
 
 impl Context {
@@ -64,26 +70,14 @@ impl Context {
         timing: Timing,
     ) -> Self {
         Self {
+            recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
             client,
             directory,
             default_region,
             timing,
             failures: Mutex::new(HashMap::new()),
-            peers: std::sync::OnceLock::new(),
+            claims: Default::default(),
         }
-    }
-
-    /// Lets reconciles see the other decisions (the controller's reflector store).
-    pub fn watch_peers(&self, store: Store<DeserializeGuard<SelfUpgradeDecision>>) {
-        // Set once per controller; a second controller on the same context keeps the first.
-        let _ = self.peers.set(store);
-    }
-
-    /// The older decision that decides the same request, as `namespace/name`.
-    fn conflicting_winner(&self, decision: &SelfUpgradeDecision) -> Option<String> {
-        let peers = self.peers.get()?.state();
-        crate::conflicts::winner_over(decision, peers.iter().filter_map(|d| d.0.as_ref().ok()))
-            .map(|w| format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any()))
     }
 
     /// Records one more consecutive failure for `uid` and returns the delay before retrying:
@@ -111,22 +105,6 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|uid, _| live_uids.contains(uid));
     }
-}
-
-/// The shortest retry delay, so that jitter never turns into a hot loop.
-const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
-
-/// A delay of `fraction` (0..1) of `ceiling`, but at least [`MIN_RETRY_DELAY`].
-pub fn full_jitter(ceiling: Duration, fraction: f64) -> Duration {
-    ceiling
-        .mul_f64(fraction.clamp(0.0, 1.0))
-        .max(MIN_RETRY_DELAY.min(ceiling))
-}
-
-/// `base · 2^(failures-1)`, capped.
-pub fn backoff_delay(failures: u32, base: Duration, cap: Duration) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    base.saturating_mul(1u32 << exponent).min(cap)
 }
 
 /// Failures the reconciler cannot report in the object's status.
@@ -184,7 +162,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<(),
         generation,
         Timestamp::now(),
     );
-    write_status(&invalid.metadata, &ctx.client, &status).await
+    write_status(&invalid.metadata, &ctx.client, &status, None).await
 }
 
 /// Reconciles one decision. Every outcome QuickSight can produce is written to the status;
@@ -221,7 +199,7 @@ async fn reconcile_decision(
     let verdict = match (
         scope_of(&decision, ctx.default_region.as_deref()),
         retry,
-        ctx.conflicting_winner(&decision),
+        ctx.claims.winner_over(&decision),
     ) {
         (Err(stall), _, _) | (_, Err(stall), _) => Verdict::Stalled(stall),
         (Ok(_), Ok(_), Some(winner)) => Verdict::Stalled(Stall::Conflict { winner }),
@@ -231,7 +209,12 @@ async fn reconcile_decision(
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
     if decision.status.as_ref() != Some(&status) {
-        write_status(&decision.metadata, &ctx.client, &status).await?;
+        write_status(&decision.metadata, &ctx.client, &status, None).await?;
+        if let Some(event) =
+            crate::events::transition_event(decision.status.as_ref(), &status, &verdict)
+        {
+            publish(&ctx.recorder, &event, &decision).await;
+        }
     }
 
     let requeue = match &verdict {
@@ -250,7 +233,12 @@ async fn reconcile_decision(
             ctx.timing.not_found_recheck
         }
         Verdict::Stalled(Stall::InvalidSpec(_)) => return Ok(Action::await_change()),
-        Verdict::Satisfied { .. } | Verdict::Stalled(_) => ctx.timing.resync,
+        // QuickSight does not reopen a decided request; only a decision made elsewhere could
+        // still change the picture.
+        Verdict::Satisfied { .. } | Verdict::Stalled(Stall::AlreadyDecided { .. }) => {
+            ctx.timing.final_resync
+        }
+        Verdict::Stalled(_) => ctx.timing.resync,
     };
     ctx.reset_backoff(&uid);
     Ok(Action::requeue(requeue))
@@ -320,7 +308,16 @@ async fn observe_and_act(
         generation,
         Timestamp::now(),
     );
-    write_status(&decision.metadata, &ctx.client, status).await?;
+    // Conditional on the version this reconcile read: if another writer (a second replica that
+    // also believes it leads, or a reconcile working from a stale cache) got there first, the
+    // write fails with 409 and no call is made; the retry reads the newer intent.
+    write_status(
+        &decision.metadata,
+        &ctx.client,
+        status,
+        decision.metadata.resource_version.as_deref(),
+    )
+    .await?;
 
     match ctx.directory.update(scope, request_id, action).await {
         Ok(answer) => {
@@ -416,10 +413,20 @@ fn scope_of(decision: &SelfUpgradeDecision, default_region: Option<&str>) -> Res
     })
 }
 
+/// Events are for people: a failed publish is logged and never fails the reconcile.
+async fn publish(recorder: &Recorder, event: &Event, decision: &SelfUpgradeDecision) {
+    if let Err(error) = recorder.publish(event, &decision.object_ref(&())).await {
+        warn!(%error, reason = %event.reason, "could not publish an Event");
+    }
+}
+
+/// Server-side applies the status; with `if_version`, only if the object is still at that
+/// resourceVersion.
 async fn write_status(
     metadata: &kube::core::ObjectMeta,
     client: &kube::Client,
     status: &SelfUpgradeDecisionStatus,
+    if_version: Option<&str>,
 ) -> Result<(), Error> {
     let name = metadata.name.clone().unwrap_or_default();
     let namespace = metadata
@@ -427,11 +434,14 @@ async fn write_status(
         .clone()
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), &namespace);
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": SelfUpgradeDecision::api_version(&()),
         "kind": SelfUpgradeDecision::kind(&()),
         "status": status,
     });
+    if let Some(version) = if_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
     api.patch_status(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -443,32 +453,4 @@ async fn write_status(
         source,
     })?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
-        let base = Duration::from_secs(5);
-        let cap = Duration::from_secs(300);
-        let delays: Vec<u64> = (1..=9)
-            .map(|n| backoff_delay(n, base, cap).as_secs())
-            .collect();
-        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff_delay(u32::MAX, base, cap), cap);
-    }
-
-    #[test]
-    fn jitter_stays_between_the_floor_and_the_ceiling() {
-        let ceiling = Duration::from_secs(8);
-        assert_eq!(full_jitter(ceiling, 0.0), MIN_RETRY_DELAY);
-        assert_eq!(full_jitter(ceiling, 0.5), Duration::from_secs(4));
-        assert_eq!(full_jitter(ceiling, 1.0), ceiling);
-        assert_eq!(
-            full_jitter(Duration::from_millis(20), 0.0),
-            Duration::from_millis(20)
-        );
-    }
 }

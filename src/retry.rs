@@ -3,7 +3,6 @@
 //! pipeline). Pure: the clock is handed in.
 
 use crate::api::RetryPolicy;
-use crate::reconcile::backoff_delay;
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
 
@@ -42,6 +41,22 @@ impl RetrySettings {
     pub fn delay_after(&self, attempts: u32) -> Duration {
         backoff_delay(attempts, self.backoff, self.backoff_cap)
     }
+}
+
+/// The shortest retry delay, so that jitter never turns into a hot loop.
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// A delay of `fraction` (0..1) of `ceiling`, but at least [`MIN_RETRY_DELAY`].
+pub fn full_jitter(ceiling: Duration, fraction: f64) -> Duration {
+    ceiling
+        .mul_f64(fraction.clamp(0.0, 1.0))
+        .max(MIN_RETRY_DELAY.min(ceiling))
+}
+
+/// `base · 2^(failures-1)`, capped.
+pub fn backoff_delay(failures: u32, base: Duration, cap: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(31);
+    base.saturating_mul(1u32 << exponent).min(cap)
 }
 
 /// What to do about a failed action.
@@ -84,6 +99,29 @@ pub fn retry_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let base = Duration::from_secs(5);
+        let cap = Duration::from_secs(300);
+        let delays: Vec<u64> = (1..=9)
+            .map(|n| backoff_delay(n, base, cap).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff_delay(u32::MAX, base, cap), cap);
+    }
+
+    #[test]
+    fn jitter_stays_between_the_floor_and_the_ceiling() {
+        let ceiling = Duration::from_secs(8);
+        assert_eq!(full_jitter(ceiling, 0.0), MIN_RETRY_DELAY);
+        assert_eq!(full_jitter(ceiling, 0.5), Duration::from_secs(4));
+        assert_eq!(full_jitter(ceiling, 1.0), ceiling);
+        assert_eq!(
+            full_jitter(Duration::from_millis(20), 0.0),
+            Duration::from_millis(20)
+        );
+    }
 
     const DEFAULTS: RetrySettings = RetrySettings {
         max_attempts: 3,

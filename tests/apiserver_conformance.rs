@@ -51,6 +51,34 @@ async fn a_stale_resource_version_is_a_conflict() {
         created.metadata.resource_version
     );
 
+    // Server-side apply with a resourceVersion in the configuration is conditional too.
+    let stale_status = serde_json::json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1",
+        "kind": "SelfUpgradeDecision",
+        "metadata": {"resourceVersion": created.metadata.resource_version},
+        "status": {"attempts": 1},
+    });
+    let error = api_error(
+        api.patch_status(
+            "a",
+            &kube::api::PatchParams::apply("tests").force(),
+            &kube::api::Patch::Apply(&stale_status),
+        )
+        .await
+        .expect_err("stale apply"),
+    );
+    assert_eq!((error.code, error.reason.as_str()), (409, "Conflict"));
+    let mut current_status = stale_status.clone();
+    current_status["metadata"]["resourceVersion"] =
+        replaced.metadata.resource_version.clone().into();
+    api.patch_status(
+        "a",
+        &kube::api::PatchParams::apply("tests").force(),
+        &kube::api::Patch::Apply(&current_status),
+    )
+    .await
+    .expect("apply at the current version");
+
     let mut stale = created;
     stale.spec.action = Action::Verify;
     let error = api_error(

@@ -28,6 +28,7 @@ fn timing() -> Timing {
         failed_recheck: Duration::from_secs(61),
         not_found_recheck: Duration::from_secs(301),
         resync: Duration::from_secs(3601),
+        final_resync: Duration::from_secs(36001),
         backoff_base: Duration::from_secs(2),
         backoff_cap: Duration::from_secs(300),
         retry: selfupgrade_operator::retry::RetrySettings {
@@ -53,6 +54,7 @@ fn decision(action: Action, request_id: &str) -> SelfUpgradeDecision {
     decision.metadata.namespace = Some(NAMESPACE.into());
     decision.metadata.generation = Some(1);
     decision.metadata.uid = Some("uid-1".into());
+    decision.metadata.resource_version = Some("41".into());
     decision
 }
 
@@ -127,31 +129,59 @@ fn merge(mut base: Value, extra: Value) -> Value {
 /// Runs one reconcile alongside the verifier and returns its requeue and every status patch it
 /// made (each answered as the API server would), with times normalized.
 async fn reconcile_once(sim: &RunningSim, decision: SelfUpgradeDecision) -> (Requeue, Vec<Value>) {
+    let (requeue, patches, _) = reconcile_with_events(sim, decision).await;
+    (requeue, patches)
+}
+
+/// [`reconcile_once`], also returning the Events it published.
+async fn reconcile_with_events(
+    sim: &RunningSim,
+    decision: SelfUpgradeDecision,
+) -> (Requeue, Vec<Value>, Vec<Value>) {
     let (ctx, mut handle) = context(sim);
     let expected = decision.clone();
     let verifier = tokio::spawn(async move {
-        let mut patches = Vec::new();
+        let (mut patches, mut events) = (Vec::new(), Vec::new());
         // The reconciler's client is dropped when it returns, which ends the stream.
-        while let Some(patch) = expect_status_patch_or_end(&mut handle, &expected).await {
-            patches.push(patch);
+        while let Some(write) = expect_write_or_end(&mut handle, &expected).await {
+            match write {
+                Write::Status(patch) => patches.push(patch),
+                Write::Event(event) => events.push(event),
+            }
         }
-        patches
+        (patches, events)
     });
     let requeue = reconcile(Arc::new(decision), ctx)
         .await
         .expect("reconciled");
-    let patches = verifier.await.expect("verifier");
-    (requeue, patches)
+    let (patches, events) = verifier.await.expect("verifier");
+    (requeue, patches, events)
 }
 
-async fn expect_status_patch_or_end(
+enum Write {
+    Status(Value),
+    Event(Value),
+}
+
+async fn expect_write_or_end(
     handle: &mut ApiHandle,
     decision: &SelfUpgradeDecision,
-) -> Option<Value> {
+) -> Option<Write> {
     let next = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
         .await
-        .expect("the reconciler neither patched nor finished");
+        .expect("the reconciler neither wrote nor finished");
     let (request, respond) = next?;
+    if request.method() == Method::POST {
+        assert_eq!(
+            request.uri().path(),
+            format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")
+        );
+        let body = request.into_body().collect_bytes().await.expect("body");
+        respond.send_response(Response::new(Body::from(body.to_vec())));
+        return Some(Write::Event(
+            serde_json::from_slice(&body).expect("json event"),
+        ));
+    }
     assert_eq!(request.method(), Method::PATCH);
     assert_eq!(
         request.uri().path(),
@@ -179,13 +209,14 @@ async fn expect_status_patch_or_end(
     respond.send_response(Response::new(Body::from(
         serde_json::to_vec(&answered).expect("json"),
     )));
-    Some(normalize_times(patch))
+    Some(Write::Status(normalize_times(patch)))
 }
 
 #[tokio::test]
 async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome() {
     let sim = start_sim(vec![request("req-1")]).await;
-    let (requeue, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    let (requeue, patches, events) =
+        reconcile_with_events(&sim, decision(Action::Approve, "req-1")).await;
     assert_eq!(
         patches.len(),
         2,
@@ -204,6 +235,15 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
         }),
     );
     assert_eq!(patches[0]["status"], intent);
+    assert_eq!(
+        patches[0]["metadata"],
+        json!({"resourceVersion": "41"}),
+        "the intent is written only over the version this reconcile read"
+    );
+    assert!(
+        patches[1].get("metadata").is_none(),
+        "the outcome is not conditional"
+    );
 
     let message =
         "QuickSight shows the request APPROVED, as APPROVE asks, after this operator sent it";
@@ -223,7 +263,23 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
         patches[1],
         json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
     );
-    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    // Decided for good: looked at again only on the slow cadence.
+    assert_eq!(requeue, Requeue::requeue(timing().final_resync));
+    assert_eq!(events.len(), 1, "one Event for the transition: {events:#?}");
+    assert_eq!(
+        (
+            &events[0]["type"],
+            &events[0]["reason"],
+            &events[0]["action"]
+        ),
+        (
+            &json!("Normal"),
+            &json!("Applied"),
+            &json!("UpdateSelfUpgrade")
+        )
+    );
+    assert_eq!(events[0]["regarding"]["name"], NAME);
+    assert_eq!(events[0]["note"], message);
     let counters = sim.handle.counters();
     assert_eq!(counters.count("UpdateSelfUpgrade", "ok"), 1);
     assert_eq!(counters.count("ListSelfUpgrades", "ok"), 1);
@@ -307,7 +363,8 @@ async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
     sim.handle
         .set_status(ACCOUNT, "default", "req-1", SimStatus::Approved)
         .expect("exists");
-    let (requeue, patches) = reconcile_once(&sim, decision(Action::Approve, "req-1")).await;
+    let (requeue, patches, events) =
+        reconcile_with_events(&sim, decision(Action::Approve, "req-1")).await;
 
     let message =
         "QuickSight shows the request APPROVED, as APPROVE asks, without a call from this operator";
@@ -326,7 +383,12 @@ async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
             json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
         ]
     );
-    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    assert_eq!(requeue, Requeue::requeue(timing().final_resync));
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        (&events[0]["type"], &events[0]["reason"]),
+        (&json!("Normal"), &json!("AlreadyApplied"))
+    );
     assert_eq!(sim.handle.counters().total("UpdateSelfUpgrade"), 0);
 }
 
@@ -470,9 +532,10 @@ async fn an_unchanged_status_is_not_written_again() {
         )
         .expect("time"),
     ));
-    let (requeue, second_patches) = reconcile_once(&sim, again).await;
+    let (requeue, second_patches, events) = reconcile_with_events(&sim, again).await;
     assert!(second_patches.is_empty());
-    assert_eq!(requeue, Requeue::requeue(timing().resync));
+    assert!(events.is_empty(), "no transition, no Event: {events:#?}");
+    assert_eq!(requeue, Requeue::requeue(timing().final_resync));
     assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
 }
 

@@ -140,7 +140,7 @@ async fn every_error_class_reaches_the_operator_with_its_category() {
     let qs = quicksight(&sim);
     let account = scope(ACCOUNT);
     let cases = [
-        ("ThrottlingException", ErrorClass::Retryable),
+        ("ThrottlingException", ErrorClass::Throttled),
         ("InternalFailureException", ErrorClass::Retryable),
         ("ResourceUnavailableException", ErrorClass::Retryable),
         ("AccessDeniedException", ErrorClass::Terminal),
@@ -325,6 +325,16 @@ async fn an_update_refreshes_the_cached_entry_without_listing_again() {
         .await
         .expect_err("forced failure");
     directory.find(&account, "b").await.expect("listed again");
+    assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 2);
+
+    // A throttled update was refused before it could take effect: the cache stays valid.
+    sim.handle
+        .force_error("UpdateSelfUpgrade", "ThrottlingException");
+    directory
+        .update(&account, "b", Action::Deny)
+        .await
+        .expect_err("forced throttling");
+    directory.find(&account, "b").await.expect("cached");
     assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 2);
 }
 

@@ -4,8 +4,8 @@
 //! page through `ListSelfUpgrades`. Doing that per decision costs N² pages for N decisions, so the
 //! directory keeps one listing per [`Scope`] for a short TTL, fetched by one caller while the others
 //! wait for it (single flight). After `UpdateSelfUpgrade` the request's cached entry is replaced by
-//! the update's own answer, or forgotten when the call failed, so no read of that request ever
-//! comes from before the call.
+//! the update's own answer, or forgotten when the call failed (unless it was throttled, which
+//! QuickSight refuses before acting), so no read of that request ever comes from before the call.
 
 use super::{QuickSightError, RequestDetail, Scope, SelfUpgradeApi, UpdateResult};
 use crate::api::Action;
@@ -89,6 +89,8 @@ impl RequestDirectory {
         let result = self.api.update(scope, upgrade_request_id, action).await;
         match &result {
             Ok(answer) => self.record_update(scope, &answer.detail),
+            // QuickSight refuses a throttled call before acting on it: nothing changed.
+            Err(error) if error.is_throttling() => {}
             Err(_) => self.forget(scope, upgrade_request_id),
         }
         result

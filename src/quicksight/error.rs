@@ -3,7 +3,10 @@
 /// Whether retrying the same call later can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Throttling, server faults, timeouts and connection failures: try again with backoff.
+    /// The account's request rate is too high (429): try again later, and slow the whole
+    /// account down, not just this caller.
+    Throttled,
+    /// Server faults, timeouts and connection failures: try again with backoff.
     Retryable,
     /// The request itself is wrong or not allowed: retrying the same call cannot succeed.
     Terminal,
@@ -34,9 +37,8 @@ impl QuickSightError {
         aws_request_id: Option<String>,
     ) -> Self {
         let class = match code {
-            "ThrottlingException" | "InternalFailureException" | "ResourceUnavailableException" => {
-                ErrorClass::Retryable
-            }
+            "ThrottlingException" => ErrorClass::Throttled,
+            "InternalFailureException" | "ResourceUnavailableException" => ErrorClass::Retryable,
             "AccessDeniedException"
             | "InvalidParameterValueException"
             | "InvalidParameterException"
@@ -45,7 +47,8 @@ impl QuickSightError {
             | "LimitExceededException"
             | "InvalidNextTokenException" => ErrorClass::Terminal,
             _ => match http_status {
-                Some(429) | Some(500..=599) => ErrorClass::Retryable,
+                Some(429) => ErrorClass::Throttled,
+                Some(500..=599) => ErrorClass::Retryable,
                 _ => ErrorClass::Terminal,
             },
         };
@@ -70,7 +73,11 @@ impl QuickSightError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.class == ErrorClass::Retryable
+        self.class != ErrorClass::Terminal
+    }
+
+    pub fn is_throttling(&self) -> bool {
+        self.class == ErrorClass::Throttled
     }
 
     /// `InvalidNextTokenException` while paging means the listing changed under us; the caller
@@ -87,7 +94,8 @@ mod tests {
     #[test]
     fn service_exceptions_map_to_the_documented_classes() {
         let cases = [
-            ("ThrottlingException", 429, ErrorClass::Retryable),
+            ("ThrottlingException", 429, ErrorClass::Throttled),
+            ("SomeFutureThrottlingException", 429, ErrorClass::Throttled),
             ("InternalFailureException", 500, ErrorClass::Retryable),
             ("ResourceUnavailableException", 503, ErrorClass::Retryable),
             ("AccessDeniedException", 401, ErrorClass::Terminal),

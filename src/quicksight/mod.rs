@@ -4,11 +4,13 @@
 mod directory;
 mod error;
 mod model;
+mod pacing;
 mod sdk;
 
 pub use directory::RequestDirectory;
 pub use error::{ErrorClass, QuickSightError};
 pub use model::{RequestDetail, RequestStatus, Scope, UpdateResult, timestamp_from_epoch};
+pub use pacing::{Paced, PacingError, PacingSettings};
 pub use sdk::{SdkQuickSight, SdkSettings};
 
 use crate::api::Action;

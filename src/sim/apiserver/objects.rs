@@ -395,6 +395,15 @@ fn patch(
         if current.is_none() && target.subresource.is_some() {
             return Err(ApiError::not_found(&resource.resource_name(), &name));
         }
+        // A resourceVersion in the configuration is a precondition, as for an update.
+        if let Some(expected) = config["metadata"]["resourceVersion"].as_str() {
+            let actual = current
+                .as_ref()
+                .and_then(|c| c["metadata"]["resourceVersion"].as_str());
+            if actual != Some(expected) {
+                return Err(ApiError::conflict(&resource.resource_name(), &name));
+            }
+        }
         let base = current.clone().unwrap_or_else(|| json!({"metadata": {}}));
         let force = query.get("force").is_some_and(|f| f == "true");
         let applied = apply::apply(

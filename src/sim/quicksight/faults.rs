@@ -5,7 +5,7 @@ use super::error::SimError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Fault settings, settable at start (flags) and at run time (admin interface).
@@ -16,8 +16,9 @@ pub struct FaultSettings {
     pub throttle_fraction: f64,
     /// Fraction (0..1) of calls answered `InternalFailureException`.
     pub internal_failure_fraction: f64,
-    /// Calls per second above which calls are throttled (a token bucket with one second of
-    /// burst); `None` means unlimited.
+    /// Calls per second per account above which calls are throttled (a token bucket per
+    /// account with one second of burst), as QuickSight's quotas are per account; `None` means
+    /// unlimited.
     pub rate_limit: Option<f64>,
     /// Added to every call.
     pub latency_ms: u64,
@@ -35,28 +36,25 @@ pub struct ForcedError {
     pub message: Option<String>,
 }
 
-/// The live fault state: settings plus the random source and the rate limiter's bucket.
+/// The live fault state: settings plus the random source and each account's token bucket.
 pub struct Faults {
     pub settings: FaultSettings,
     rng: StdRng,
-    tokens: f64,
-    refilled_at: Instant,
+    /// Account id → (tokens, when last refilled).
+    buckets: HashMap<String, (f64, Instant)>,
 }
 
 impl Faults {
     pub fn new(settings: FaultSettings, seed: u64) -> Self {
-        let tokens = settings.rate_limit.unwrap_or(0.0);
         Self {
             settings,
             rng: StdRng::seed_from_u64(seed),
-            tokens,
-            refilled_at: Instant::now(),
+            buckets: HashMap::new(),
         }
     }
 
     pub fn replace(&mut self, settings: FaultSettings) {
-        self.tokens = settings.rate_limit.unwrap_or(0.0);
-        self.refilled_at = Instant::now();
+        self.buckets.clear();
         self.settings = settings;
     }
 
@@ -64,8 +62,8 @@ impl Faults {
         Duration::from_millis(self.settings.latency_ms)
     }
 
-    /// The error this call gets, if any.
-    pub fn inject(&mut self, operation: &str, now: Instant) -> Option<SimError> {
+    /// The error this call (of `operation`, for `account`) gets, if any.
+    pub fn inject(&mut self, operation: &str, account: &str, now: Instant) -> Option<SimError> {
         if let Some(position) = self
             .settings
             .forced
@@ -81,15 +79,18 @@ impl Faults {
             }
         }
         if let Some(rate) = self.settings.rate_limit {
-            let elapsed = now
-                .saturating_duration_since(self.refilled_at)
-                .as_secs_f64();
-            self.tokens = (self.tokens + elapsed * rate).min(rate.max(1.0));
-            self.refilled_at = now;
-            if self.tokens < 1.0 {
+            let burst = rate.max(1.0);
+            let (tokens, refilled_at) = self
+                .buckets
+                .entry(account.to_string())
+                .or_insert((burst, now));
+            let elapsed = now.saturating_duration_since(*refilled_at).as_secs_f64();
+            *tokens = (*tokens + elapsed * rate).min(burst);
+            *refilled_at = now;
+            if *tokens < 1.0 {
                 return Some(SimError::throttled("Rate exceeded"));
             }
-            self.tokens -= 1.0;
+            *tokens -= 1.0;
         }
         let roll: f64 = self.rng.random();
         if roll < self.settings.throttle_fraction {
@@ -106,6 +107,8 @@ impl Faults {
 mod tests {
     use super::*;
 
+    const ACCOUNT: &str = "111122223333";
+
     #[test]
     fn forced_errors_hit_only_their_operation_and_only_once() {
         let mut faults = Faults::new(FaultSettings::default(), 1);
@@ -115,12 +118,14 @@ mod tests {
             message: None,
         });
         let now = Instant::now();
-        assert_eq!(faults.inject("ListSelfUpgrades", now), None);
+        assert_eq!(faults.inject("ListSelfUpgrades", ACCOUNT, now), None);
         assert_eq!(
-            faults.inject("UpdateSelfUpgrade", now).map(|e| e.code),
+            faults
+                .inject("UpdateSelfUpgrade", ACCOUNT, now)
+                .map(|e| e.code),
             Some("AccessDeniedException")
         );
-        assert_eq!(faults.inject("UpdateSelfUpgrade", now), None);
+        assert_eq!(faults.inject("UpdateSelfUpgrade", ACCOUNT, now), None);
     }
 
     #[test]
@@ -132,11 +137,19 @@ mod tests {
         let mut faults = Faults::new(settings, 1);
         let start = Instant::now();
         let throttled = (0..20)
-            .filter(|_| faults.inject("ListSelfUpgrades", start).is_some())
+            .filter(|_| faults.inject("ListSelfUpgrades", ACCOUNT, start).is_some())
             .count();
         assert_eq!(throttled, 15);
+        // Another account has its own quota.
+        assert_eq!(
+            faults.inject("ListSelfUpgrades", "444455556666", start),
+            None
+        );
         let after_a_second = start + Duration::from_secs(1);
-        assert_eq!(faults.inject("ListSelfUpgrades", after_a_second), None);
+        assert_eq!(
+            faults.inject("ListSelfUpgrades", ACCOUNT, after_a_second),
+            None
+        );
     }
 
     #[test]
@@ -151,7 +164,7 @@ mod tests {
             (0..100)
                 .map(|_| {
                     faults
-                        .inject("ListSelfUpgrades", Instant::now())
+                        .inject("ListSelfUpgrades", ACCOUNT, Instant::now())
                         .map(|e| e.code)
                 })
                 .collect::<Vec<_>>()

@@ -196,6 +196,7 @@ impl SimHandle {
     fn call<T>(
         &self,
         operation: &str,
+        account: &str,
         access_key: Option<&str>,
         op: impl FnOnce(&mut World) -> Result<T, SimError>,
     ) -> (String, Result<T, SimError>) {
@@ -210,8 +211,11 @@ impl SimHandle {
                 .or_default() += 1;
         }
         // Unsigned calls are refused by `op` before faults could make them look throttled.
-        let fault =
-            access_key.and_then(|_| state.faults.inject(operation, std::time::Instant::now()));
+        let fault = access_key.and_then(|_| {
+            state
+                .faults
+                .inject(operation, account, std::time::Instant::now())
+        });
         let result = match fault {
             Some(error) => Err(error),
             None => op(&mut state.world),

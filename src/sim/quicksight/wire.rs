@@ -45,11 +45,12 @@ async fn serve(
     }
     let access_key = access_key_of(headers);
     let unit = handle.epoch_unit();
-    let (request_id, result) = handle.call(operation, access_key.as_deref().ok(), |world| {
-        access_key.as_ref().map_err(Clone::clone)?;
-        validate_path(account, namespace)?;
-        op(world, unit)
-    });
+    let (request_id, result) =
+        handle.call(operation, account, access_key.as_deref().ok(), |world| {
+            access_key.as_ref().map_err(Clone::clone)?;
+            validate_path(account, namespace)?;
+            op(world, unit)
+        });
     match result {
         Ok(mut body) => {
             body["RequestId"] = Value::String(request_id.clone());
