@@ -156,6 +156,7 @@ impl RunArgs {
                 backoff: self.retry_backoff,
                 backoff_cap: self.retry_backoff_cap,
             },
+            call_timeout: self.call_timeout,
         }
     }
 

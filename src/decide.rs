@@ -1,8 +1,11 @@
 //! The decision: given what the spec asks, what QuickSight shows and what this operator already
-//! did, what happens next. Pure: no I/O, no clock; every case is in the table of tests below.
+//! did, what happens next. Pure: no I/O, no clock of its own (times are handed in); every case
+//! is in the tests below.
 
 use crate::api::{Action, SelfUpgradeDecisionStatus, UpdateIntent};
 use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
 
 /// What the reconciler does next.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,6 +154,33 @@ pub fn decide(
         // PENDING after our call, or DENY not yet reflected: the listing lags the update.
         _ => Plan::Report(Verdict::AwaitingResult),
     }
+}
+
+/// The intent for `action` at `generation` that the request does not show yet, if any: its
+/// call may have been made, may be in flight, or may never have happened.
+pub fn unsettled_intent<'a>(
+    status: Option<&'a SelfUpgradeDecisionStatus>,
+    action: Action,
+    generation: i64,
+    remote: Option<&RequestDetail>,
+) -> Option<&'a UpdateIntent> {
+    status?.intent.as_ref().filter(|intent| {
+        intent.action == action
+            && intent.generation == generation
+            && !remote.is_some_and(|r| seen_since(intent, r))
+    })
+}
+
+/// How much longer a call announced by `intent` may still be in flight: until `window` (the
+/// call timeout) has passed since the intent was written, whoever wrote it. Sending again
+/// before then could duplicate a call that a crashed process or a second replica is making.
+pub fn in_flight_for(intent: &UpdateIntent, now: Timestamp, window: Duration) -> Option<Duration> {
+    let recorded = intent.recorded_at.as_ref()?.0;
+    let elapsed = now.duration_since(recorded);
+    let window = SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX);
+    (elapsed < window)
+        .then(|| Duration::try_from(window - elapsed.max(SignedDuration::ZERO)).ok())
+        .flatten()
 }
 
 /// Whether the request changed since the intent was written: then the call took effect (the
@@ -340,9 +370,65 @@ mod tests {
                 generation: GENERATION,
                 request_status: Some(status.as_str().to_string()),
                 last_update_attempt_time: None,
+                recorded_at: None,
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_unsettled_intent_is_in_flight_until_the_call_timeout_has_passed() {
+        let mut record = intent(Action::Approve, RequestStatus::Pending);
+        let pending = remote(RequestStatus::Pending);
+        let unsettled =
+            unsettled_intent(Some(&record), Action::Approve, GENERATION, Some(&pending))
+                .expect("unsettled")
+                .clone();
+        // Written by an older version: no time, so nothing to wait for.
+        let now = Timestamp::from_second(1_000).expect("time");
+        assert_eq!(
+            in_flight_for(&unsettled, now, Duration::from_secs(30)),
+            None
+        );
+
+        let written = Timestamp::from_second(990).expect("time");
+        let mut timed = unsettled.clone();
+        timed.recorded_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            written,
+        ));
+        assert_eq!(
+            in_flight_for(&timed, now, Duration::from_secs(30)),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(in_flight_for(&timed, now, Duration::from_secs(10)), None);
+        // A clock behind the writer's still waits the whole window, not more.
+        let earlier = Timestamp::from_second(980).expect("time");
+        assert_eq!(
+            in_flight_for(&timed, earlier, Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
+
+        // Settled intents (the request changed) and other actions or generations are not.
+        let approved = remote(RequestStatus::Approved);
+        assert!(
+            unsettled_intent(Some(&record), Action::Approve, GENERATION, Some(&approved)).is_none()
+        );
+        assert!(
+            unsettled_intent(Some(&record), Action::Deny, GENERATION, Some(&pending)).is_none()
+        );
+        assert!(
+            unsettled_intent(
+                Some(&record),
+                Action::Approve,
+                GENERATION + 1,
+                Some(&pending)
+            )
+            .is_none()
+        );
+        record.intent = None;
+        assert!(
+            unsettled_intent(Some(&record), Action::Approve, GENERATION, Some(&pending)).is_none()
+        );
     }
 
     /// A crash between the call and the status write leaves only the intent behind.

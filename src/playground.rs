@@ -82,6 +82,7 @@ pub fn playground_timing() -> Timing {
             backoff: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(30),
         },
+        call_timeout: Duration::from_secs(10),
     }
 }
 

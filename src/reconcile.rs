@@ -4,7 +4,7 @@
 //! judgement lives in [`decide`] and [`crate::status`], which are pure.
 
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
-use crate::decide::{Plan, Stall, Verdict, decide};
+use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, unsettled_intent};
 use crate::quicksight::{RequestDirectory, Scope};
 use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
 use crate::status;
@@ -44,6 +44,9 @@ pub struct Timing {
     pub backoff_cap: Duration,
     /// Retries of actions QuickSight reported as failed, unless `spec.retry` says otherwise.
     pub retry: RetrySettings,
+    /// The longest a QuickSight call can take. An intent younger than this whose effect is not
+    /// visible may belong to a call still in flight, so the action is not sent again yet.
+    pub call_timeout: Duration,
 }
 
 /// What every reconcile shares.
@@ -266,7 +269,20 @@ async fn observe_and_act(
     status: &mut SelfUpgradeDecisionStatus,
 ) -> Result<Verdict, Error> {
     let request_id = &decision.spec.upgrade_request_id;
-    let remote = match ctx.directory.find(scope, request_id).await {
+    let action = decision.spec.action;
+    // An intent left by a crash or by another replica is judged against a listing fetched now:
+    // a cached one may predate its call.
+    let has_intent = decision
+        .status
+        .as_ref()
+        .and_then(|s| s.intent.as_ref())
+        .is_some_and(|i| i.action == action && i.generation == generation);
+    let lookup = if has_intent {
+        ctx.directory.find_fresh(scope, request_id).await
+    } else {
+        ctx.directory.find(scope, request_id).await
+    };
+    let remote = match lookup {
         Ok(remote) => remote,
         Err(error) if error.is_retryable() => return Ok(Verdict::Retrying(error)),
         Err(error) => {
@@ -290,6 +306,21 @@ async fn observe_and_act(
         }
         other => other,
     };
+    if matches!(plan, Plan::Send(_))
+        && let Some(wait) = unsettled_intent(
+            decision.status.as_ref(),
+            action,
+            generation,
+            remote.as_ref(),
+        )
+        .and_then(|intent| in_flight_for(intent, Timestamp::now(), ctx.timing.call_timeout))
+    {
+        info!(
+            ?wait,
+            "an earlier call for this action may still be in flight; not sending yet"
+        );
+        return Ok(Verdict::AwaitingResult);
+    }
     let (action, remote) = match (plan, remote) {
         (Plan::Report(verdict), _) => return Ok(verdict),
         (Plan::Send(action), Some(remote)) => (action, remote),
@@ -299,7 +330,7 @@ async fn observe_and_act(
 
     // Write-ahead: the intent is stored before the call, so a crash between the call and the
     // status write below cannot lead to a second call (see `decide::seen_since`).
-    status::record_intent(status, action, generation, &remote);
+    status::record_intent(status, action, generation, &remote, Timestamp::now());
     status::record_attempt(status);
     status::set_conditions(
         status,

@@ -50,12 +50,14 @@ pub fn record_intent(
     action: Action,
     generation: i64,
     remote: &RequestDetail,
+    now: Timestamp,
 ) {
     status.intent = Some(UpdateIntent {
         action,
         generation,
         request_status: Some(remote.request_status.as_str().to_string()),
         last_update_attempt_time: remote.last_update_attempt_time.map(Time),
+        recorded_at: Some(Time(now)),
     });
 }
 
@@ -109,8 +111,11 @@ pub fn record_failed_call(
         status.last_aws_request_id = error.aws_request_id.clone();
     }
     // A retryable failure (a timeout, a 5xx) may or may not have taken effect: the intent stays,
-    // and the next reconcile tells from the request. A terminal one did not.
-    if !error.is_retryable() {
+    // and the next reconcile tells from the request. A throttled call did not (QuickSight
+    // refuses those before acting), nor did a terminal one, which is also remembered.
+    if error.is_throttling() {
+        status.intent = None;
+    } else if !error.is_retryable() {
         status.intent = None;
         status.rejection = Some(RequestRejection {
             generation,
@@ -301,7 +306,7 @@ mod tests {
             code: "ThrottlingException".into(),
             message: "Rate exceeded".into(),
             aws_request_id: None,
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Throttled,
         }
     }
 
@@ -514,8 +519,24 @@ mod tests {
 
     #[test]
     fn only_terminal_call_failures_are_remembered_as_rejections() {
+        let pending = RequestDetail::new("r", RequestStatus::Pending);
         let mut status = carry_over(None, 1);
+        record_intent(&mut status, Action::Approve, 1, &pending, now());
+        // Throttled: refused before QuickSight acted, so no intent remains and nothing is held
+        // against the action.
         record_failed_call(&mut status, Action::Approve, 1, &throttled());
+        assert_eq!((&status.intent, &status.rejection), (&None, &None));
+        // A 5xx may have taken effect: the intent stays for the next reconcile to judge.
+        record_intent(&mut status, Action::Approve, 1, &pending, now());
+        let failed = QuickSightError::from_service(
+            "UpdateSelfUpgrade",
+            "InternalFailureException",
+            "oops",
+            Some(500),
+            None,
+        );
+        record_failed_call(&mut status, Action::Approve, 1, &failed);
+        assert!(status.intent.is_some());
         assert_eq!(status.rejection, None);
         let denied = QuickSightError::from_service(
             "UpdateSelfUpgrade",

@@ -322,3 +322,66 @@ async fn retries_run_out_as_stalled_retries_exhausted() {
     );
     playground.stop().await;
 }
+
+/// The Events published about one decision, as (type, reason).
+async fn events_about(client: kube::Client, name: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let mut about: Vec<_> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    about.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    about
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    // VERIFY fails (carol is not in the group yet); the retry is an hour away.
+    let mut decision = new_decision("carol", ACCOUNT, "req-1", Action::Verify);
+    decision.spec.retry = Some(selfupgrade_operator::api::RetryPolicy {
+        max_attempts: Some(5),
+        backoff: Some("1h".into()),
+        backoff_cap: None,
+    });
+    api.create(&PostParams::default(), &decision)
+        .await
+        .expect("created");
+    wait_for(&api, "carol", 30, |d| {
+        is(d, "Ready", "False", "VerifyFailed")
+    })
+    .await;
+
+    // Meanwhile an admin denies the request in the QuickSight console.
+    handle
+        .set_status(ACCOUNT, "default", "req-1", SimStatus::Denied)
+        .expect("exists");
+    let followed = wait_for(&api, "carol", 60, |d| {
+        is(d, "Stalled", "True", "AlreadyDecided")
+    })
+    .await;
+    let status = followed.status.expect("status");
+    assert_eq!(status.request_status.as_deref(), Some("DENIED"));
+    let request = handle.request(ACCOUNT, "default", "req-1").expect("exists");
+    assert_eq!(request.status, SimStatus::Denied, "never overwritten");
+    assert_eq!(request.updates_applied, 1, "only the first VERIFY was sent");
+    assert_eq!(
+        events_about(client, "carol").await,
+        [
+            ("Warning".to_string(), "VerifyFailed".to_string()),
+            ("Warning".to_string(), "AlreadyDecided".to_string()),
+        ],
+        "one Event per transition"
+    );
+    playground.stop().await;
+}

@@ -60,6 +60,7 @@ prop_compose! {
                 last_update_attempt_time: time
                     .and_then(|s| Timestamp::from_second(s).ok())
                     .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+                recorded_at: None,
             }),
             rejection: rejection.map(|(action, generation)| RequestRejection {
                 generation,

@@ -36,6 +36,7 @@ fn timing() -> Timing {
             backoff: Duration::from_secs(60),
             backoff_cap: Duration::from_secs(600),
         },
+        call_timeout: Duration::from_secs(30),
     }
 }
 
@@ -72,7 +73,10 @@ fn normalize_times(mut value: Value) -> Value {
     match &mut value {
         Value::Object(map) => {
             for (key, field) in map.iter_mut() {
-                if key == "lastTransitionTime" || key == "lastUpdateAttemptTime" {
+                if key == "lastTransitionTime"
+                    || key == "lastUpdateAttemptTime"
+                    || key == "recordedAt"
+                {
                     *field = json!("<time>");
                 } else if key == "lastAwsRequestId" {
                     *field = json!("<request-id>");
@@ -228,7 +232,7 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
         detail("PENDING"),
         json!({
             "observedGeneration": 1,
-            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING"},
+            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING", "recordedAt": "<time>"},
             "attempts": 1,
             "conditions": conditions(
                 ("False", "AwaitingResult"), ("True", "AwaitingResult"), ("False", "AwaitingResult"), [waiting; 3]),
@@ -304,6 +308,7 @@ async fn after_a_crash_between_call_and_status_write_the_call_is_not_repeated() 
             generation: 1,
             request_status: Some("PENDING".into()),
             last_update_attempt_time: None,
+            recorded_at: None,
         }),
         attempts: Some(1),
         ..Default::default()
@@ -346,6 +351,7 @@ async fn after_a_crash_before_the_call_the_call_is_made() {
             generation: 1,
             request_status: Some("PENDING".into()),
             last_update_attempt_time: None,
+            recorded_at: None,
         }),
         ..Default::default()
     });
@@ -446,9 +452,7 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
         json!({
             "observedGeneration": 1,
             "lastAwsRequestId": "<request-id>",
-            // A throttled call did not take effect, but a timeout might have: the intent stays
-            // until the next reconcile reads the request.
-            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING"},
+            // QuickSight refuses a throttled call before acting on it: no intent remains.
             "attempts": 1,
             "conditions": conditions(
                 ("False", "ThrottlingException"),
@@ -581,4 +585,34 @@ fn reconstruct_times(mut value: Value) -> Value {
         }
         _ => value,
     }
+}
+
+#[tokio::test]
+async fn a_call_that_may_still_be_in_flight_is_not_sent_again_before_the_call_timeout() {
+    let sim = start_sim(vec![request("req-1")]).await;
+    // A 5xx may or may not have taken effect: the intent stays.
+    sim.handle
+        .force_error("UpdateSelfUpgrade", "InternalFailureException");
+    let first = decision(Action::Approve, "req-1");
+    let (_, patches) = reconcile_once(&sim, first.clone()).await;
+    let failed = patches.last().expect("written")["status"].clone();
+    assert!(failed.get("intent").is_some(), "{failed}");
+
+    // The next reconcile, within the call timeout of the intent: the request is unchanged, but
+    // the call (here: another replica's, or one cut off by a crash) may still land.
+    let mut again = first;
+    let mut status = failed.clone();
+    status["intent"]["recordedAt"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    again.status = Some(serde_json::from_value(reconstruct_times(status)).expect("status"));
+    let (requeue, patches) = reconcile_once(&sim, again).await;
+    assert_eq!(
+        sim.handle.counters().total("UpdateSelfUpgrade"),
+        1,
+        "not sent again"
+    );
+    assert_eq!(
+        patches.last().expect("written")["status"]["conditions"][0]["reason"],
+        "AwaitingResult"
+    );
+    assert_eq!(requeue, Requeue::requeue(timing().awaiting_recheck));
 }

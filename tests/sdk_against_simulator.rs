@@ -336,6 +336,12 @@ async fn an_update_refreshes_the_cached_entry_without_listing_again() {
         .expect_err("forced throttling");
     directory.find(&account, "b").await.expect("cached");
     assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 2);
+
+    // A fresh read never comes from a listing fetched before it was asked.
+    directory.find_fresh(&account, "b").await.expect("listed");
+    assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 3);
+    directory.find(&account, "b").await.expect("cached");
+    assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 3);
 }
 
 #[tokio::test]

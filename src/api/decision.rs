@@ -186,6 +186,10 @@ pub struct UpdateIntent {
     pub request_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_attempt_time: Option<Time>,
+    /// When the intent was written. Until the call timeout has passed since, the call may still
+    /// be in flight (from this or another replica) and is not sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<Time>,
 }
 
 /// A terminal error QuickSight answered to `UpdateSelfUpgrade`.

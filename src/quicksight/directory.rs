@@ -57,14 +57,34 @@ impl RequestDirectory {
         scope: &Scope,
         upgrade_request_id: &str,
     ) -> Result<Option<RequestDetail>, QuickSightError> {
+        self.lookup(scope, upgrade_request_id, false).await
+    }
+
+    /// [`RequestDirectory::find`] from a listing fetched after this call began: for judging
+    /// whether a call another process may have made took effect, which a cached listing from
+    /// before that call cannot tell.
+    pub async fn find_fresh(
+        &self,
+        scope: &Scope,
+        upgrade_request_id: &str,
+    ) -> Result<Option<RequestDetail>, QuickSightError> {
+        self.lookup(scope, upgrade_request_id, true).await
+    }
+
+    async fn lookup(
+        &self,
+        scope: &Scope,
+        upgrade_request_id: &str,
+        fresh: bool,
+    ) -> Result<Option<RequestDetail>, QuickSightError> {
         let asked_at = Instant::now();
-        if let Some(answer) = self.cached_answer(scope, upgrade_request_id, asked_at) {
+        if let Some(answer) = self.cached_answer(scope, upgrade_request_id, asked_at, fresh) {
             return Ok(answer);
         }
         let fetching = self.with_entry(scope, |entry| entry.fetching.clone());
         let _single_flight = fetching.lock().await;
         // Another caller may have listed while we waited.
-        if let Some(answer) = self.cached_answer(scope, upgrade_request_id, asked_at) {
+        if let Some(answer) = self.cached_answer(scope, upgrade_request_id, asked_at, fresh) {
             return Ok(answer);
         }
         let by_id = self.list_all(scope).await?;
@@ -119,16 +139,21 @@ impl RequestDirectory {
     }
 
     /// What the cache can answer without calling QuickSight: `Some(found or absent)` when the
-    /// cached listing is conclusive, `None` when it is expired, missing or not conclusive.
+    /// cached listing is conclusive, `None` when it is expired, missing, not conclusive, or
+    /// (`fresh`) fetched before the question was asked.
     fn cached_answer(
         &self,
         scope: &Scope,
         id: &str,
         asked_at: Instant,
+        fresh: bool,
     ) -> Option<Option<RequestDetail>> {
         self.with_entry(scope, |entry| {
             let listing = entry.listing.as_ref()?;
-            if listing.fetched_at.elapsed() >= self.ttl || listing.unknown.contains(id) {
+            if listing.fetched_at.elapsed() >= self.ttl
+                || listing.unknown.contains(id)
+                || (fresh && listing.fetched_at < asked_at)
+            {
                 return None;
             }
             match listing.by_id.get(id) {

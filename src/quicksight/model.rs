@@ -72,6 +72,23 @@ pub struct RequestDetail {
     pub last_update_failure_reason: Option<String>,
 }
 
+impl RequestDetail {
+    /// A request known only by its id and status.
+    pub fn new(upgrade_request_id: impl Into<String>, request_status: RequestStatus) -> Self {
+        Self {
+            upgrade_request_id: upgrade_request_id.into(),
+            user_name: None,
+            original_role: None,
+            requested_role: None,
+            request_note: None,
+            creation_time: None,
+            request_status,
+            last_update_attempt_time: None,
+            last_update_failure_reason: None,
+        }
+    }
+}
+
 /// What `UpdateSelfUpgrade` answered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpdateResult {

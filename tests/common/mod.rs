@@ -1,6 +1,8 @@
 //! Shared test fixtures: an in-process simulator and the real SDK client pointed at it.
 #![allow(dead_code)] // each test crate uses a different part of the fixtures
 
+pub mod processes;
+
 use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
 use selfupgrade_operator::quicksight::{SdkQuickSight, SdkSettings};
 use selfupgrade_operator::sim::quicksight::{

@@ -1,0 +1,143 @@
+//! The operator, the embedded API server and the simulator as separate processes of the real
+//! binary, for tests that kill or restart one of them.
+
+use kube::Api;
+use kube::api::PostParams;
+use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_selfupgrade-operator");
+
+/// A child process, SIGKILLed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a subcommand whose first stdout line is its address.
+pub fn serve(args: &[&str]) -> (Process, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("address line");
+    (Process(child), line.trim().to_string())
+}
+
+/// A plain HTTP GET of the simulator's admin interface.
+pub fn admin_get(endpoint: &str, path: &str) -> Value {
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).expect("json body")
+}
+
+/// Successful `UpdateSelfUpgrade` calls the simulator has answered.
+pub fn updates_applied(endpoint: &str) -> u64 {
+    admin_get(endpoint, "/_sim/counters")["calls"]["UpdateSelfUpgrade"]["ok"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// `selfupgrade-operator run` against the API server of `kubeconfig` and the simulator at
+/// `endpoint`, signing with `access_key`, with `extra` flags.
+pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&str]) -> Process {
+    Process(
+        Command::new(BIN)
+            .args(["run", "--quicksight-endpoint", endpoint])
+            .args(["--backoff-base", "200ms", "--awaiting-recheck", "1s"])
+            // An unsettled intent waits out the call timeout before its action is sent again.
+            .args(["--call-timeout", "3s"])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", access_key)
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("operator starts"),
+    )
+}
+
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A client of the API server `kubeconfig` points at.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// One decision in `default` per request the simulator holds: VERIFY where the user is in the
+/// group, else APPROVE or DENY in turn, so that every decision can end Ready. Returns the names.
+pub async fn decide_every_request(api: &Api<SelfUpgradeDecision>, endpoint: &str) -> Vec<String> {
+    let requests = admin_get(endpoint, "/_sim/requests");
+    let mut names = Vec::new();
+    for namespace in requests.as_array().expect("namespaces") {
+        let account = namespace["accountId"].as_str().expect("account");
+        for (index, request) in namespace["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .enumerate()
+        {
+            let action = match (request["inRequiredGroup"].as_bool(), index % 2) {
+                (Some(true), _) => Action::Verify,
+                (_, 0) => Action::Approve,
+                _ => Action::Deny,
+            };
+            let name = format!("d-{account}-{index:03}");
+            let id = request["id"].as_str().expect("id");
+            api.create(
+                &PostParams::default(),
+                &super::new_decision(&name, account, id, action),
+            )
+            .await
+            .expect("created");
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// How many times QuickSight applied an update to each request (one entry per request).
+pub fn updates_per_request(endpoint: &str) -> Vec<u64> {
+    admin_get(endpoint, "/_sim/requests")
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .flat_map(|ns| ns["requests"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["updatesApplied"].as_u64().unwrap_or(0))
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! Two replicas with `--leader-elect` against the embedded API server and the simulator, each
+//! its own process: only the Lease holder calls QuickSight; when it is SIGKILLed the other takes
+//! over within the lease duration, with no duplicate update; SIGTERM releases the Lease.
+
+mod common;
+
+use common::is;
+use common::processes::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use selfupgrade_operator::api::SelfUpgradeDecision;
+use std::time::{Duration, Instant};
+
+const LEASE_SECONDS: u64 = 4;
+
+fn replica(kubeconfig: &std::path::Path, endpoint: &str, identity: &str) -> Process {
+    let duration = format!("{LEASE_SECONDS}s");
+    operator(
+        kubeconfig,
+        endpoint,
+        // Each replica signs with its own key, so the simulator tells who called.
+        &format!("AKID{}", identity.to_uppercase().replace('-', "")),
+        &[
+            "--leader-elect",
+            "--identity",
+            identity,
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            &duration,
+            "--lease-grace",
+            "1s",
+            "--concurrency",
+            "2",
+        ],
+    )
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("selfupgrade-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+async fn wait_for_holder(leases: &Api<Lease>, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(holder) = holder(leases).await.filter(|h| wanted(h)) {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no such lease holder after 30s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn calls_by_key(endpoint: &str, key: &str) -> u64 {
+    admin_get(endpoint, "/_sim/counters")["accessKeys"][key]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
+    let (_apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
+    let (_sim, endpoint) = serve(&[
+        "sim",
+        "--port",
+        "0",
+        "--latency-ms",
+        "100",
+        "--generate",
+        "30",
+        "--account",
+        "111122223333",
+    ]);
+    let client = client(&kubeconfig).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+
+    let mut replicas = vec![
+        ("op-a", Some(replica(&kubeconfig, &endpoint, "op-a"))),
+        ("op-b", Some(replica(&kubeconfig, &endpoint, "op-b"))),
+    ];
+    let leader = wait_for_holder(&leases, |_| true).await;
+    let standby = if leader == "op-a" { "op-b" } else { "op-a" };
+    let key = |identity: &str| format!("AKID{}", identity.to_uppercase().replace('-', ""));
+
+    let names = decide_every_request(&api, &endpoint).await;
+    // Let the leader get part of the work done, then kill it.
+    while updates_applied(&endpoint) < 10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        calls_by_key(&endpoint, &key(standby)),
+        0,
+        "the standby made no QuickSight call while the other led"
+    );
+    let killed_at = Instant::now();
+    for (identity, process) in &mut replicas {
+        if *identity == leader {
+            drop(process.take()); // SIGKILL: no chance to release the lease
+        }
+    }
+    let updates_by_killed_leader = updates_applied(&endpoint);
+    wait_for_holder(&leases, |h| h == standby).await;
+    let handover = killed_at.elapsed();
+
+    for name in &names {
+        common::wait_for(&api, name, 120, |d| {
+            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
+        })
+        .await;
+    }
+    let applied = updates_per_request(&endpoint);
+    println!(
+        "leader election: {leader} killed after {updates_by_killed_leader} updates; {standby} \
+         took over {:.1}s later (lease {LEASE_SECONDS}s); updates per request {applied:?}",
+        handover.as_secs_f64()
+    );
+    // Taking over waits for the lease to expire, plus up to a second of jitter that keeps
+    // candidates from colliding.
+    assert!(
+        handover <= Duration::from_secs(LEASE_SECONDS + 2),
+        "handover took {handover:?}"
+    );
+    assert!(
+        applied.iter().all(|n| *n == 1),
+        "every request updated exactly once: {applied:?}"
+    );
+    assert!(
+        calls_by_key(&endpoint, &key(standby)) > 0,
+        "the new leader did the rest"
+    );
+
+    // SIGTERM: the leader drains, releases the lease and exits 0.
+    let (_, survivor) = replicas
+        .iter_mut()
+        .find(|(identity, _)| *identity == standby)
+        .expect("standby");
+    let mut survivor = survivor.take().expect("running");
+    let pid = survivor.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let exit = tokio::task::spawn_blocking(move || survivor.0.wait())
+        .await
+        .expect("joined")
+        .expect("exited");
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(holder(&leases).await, None, "the lease was released");
+}
+
+/// The safety net under leadership: two replicas that both act (a split brain, or leader
+/// election left off by mistake) still never send an action twice, because each call is preceded
+/// by an intent written only over the version the reconcile read, and an intent whose call may be
+/// in flight is waited out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_active_replicas_without_a_lease_still_never_duplicate_an_update() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
+    let (_apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
+    let (_sim, endpoint) = serve(&[
+        "sim",
+        "--port",
+        "0",
+        "--latency-ms",
+        "100",
+        "--generate",
+        "30",
+        "--account",
+        "111122223333",
+    ]);
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
+    let names = decide_every_request(&api, &endpoint).await;
+    let _a = operator(
+        &kubeconfig,
+        &endpoint,
+        "AKIDSPLITA",
+        &["--concurrency", "4"],
+    );
+    let _b = operator(
+        &kubeconfig,
+        &endpoint,
+        "AKIDSPLITB",
+        &["--concurrency", "4"],
+    );
+    for name in &names {
+        common::wait_for(&api, name, 120, |d| {
+            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
+        })
+        .await;
+    }
+    let applied = updates_per_request(&endpoint);
+    let counters = admin_get(&endpoint, "/_sim/counters");
+    println!(
+        "split brain: calls by replica {}, UpdateSelfUpgrade outcomes {}",
+        counters["accessKeys"], counters["calls"]["UpdateSelfUpgrade"]
+    );
+    assert!(
+        applied.iter().all(|n| *n == 1),
+        "every request updated exactly once: {applied:?}"
+    );
+    assert_eq!(
+        counters["calls"]["UpdateSelfUpgrade"],
+        serde_json::json!({"ok": names.len()}),
+        "no second call reached QuickSight"
+    );
+}
