@@ -1,7 +1,7 @@
 //! `deploy/` builds with kustomize and every manifest parses into its typed Kubernetes struct.
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
 use std::process::Command;
@@ -39,6 +39,8 @@ fn deploy_builds_and_every_manifest_is_typed() {
             "ServiceAccount" => serde_yaml::from_value::<ServiceAccount>(value).map(|_| ()),
             "ClusterRole" => serde_yaml::from_value::<ClusterRole>(value).map(|_| ()),
             "ClusterRoleBinding" => serde_yaml::from_value::<ClusterRoleBinding>(value).map(|_| ()),
+            "Role" => serde_yaml::from_value::<Role>(value).map(|_| ()),
+            "RoleBinding" => serde_yaml::from_value::<RoleBinding>(value).map(|_| ()),
             other => panic!("unexpected kind {other} in deploy/"),
         };
         typed.unwrap_or_else(|e| panic!("{kind} does not parse: {e}"));
@@ -52,6 +54,8 @@ fn deploy_builds_and_every_manifest_is_typed() {
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Namespace",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
@@ -62,11 +66,16 @@ fn the_operator_is_granted_no_wildcards_and_no_secrets() {
     let Some(rendered) = kustomize() else { return };
     for document in serde_yaml::Deserializer::from_str(&rendered) {
         let value = serde_yaml::Value::deserialize(document).expect("yaml");
-        if value["kind"] != "ClusterRole" {
-            continue;
-        }
-        let role: ClusterRole = serde_yaml::from_value(value).expect("typed");
-        for rule in role.rules.unwrap_or_default() {
+        let rules = match value["kind"].as_str() {
+            Some("ClusterRole") => {
+                serde_yaml::from_value::<ClusterRole>(value)
+                    .expect("typed")
+                    .rules
+            }
+            Some("Role") => serde_yaml::from_value::<Role>(value).expect("typed").rules,
+            _ => continue,
+        };
+        for rule in rules.unwrap_or_default() {
             let resources = rule.resources.unwrap_or_default();
             assert!(!rule.verbs.iter().any(|v| v == "*"), "wildcard verb");
             assert!(

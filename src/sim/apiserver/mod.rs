@@ -7,6 +7,7 @@
 mod apply;
 mod discovery;
 mod errors;
+mod faults;
 mod objects;
 mod registry;
 mod selectors;
@@ -17,5 +18,6 @@ mod validation;
 mod watch;
 
 pub use errors::{ApiError, Cause};
+pub use faults::{ApiFaults, FaultState};
 pub use registry::{Registry, ResourceType};
 pub use server::{ApiServerConfig, ApiState, RunningApiServer, StartError, Target};

@@ -86,6 +86,14 @@ pub async fn dispatch(
         Some(_) => return Err(ApiError::no_route()),
     }
     let is_watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let is_write = matches!(*method, Method::PUT | Method::PATCH);
+    if is_write
+        && target.subresource.as_deref() == Some("status")
+        && state.faults.refuse_status_write()
+    {
+        let name = target.name.clone().unwrap_or_default();
+        return Err(ApiError::conflict(&resource.resource_name(), &name));
+    }
     let as_table = table::wants_table(accept);
     match (method.clone(), target.name.is_some()) {
         (Method::GET, false) if is_watch => watch::watch(

@@ -3,6 +3,7 @@
 
 use super::discovery;
 use super::errors::ApiError;
+use super::faults::{ApiFaults, FaultState};
 use super::objects;
 use super::registry::Registry;
 use super::store::{ChangeKind, ObjectKey, Store};
@@ -72,6 +73,7 @@ pub struct ApiState {
     pub token: String,
     pub address: String,
     pub bookmark_interval: Duration,
+    pub faults: FaultState,
 }
 
 impl ApiState {
@@ -98,6 +100,7 @@ pub struct RunningApiServer {
     pub state: Arc<ApiState>,
     /// PEM of the server's self-signed certificate, the kubeconfig's certificate authority.
     pub certificate_pem: String,
+    tls: axum_server::tls_rustls::RustlsConfig,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -153,25 +156,33 @@ impl RunningApiServer {
             token: token.clone(),
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
+            faults: FaultState::default(),
         });
-        let app = Router::new().fallback(handle).with_state(state.clone());
-        let server_handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls)
-            .map_err(StartError::Bind)?
-            .handle(server_handle.clone());
-        let task = tokio::spawn(async move {
-            if let Err(error) = server.serve(app.into_make_service()).await {
-                tracing::error!(%error, "API server failed");
-            }
-        });
+        let (handle, task) = serve(listener, tls.clone(), state.clone())?;
         Ok(Self {
             addr,
             token,
             state,
             certificate_pem,
-            handle: server_handle,
+            tls,
+            handle,
             task,
         })
+    }
+
+    /// Stops serving (every connection and watch ends) and serves again on the same address
+    /// with the same objects, certificate and token: an API server restart with its state kept.
+    pub async fn restart(&mut self, down_for: Duration) -> Result<(), StartError> {
+        self.handle.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
+        self.task.abort();
+        tokio::time::sleep(down_for).await;
+        let listener = std::net::TcpListener::bind(self.addr).map_err(StartError::Bind)?;
+        listener.set_nonblocking(true).map_err(StartError::Bind)?;
+        let (handle, task) = serve(listener, self.tls.clone(), self.state.clone())?;
+        self.handle = handle;
+        self.task = task;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -216,6 +227,26 @@ impl RunningApiServer {
     }
 }
 
+type Serving = (axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<()>);
+
+fn serve(
+    listener: std::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    state: Arc<ApiState>,
+) -> Result<Serving, StartError> {
+    let app = Router::new().fallback(handle).with_state(state);
+    let server_handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls)
+        .map_err(StartError::Bind)?
+        .handle(server_handle.clone());
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.serve(app.into_make_service()).await {
+            tracing::error!(%error, "API server failed");
+        }
+    });
+    Ok((server_handle, task))
+}
+
 fn random_token() -> String {
     use rand::Rng;
     let bytes: [u8; 24] = rand::rng().random();
@@ -241,6 +272,13 @@ async fn handle(
     if !authorized {
         return ApiError::unauthorized().into_response();
     }
+    let latency = state.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(command) = path.strip_prefix("/_apiserver/") {
+        return fault_command(&state, &method, command, &body);
+    }
     let query: HashMap<String, String> = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -262,6 +300,29 @@ async fn handle(
     {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    }
+}
+
+/// The `/_apiserver/` commands (see [`super::faults`]).
+fn fault_command(state: &ApiState, method: &Method, command: &str, body: &Bytes) -> Response {
+    match (method.as_str(), command) {
+        ("GET", "faults") => axum::Json(state.faults.settings()).into_response(),
+        ("PUT", "faults") => match serde_json::from_slice::<ApiFaults>(body) {
+            Ok(faults) => {
+                state.faults.set(faults);
+                axum::Json(state.faults.settings()).into_response()
+            }
+            Err(error) => ApiError::bad_request(format!("invalid faults: {error}")).into_response(),
+        },
+        ("POST", "drop-watches") => {
+            state.faults.drop_watches();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", "compact") => {
+            state.lock_store().compact();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => ApiError::no_route().into_response(),
     }
 }
 

@@ -80,6 +80,7 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
         }
     };
     let bookmark_every = state.bookmark_interval;
+    let dropped = state.faults.watches_dropped();
     tokio::spawn(async move {
         let mut tx = tx;
         for item in opening {
@@ -90,11 +91,14 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
         let Some(mut live) = live else { return };
         let deadline = tokio::time::sleep(request.timeout);
         tokio::pin!(deadline);
+        tokio::pin!(dropped);
         let mut bookmarks = tokio::time::interval(bookmark_every);
         bookmarks.tick().await;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                // Ended mid-stream on command, as when an API server instance goes away.
+                _ = &mut dropped => return,
                 _ = bookmarks.tick(), if request.bookmarks => {
                     let current = state.lock_store().revision();
                     let bookmark = json!({"type": "BOOKMARK", "object": {
