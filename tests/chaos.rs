@@ -25,15 +25,8 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
     let kills = knob("CHAOS_KILLS", 12);
     let per_account = knob("CHAOS_REQUESTS_PER_ACCOUNT", 25);
     let seed: u64 = knob("CHAOS_SEED", 20261126) as u64;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
-    let (_apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
     let generate = per_account.to_string();
-    let (_sim, endpoint) = serve(&[
-        "sim",
-        "--port",
-        "0",
+    let servers = start_servers(&[
         // Slow calls, so that kills land while updates are in flight.
         "--latency-ms",
         "150",
@@ -44,6 +37,7 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
         "--account",
         ACCOUNTS[1],
     ]);
+    let (kubeconfig, endpoint) = (servers.kubeconfig.clone(), servers.endpoint.clone());
 
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
     let names = decide_every_request(&api, &endpoint).await;

@@ -57,6 +57,18 @@ async fn wait_for_holder(leases: &Api<Lease>, wanted: impl Fn(&str) -> bool) -> 
     }
 }
 
+/// Both servers, the simulator holding 30 requests in one account and answering in 100 ms.
+fn thirty_requests() -> Servers {
+    start_servers(&[
+        "--latency-ms",
+        "100",
+        "--generate",
+        "30",
+        "--account",
+        "111122223333",
+    ])
+}
+
 fn calls_by_key(endpoint: &str, key: &str) -> u64 {
     admin_get(endpoint, "/_sim/counters")["accessKeys"][key]
         .as_u64()
@@ -65,40 +77,27 @@ fn calls_by_key(endpoint: &str, key: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
-    let (_apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
-    let (_sim, endpoint) = serve(&[
-        "sim",
-        "--port",
-        "0",
-        "--latency-ms",
-        "100",
-        "--generate",
-        "30",
-        "--account",
-        "111122223333",
-    ]);
-    let client = client(&kubeconfig).await;
+    let servers = thirty_requests();
+    let (kubeconfig, endpoint) = (servers.kubeconfig.as_path(), servers.endpoint.as_str());
+    let client = client(kubeconfig).await;
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
     let mut replicas = vec![
-        ("op-a", Some(replica(&kubeconfig, &endpoint, "op-a"))),
-        ("op-b", Some(replica(&kubeconfig, &endpoint, "op-b"))),
+        ("op-a", Some(replica(kubeconfig, endpoint, "op-a"))),
+        ("op-b", Some(replica(kubeconfig, endpoint, "op-b"))),
     ];
     let leader = wait_for_holder(&leases, |_| true).await;
     let standby = if leader == "op-a" { "op-b" } else { "op-a" };
     let key = |identity: &str| format!("AKID{}", identity.to_uppercase().replace('-', ""));
 
-    let names = decide_every_request(&api, &endpoint).await;
+    let names = decide_every_request(&api, endpoint).await;
     // Let the leader get part of the work done, then kill it.
-    while updates_applied(&endpoint) < 10 {
+    while updates_applied(endpoint) < 10 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        calls_by_key(&endpoint, &key(standby)),
+        calls_by_key(endpoint, &key(standby)),
         0,
         "the standby made no QuickSight call while the other led"
     );
@@ -108,7 +107,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
             drop(process.take()); // SIGKILL: no chance to release the lease
         }
     }
-    let updates_by_killed_leader = updates_applied(&endpoint);
+    let updates_by_killed_leader = updates_applied(endpoint);
     wait_for_holder(&leases, |h| h == standby).await;
     let handover = killed_at.elapsed();
 
@@ -118,7 +117,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
         })
         .await;
     }
-    let applied = updates_per_request(&endpoint);
+    let applied = updates_per_request(endpoint);
     println!(
         "leader election: {leader} killed after {updates_by_killed_leader} updates; {standby} \
          took over {:.1}s later (lease {LEASE_SECONDS}s); updates per request {applied:?}",
@@ -135,7 +134,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
         "every request updated exactly once: {applied:?}"
     );
     assert!(
-        calls_by_key(&endpoint, &key(standby)) > 0,
+        calls_by_key(endpoint, &key(standby)) > 0,
         "the new leader did the rest"
     );
 
@@ -164,43 +163,20 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
 /// in flight is waited out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_active_replicas_without_a_lease_still_never_duplicate_an_update() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
-    let (_apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
-    let (_sim, endpoint) = serve(&[
-        "sim",
-        "--port",
-        "0",
-        "--latency-ms",
-        "100",
-        "--generate",
-        "30",
-        "--account",
-        "111122223333",
-    ]);
-    let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
-    let names = decide_every_request(&api, &endpoint).await;
-    let _a = operator(
-        &kubeconfig,
-        &endpoint,
-        "AKIDSPLITA",
-        &["--concurrency", "4"],
-    );
-    let _b = operator(
-        &kubeconfig,
-        &endpoint,
-        "AKIDSPLITB",
-        &["--concurrency", "4"],
-    );
+    let servers = thirty_requests();
+    let (kubeconfig, endpoint) = (servers.kubeconfig.as_path(), servers.endpoint.as_str());
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client(kubeconfig).await, "default");
+    let names = decide_every_request(&api, endpoint).await;
+    let _a = operator(kubeconfig, endpoint, "AKIDSPLITA", &["--concurrency", "4"]);
+    let _b = operator(kubeconfig, endpoint, "AKIDSPLITB", &["--concurrency", "4"]);
     for name in &names {
         common::wait_for(&api, name, 120, |d| {
             is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
         })
         .await;
     }
-    let applied = updates_per_request(&endpoint);
-    let counters = admin_get(&endpoint, "/_sim/counters");
+    let applied = updates_per_request(endpoint);
+    let counters = admin_get(endpoint, "/_sim/counters");
     println!(
         "split brain: calls by replica {}, UpdateSelfUpgrade outcomes {}",
         counters["accessKeys"], counters["calls"]["UpdateSelfUpgrade"]

@@ -36,6 +36,35 @@ pub fn serve(args: &[&str]) -> (Process, String) {
     (Process(child), line.trim().to_string())
 }
 
+/// The embedded API server and the simulator, each its own process, so that they outlive any
+/// operator process a test kills.
+pub struct Servers {
+    _apiserver: Process,
+    _sim: Process,
+    _dir: tempfile::TempDir,
+    pub kubeconfig: std::path::PathBuf,
+    /// The simulator's address.
+    pub endpoint: String,
+}
+
+/// Starts both servers; `sim_args` follow `sim --port 0`.
+pub fn start_servers(sim_args: &[&str]) -> Servers {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8").to_string();
+    let (apiserver, _) = serve(&["apiserver", "--port", "0", "--kubeconfig", &kubeconfig_arg]);
+    let mut args = vec!["sim", "--port", "0"];
+    args.extend_from_slice(sim_args);
+    let (sim, endpoint) = serve(&args);
+    Servers {
+        _apiserver: apiserver,
+        _sim: sim,
+        _dir: dir,
+        kubeconfig,
+        endpoint,
+    }
+}
+
 /// A plain HTTP GET of the simulator's admin interface.
 pub fn admin_get(endpoint: &str, path: &str) -> Value {
     let address = endpoint.trim_start_matches("http://");

@@ -7,6 +7,7 @@
 mod admin;
 mod error;
 mod faults;
+pub mod fuzzing;
 mod seed;
 mod wire;
 mod world;

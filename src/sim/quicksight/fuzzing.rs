@@ -1,0 +1,108 @@
+//! The simulator's HTTP handling under arbitrary input, for coverage-guided fuzzing
+//! (`fuzz/`, cargo-fuzz) and for replaying the fuzz corpus in `cargo test`.
+//!
+//! An input is raw bytes read as a loose HTTP request: the first line is `METHOD TARGET`, then
+//! header lines up to an empty line, then the body. Whatever the bytes, the simulator must answer
+//! without panicking, never with a server error (no fault is configured), and every error it
+//! answers on a QuickSight operation's path carries `x-amzn-ErrorType`, as the SDKs need to
+//! classify it.
+
+use super::{SimHandle, World, generate_requests, wire};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+/// The outcome of one input that breaks a rule, described for the fuzzer's crash report.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+/// Runs one input through the simulator's QuickSight routes. `Ok` also for inputs that are not
+/// an HTTP request at all (the server's HTTP layer would refuse those before routing).
+pub fn exercise(runtime: &tokio::runtime::Runtime, input: &[u8]) -> Result<(), Violation> {
+    let Some(request) = request_from(input) else {
+        return Ok(());
+    };
+    let path = request.uri().path().to_string();
+    let mut world = World::default();
+    world.ensure_namespace("111122223333", "default").requests =
+        generate_requests(3, 1, 1_764_115_200_000);
+    let handle = SimHandle::new(world, Default::default(), 1);
+    let response = runtime
+        .block_on(wire::router(handle).oneshot(request))
+        .map_err(|never| Violation(format!("the router failed: {never:?}")))?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(Violation(format!("{path}: answered {status}")));
+    }
+    let operation_path = path.starts_with("/accounts/");
+    let routed = status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED;
+    if operation_path && routed && !status.is_success() {
+        let error_type = response.headers().get("x-amzn-ErrorType");
+        if error_type.is_none() {
+            return Err(Violation(format!(
+                "{path}: {status} without x-amzn-ErrorType"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn request_from(input: &[u8]) -> Option<Request<Body>> {
+    let text = String::from_utf8_lossy(input);
+    let (head, body) = match text.split_once("\n\n") {
+        Some((head, body)) => (head.to_string(), body.as_bytes().to_vec()),
+        None => (text.to_string(), Vec::new()),
+    };
+    let mut lines = head.lines();
+    let (method, target) = lines.next()?.split_once(' ')?;
+    let mut builder = Request::builder().method(method).uri(target);
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        builder = builder.header(name.trim(), value.trim());
+    }
+    builder.body(Body::from(body)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    const SIGNED: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20261126/us-east-1/quicksight/aws4_request, SignedHeaders=host, Signature=00";
+
+    #[test]
+    fn well_formed_calls_pass() {
+        let runtime = runtime();
+        let list = format!(
+            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?max-results=2\n{SIGNED}"
+        );
+        assert_eq!(exercise(&runtime, list.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn malformed_calls_are_client_errors_with_an_error_type() {
+        let runtime = runtime();
+        let inputs = [
+            format!(
+                "POST /accounts/111122223333/namespaces/default/update-self-upgrade-request\n{SIGNED}\n\n{{not json"
+            ),
+            format!(
+                "GET /accounts/1/namespaces/default/self-upgrade-requests?max-results=x\n{SIGNED}"
+            ),
+            format!(
+                "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?next-token=%FF%00\n{SIGNED}"
+            ),
+            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests".to_string(),
+            "\u{0}\u{1}garbage".to_string(),
+        ];
+        for input in inputs {
+            assert_eq!(exercise(&runtime, input.as_bytes()), Ok(()), "{input}");
+        }
+    }
+}
