@@ -5,8 +5,9 @@ use super::world::{EpochUnit, SimRequest};
 use super::{SimHandle, epoch_millis};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -27,6 +28,42 @@ pub fn router(handle: SimHandle) -> Router {
             get(describe_configuration).put(update_configuration),
         )
         .with_state(handle)
+}
+
+/// The `{account}` and `{namespace}` labels of an operation's path. Labels axum cannot decode
+/// (bad percent-encoding, not UTF-8) are answered as QuickSight answers a bad parameter, with
+/// its error type, rather than with axum's plain-text 400 that no SDK can classify (found by
+/// the fuzzer, `fuzz/`).
+struct Labels(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Labels {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|Path((account, namespace))| Labels(account, namespace))
+            .map_err(|rejection| refuse(format!("invalid path: {rejection}")))
+    }
+}
+
+/// The query string, refused the same way when it cannot be decoded.
+struct QueryParams(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| QueryParams(query))
+            .map_err(|rejection| refuse(format!("invalid query string: {rejection}")))
+    }
+}
+
+/// An InvalidParameterValueException for a request refused before it reached an operation.
+fn refuse(message: String) -> Response {
+    SimError::invalid_parameter(message).into_wire("sim-refused-before-the-operation")
 }
 
 /// The common part of every operation: SigV4 presence, path validation, latency, faults,
@@ -66,8 +103,8 @@ async fn serve(
 
 async fn list_self_upgrades(
     State(handle): State<SimHandle>,
-    Path((account, namespace)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    Labels(account, namespace): Labels,
+    QueryParams(query): QueryParams,
     headers: HeaderMap,
 ) -> Response {
     serve(&handle, "ListSelfUpgrades", &headers, &account, &namespace, |world, unit| {
@@ -91,7 +128,7 @@ async fn list_self_upgrades(
 
 async fn update_self_upgrade(
     State(handle): State<SimHandle>,
-    Path((account, namespace)): Path<(String, String)>,
+    Labels(account, namespace): Labels,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -114,7 +151,7 @@ async fn update_self_upgrade(
 
 async fn describe_configuration(
     State(handle): State<SimHandle>,
-    Path((account, namespace)): Path<(String, String)>,
+    Labels(account, namespace): Labels,
     headers: HeaderMap,
 ) -> Response {
     serve(&handle, "DescribeSelfUpgradeConfiguration", &headers, &account, &namespace, |world, _| {
@@ -126,7 +163,7 @@ async fn describe_configuration(
 
 async fn update_configuration(
     State(handle): State<SimHandle>,
-    Path((account, namespace)): Path<(String, String)>,
+    Labels(account, namespace): Labels,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
