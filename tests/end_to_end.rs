@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
 use selfupgrade_operator::sim::quicksight::{
     FaultSettings, SimHandle, SimStatus, World, generate_requests,
@@ -241,6 +241,20 @@ async fn a_second_decision_for_the_same_request_stalls_as_a_conflict_without_a_c
     playground.stop().await;
 }
 
+/// Creates a VERIFY decision for a user not in the group yet and waits until it failed.
+async fn create_and_see_verify_fail(
+    api: &Api<SelfUpgradeDecision>,
+    decision: &SelfUpgradeDecision,
+) {
+    api.create(&PostParams::default(), decision)
+        .await
+        .expect("created");
+    wait_for(api, &decision.name_any(), 30, |d| {
+        is(d, "Ready", "False", "VerifyFailed")
+    })
+    .await;
+}
+
 fn with_retry(mut decision: SelfUpgradeDecision, max_attempts: u32) -> SelfUpgradeDecision {
     decision.spec.retry = Some(selfupgrade_operator::api::RetryPolicy {
         max_attempts: Some(max_attempts),
@@ -259,13 +273,7 @@ async fn a_failed_verify_is_retried_and_succeeds_once_the_user_joins_the_group()
         "default",
     );
     let decision = with_retry(new_decision("carol", ACCOUNT, "req-1", Action::Verify), 20);
-    api.create(&PostParams::default(), &decision)
-        .await
-        .expect("created");
-    wait_for(&api, "carol", 30, |d| {
-        is(d, "Ready", "False", "VerifyFailed")
-    })
-    .await;
+    create_and_see_verify_fail(&api, &decision).await;
 
     // Another pipeline adds carol to the group; a retry completes the upgrade.
     handle
@@ -354,13 +362,7 @@ async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
         backoff: Some("1h".into()),
         backoff_cap: None,
     });
-    api.create(&PostParams::default(), &decision)
-        .await
-        .expect("created");
-    wait_for(&api, "carol", 30, |d| {
-        is(d, "Ready", "False", "VerifyFailed")
-    })
-    .await;
+    create_and_see_verify_fail(&api, &decision).await;
 
     // Meanwhile an admin denies the request in the QuickSight console.
     handle
