@@ -28,6 +28,19 @@ pub struct LeaseSettings {
     pub grace_seconds: u64,
 }
 
+impl LeaseSettings {
+    /// kube-lease-manager panics unless 0 < grace < duration; refuse such settings with a message.
+    pub fn check(&self) -> Result<(), LeaderError> {
+        if self.grace_seconds == 0 || self.grace_seconds >= self.duration_seconds {
+            return Err(LeaderError::Durations {
+                duration: self.duration_seconds,
+                grace: self.grace_seconds,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     #[error(
@@ -57,13 +70,7 @@ pub async fn run_when_leading(
     lease: LeaseSettings,
     shutdown: Shutdown,
 ) -> Result<(), LeaderError> {
-    // kube-lease-manager panics on these; refuse them with a message instead.
-    if lease.grace_seconds == 0 || lease.grace_seconds >= lease.duration_seconds {
-        return Err(LeaderError::Durations {
-            duration: lease.duration_seconds,
-            grace: lease.grace_seconds,
-        });
-    }
+    lease.check()?;
     let lease_error = |source| LeaderError::Lease {
         namespace: lease.namespace.clone(),
         name: lease.name.clone(),
@@ -106,4 +113,28 @@ pub async fn run_when_leading(
     manager_task.await?.map_err(lease_error)?;
     info!(identity = %lease.identity, "released the lease");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(duration_seconds: u64, grace_seconds: u64) -> LeaseSettings {
+        LeaseSettings {
+            name: "selfupgrade-operator".into(),
+            namespace: "ops".into(),
+            identity: "pod-a".into(),
+            duration_seconds,
+            grace_seconds,
+        }
+    }
+
+    #[test]
+    fn the_grace_must_fit_inside_the_lease() {
+        assert!(lease(15, 5).check().is_ok());
+        for (duration, grace) in [(15, 0), (5, 5), (5, 15), (0, 0)] {
+            let error = lease(duration, grace).check().expect_err("refused");
+            assert!(error.to_string().contains("--lease-grace"), "{error}");
+        }
+    }
 }
