@@ -101,11 +101,8 @@ pub fn decide(
     };
     let applied = status.is_some_and(|s| {
         (s.applied_action == Some(action) && s.applied_generation == Some(generation))
-            || s.intent.as_ref().is_some_and(|intent| {
-                intent.action == action
-                    && intent.generation == generation
-                    && seen_since(intent, remote)
-            })
+            || intent_for(Some(s), action, generation)
+                .is_some_and(|intent| seen_since(intent, remote))
     });
     let stall = |stall| Plan::Report(Verdict::Stalled(stall));
 
@@ -156,6 +153,19 @@ pub fn decide(
     }
 }
 
+/// The recorded intent, if it is for `action` at `generation`; an intent for another action or
+/// generation says nothing about this one.
+pub fn intent_for(
+    status: Option<&SelfUpgradeDecisionStatus>,
+    action: Action,
+    generation: i64,
+) -> Option<&UpdateIntent> {
+    status?
+        .intent
+        .as_ref()
+        .filter(|intent| intent.action == action && intent.generation == generation)
+}
+
 /// The intent for `action` at `generation` that the request does not show yet, if any: its
 /// call may have been made, may be in flight, or may never have happened.
 pub fn unsettled_intent<'a>(
@@ -164,11 +174,8 @@ pub fn unsettled_intent<'a>(
     generation: i64,
     remote: Option<&RequestDetail>,
 ) -> Option<&'a UpdateIntent> {
-    status?.intent.as_ref().filter(|intent| {
-        intent.action == action
-            && intent.generation == generation
-            && !remote.is_some_and(|r| seen_since(intent, r))
-    })
+    intent_for(status, action, generation)
+        .filter(|intent| !remote.is_some_and(|r| seen_since(intent, r)))
 }
 
 /// How much longer a call announced by `intent` may still be in flight: until `window` (the

@@ -4,7 +4,7 @@
 //! judgement lives in [`decide`] and [`crate::status`], which are pure.
 
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
-use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, unsettled_intent};
+use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, intent_for, unsettled_intent};
 use crate::quicksight::{RequestDirectory, Scope};
 use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
 use crate::status;
@@ -138,7 +138,8 @@ pub async fn reconcile_guarded(
     }
 }
 
-/// `error_policy` for [`reconcile_guarded`].
+/// Requeue after a failed reconcile (a status write the API server refused), with the same
+/// per-object backoff as QuickSight errors.
 pub fn error_policy_guarded(
     object: Arc<DeserializeGuard<SelfUpgradeDecision>>,
     error: &Error,
@@ -247,17 +248,6 @@ async fn reconcile_decision(
     Ok(Action::requeue(requeue))
 }
 
-/// Requeue after a failed status write, with the same per-object backoff as QuickSight errors.
-pub fn error_policy(
-    decision: Arc<SelfUpgradeDecision>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    let delay = ctx.next_backoff(&decision.uid().unwrap_or_default());
-    warn!(%error, ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
 /// Steps 2–4 of the path: observe, decide, act (at most one `UpdateSelfUpgrade`, preceded by
 /// its write-ahead intent in the status).
 async fn observe_and_act(
@@ -272,12 +262,7 @@ async fn observe_and_act(
     let action = decision.spec.action;
     // An intent left by a crash or by another replica is judged against a listing fetched now:
     // a cached one may predate its call.
-    let has_intent = decision
-        .status
-        .as_ref()
-        .and_then(|s| s.intent.as_ref())
-        .is_some_and(|i| i.action == action && i.generation == generation);
-    let lookup = if has_intent {
+    let lookup = if intent_for(decision.status.as_ref(), action, generation).is_some() {
         ctx.directory.find_fresh(scope, request_id).await
     } else {
         ctx.directory.find(scope, request_id).await

@@ -69,11 +69,8 @@ pub fn settle_intent(
     generation: i64,
     remote: Option<&RequestDetail>,
 ) {
-    let took_effect = status.intent.as_ref().is_some_and(|intent| {
-        intent.action == action
-            && intent.generation == generation
-            && remote.is_some_and(|r| crate::decide::seen_since(intent, r))
-    });
+    let took_effect = crate::decide::intent_for(Some(status), action, generation)
+        .is_some_and(|intent| remote.is_some_and(|r| crate::decide::seen_since(intent, r)));
     if took_effect {
         let request_id = status.last_aws_request_id.take();
         record_applied(status, action, generation, request_id);
