@@ -8,7 +8,7 @@ use selfupgrade_operator::api::{
 };
 use selfupgrade_operator::decide::{Plan, decide};
 use selfupgrade_operator::quicksight::{RequestDetail, RequestStatus};
-use selfupgrade_operator::sim::quicksight::{SimRequest, SimStatus, World};
+use selfupgrade_operator::sim::quicksight::{SimRequest, World};
 use selfupgrade_operator::status;
 
 fn action() -> impl Strategy<Value = Action> {
@@ -134,20 +134,7 @@ proptest! {
         max_results in proptest::option::of(any::<i64>()),
     ) {
         let mut world = World::default();
-        world.ensure_namespace("111122223333", "default").requests = vec![SimRequest {
-            id: "r".into(),
-            user_name: "u".into(),
-            original_role: "READER".into(),
-            requested_role: "AUTHOR".into(),
-            note: None,
-            created_at_ms: 1,
-            status: SimStatus::Pending,
-            last_update_attempt_ms: None,
-            last_failure_reason: None,
-            in_required_group: false,
-            fail_next_updates: 0,
-            updates_applied: 0,
-        }];
+        world.ensure_namespace("111122223333", "default").requests = vec![SimRequest::pending("r", "u", 1)];
         // Errors are fine; panics are not.
         let _ = world.update("111122223333", "default", &id, &action, 1);
         let _ = world.list("111122223333", "default", token.as_deref(), max_results);

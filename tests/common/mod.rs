@@ -6,7 +6,7 @@ pub mod processes;
 use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
 use selfupgrade_operator::quicksight::{SdkQuickSight, SdkSettings};
 use selfupgrade_operator::sim::quicksight::{
-    FaultSettings, RunningSim, SimHandle, SimRequest, SimStatus, World,
+    FaultSettings, RunningSim, SimHandle, SimRequest, World,
 };
 use std::time::Duration;
 
@@ -17,18 +17,8 @@ pub const ACCESS_KEY: &str = "AKIDTESTFIXTURE";
 
 pub fn request(id: &str) -> SimRequest {
     SimRequest {
-        id: id.to_string(),
-        user_name: format!("{id}@example.com"),
-        original_role: "READER".into(),
-        requested_role: "AUTHOR".into(),
         note: Some("needs dashboards".into()),
-        created_at_ms: 1_764_115_200_000,
-        status: SimStatus::Pending,
-        last_update_attempt_ms: None,
-        last_failure_reason: None,
-        in_required_group: false,
-        fail_next_updates: 0,
-        updates_applied: 0,
+        ..SimRequest::pending(id, &format!("{id}@example.com"), 1_764_115_200_000)
     }
 }
 

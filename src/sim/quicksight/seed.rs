@@ -1,6 +1,6 @@
 //! Filling the simulator: a seed file (YAML or JSON) or generated requests.
 
-use super::world::{SimRequest, SimStatus, World};
+use super::world::{SimRequest, World};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -101,19 +101,17 @@ pub fn generate_requests(count: usize, seed: u64, now_ms: i64) -> Vec<SimRequest
             let (from, to, note) = UPGRADES[rng.random_range(0..UPGRADES.len())];
             let name = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
             let id: u128 = rng.random();
+            let created_at_ms = now_ms - rng.random_range(60_000..7 * 24 * 3_600_000);
             SimRequest {
-                id: format_uuid(id),
-                user_name: format!("{name}.{i}@example.com"),
                 original_role: from.to_string(),
                 requested_role: to.to_string(),
                 note: Some(note.to_string()),
-                created_at_ms: now_ms - rng.random_range(60_000..7 * 24 * 3_600_000),
-                status: SimStatus::Pending,
-                last_update_attempt_ms: None,
-                last_failure_reason: None,
                 in_required_group: rng.random_bool(0.5),
-                fail_next_updates: 0,
-                updates_applied: 0,
+                ..SimRequest::pending(
+                    &format_uuid(id),
+                    &format!("{name}.{i}@example.com"),
+                    created_at_ms,
+                )
             }
         })
         .collect()
@@ -134,6 +132,7 @@ fn format_uuid(value: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::quicksight::SimStatus;
 
     #[test]
     fn a_seed_file_fills_accounts_and_defaults_missing_fields() {

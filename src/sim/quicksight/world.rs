@@ -54,6 +54,27 @@ fn pending() -> SimStatus {
     SimStatus::Pending
 }
 
+impl SimRequest {
+    /// A PENDING READER → AUTHOR request by `user_name`, created at `created_at_ms`, untouched
+    /// by any action; set the other fields with struct update syntax.
+    pub fn pending(id: &str, user_name: &str, created_at_ms: i64) -> Self {
+        Self {
+            id: id.to_string(),
+            user_name: user_name.to_string(),
+            original_role: "READER".into(),
+            requested_role: "AUTHOR".into(),
+            note: None,
+            created_at_ms,
+            status: SimStatus::Pending,
+            last_update_attempt_ms: None,
+            last_failure_reason: None,
+            in_required_group: false,
+            fail_next_updates: 0,
+            updates_applied: 0,
+        }
+    }
+}
+
 /// Whether `CreationTime` / `lastUpdateAttemptTime` go out in seconds or milliseconds (the
 /// service model does not say which; clients must handle both).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -244,20 +265,7 @@ mod tests {
     }
 
     fn request(id: &str) -> SimRequest {
-        SimRequest {
-            id: id.into(),
-            user_name: "alice".into(),
-            original_role: "READER".into(),
-            requested_role: "AUTHOR".into(),
-            note: None,
-            created_at_ms: 1_700_000_000_000,
-            status: SimStatus::Pending,
-            last_update_attempt_ms: None,
-            last_failure_reason: None,
-            in_required_group: false,
-            fail_next_updates: 0,
-            updates_applied: 0,
-        }
+        SimRequest::pending(id, "alice", 1_700_000_000_000)
     }
 
     fn status_after(
