@@ -30,41 +30,33 @@ pub fn router(handle: SimHandle) -> Router {
         .with_state(handle)
 }
 
-/// The `{account}` and `{namespace}` labels of an operation's path. Labels axum cannot decode
-/// (bad percent-encoding, not UTF-8) are answered as QuickSight answers a bad parameter, with
-/// its error type, rather than with axum's plain-text 400 that no SDK can classify (found by
-/// the fuzzer, `fuzz/`).
-struct Labels(String, String);
+/// An axum extractor (`Path`, `Query`) whose rejection — a path label or query string axum
+/// cannot decode (bad percent-encoding, not UTF-8) — is answered as QuickSight answers a bad
+/// parameter, with its error type, rather than with axum's plain-text 400 that no SDK can
+/// classify (found by the fuzzer, `fuzz/`).
+struct AsQuickSight<T>(T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Labels {
+impl<S, T> FromRequestParts<S> for AsQuickSight<T>
+where
+    S: Send + Sync,
+    T: FromRequestParts<S>,
+    T::Rejection: std::fmt::Display,
+{
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        Path::<(String, String)>::from_request_parts(parts, state)
+        T::from_request_parts(parts, state)
             .await
-            .map(|Path((account, namespace))| Labels(account, namespace))
-            .map_err(|rejection| refuse(format!("invalid path: {rejection}")))
+            .map(AsQuickSight)
+            .map_err(|rejection| {
+                SimError::invalid_parameter(rejection.to_string())
+                    .into_wire("sim-refused-before-the-operation")
+            })
     }
 }
 
-/// The query string, refused the same way when it cannot be decoded.
-struct QueryParams(HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|Query(query)| QueryParams(query))
-            .map_err(|rejection| refuse(format!("invalid query string: {rejection}")))
-    }
-}
-
-/// An InvalidParameterValueException for a request refused before it reached an operation.
-fn refuse(message: String) -> Response {
-    SimError::invalid_parameter(message).into_wire("sim-refused-before-the-operation")
-}
+/// The `{account}` and `{namespace}` labels of an operation's path.
+type Labels = AsQuickSight<Path<(String, String)>>;
 
 /// The common part of every operation: SigV4 presence, path validation, latency, faults,
 /// counting, and the wire shape of the answer.
@@ -103,8 +95,8 @@ async fn serve(
 
 async fn list_self_upgrades(
     State(handle): State<SimHandle>,
-    Labels(account, namespace): Labels,
-    QueryParams(query): QueryParams,
+    AsQuickSight(Path((account, namespace))): Labels,
+    AsQuickSight(Query(query)): AsQuickSight<Query<HashMap<String, String>>>,
     headers: HeaderMap,
 ) -> Response {
     serve(&handle, "ListSelfUpgrades", &headers, &account, &namespace, |world, unit| {
@@ -128,7 +120,7 @@ async fn list_self_upgrades(
 
 async fn update_self_upgrade(
     State(handle): State<SimHandle>,
-    Labels(account, namespace): Labels,
+    AsQuickSight(Path((account, namespace))): Labels,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -151,7 +143,7 @@ async fn update_self_upgrade(
 
 async fn describe_configuration(
     State(handle): State<SimHandle>,
-    Labels(account, namespace): Labels,
+    AsQuickSight(Path((account, namespace))): Labels,
     headers: HeaderMap,
 ) -> Response {
     serve(&handle, "DescribeSelfUpgradeConfiguration", &headers, &account, &namespace, |world, _| {
@@ -163,7 +155,7 @@ async fn describe_configuration(
 
 async fn update_configuration(
     State(handle): State<SimHandle>,
-    Labels(account, namespace): Labels,
+    AsQuickSight(Path((account, namespace))): Labels,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
