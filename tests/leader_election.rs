@@ -18,8 +18,7 @@ fn replica(kubeconfig: &std::path::Path, endpoint: &str, identity: &str) -> Proc
     operator(
         kubeconfig,
         endpoint,
-        // Each replica signs with its own key, so the simulator tells who called.
-        &format!("AKID{}", identity.to_uppercase().replace('-', "")),
+        &access_key(identity),
         &[
             "--leader-elect",
             "--identity",
@@ -69,6 +68,11 @@ fn thirty_requests() -> Servers {
     ])
 }
 
+/// Each replica signs with its own key, so the simulator tells who called.
+fn access_key(identity: &str) -> String {
+    format!("AKID{}", identity.to_uppercase().replace('-', ""))
+}
+
 fn calls_by_key(endpoint: &str, key: &str) -> u64 {
     admin_get(endpoint, "/_sim/counters")["accessKeys"][key]
         .as_u64()
@@ -89,7 +93,6 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
     ];
     let leader = wait_for_holder(&leases, |_| true).await;
     let standby = if leader == "op-a" { "op-b" } else { "op-a" };
-    let key = |identity: &str| format!("AKID{}", identity.to_uppercase().replace('-', ""));
 
     let names = decide_every_request(&api, endpoint).await;
     // Let the leader get part of the work done, then kill it.
@@ -97,7 +100,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        calls_by_key(endpoint, &key(standby)),
+        calls_by_key(endpoint, &access_key(standby)),
         0,
         "the standby made no QuickSight call while the other led"
     );
@@ -134,7 +137,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
         "every request updated exactly once: {applied:?}"
     );
     assert!(
-        calls_by_key(endpoint, &key(standby)) > 0,
+        calls_by_key(endpoint, &access_key(standby)) > 0,
         "the new leader did the rest"
     );
 

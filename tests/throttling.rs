@@ -7,12 +7,12 @@
 
 mod common;
 
-use common::{is, new_decision};
+use common::{is, new_decision, start_tuned_playground};
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
-use selfupgrade_operator::playground::{Playground, PlaygroundArgs, Tuning};
+use selfupgrade_operator::playground::Tuning;
 use selfupgrade_operator::quicksight::PacingSettings;
 use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World, generate_requests};
 use std::time::{Duration, Instant};
@@ -57,16 +57,8 @@ async fn thousands_of_decisions_converge_without_a_throttling_storm() {
         listing_ttl: Duration::from_secs(30),
         ..Tuning::default()
     };
-    let args = PlaygroundArgs {
-        kubeconfig: "unused.kubeconfig".into(),
-        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
-        apiserver_port: 0,
-        quicksight_port: 0,
-    };
     let started = Instant::now();
-    let playground = Playground::start_tuned(&args, handle.clone(), tuning)
-        .await
-        .expect("playground starts");
+    let playground = start_tuned_playground(handle.clone(), tuning).await;
     let api: Api<SelfUpgradeDecision> = Api::namespaced(
         playground.apiserver.client().await.expect("client"),
         "default",

@@ -69,12 +69,20 @@ pub fn sdk_client(sim: &RunningSim) -> aws_sdk_quicksight::Client {
 
 use kube::Api;
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
-use selfupgrade_operator::playground::{Playground, PlaygroundArgs};
+use selfupgrade_operator::playground::{Playground, PlaygroundArgs, Tuning};
 
 /// A playground (API server + simulator + controller) on free ports, with `handle` as the
 /// simulator's state.
 pub async fn start_playground(
     handle: selfupgrade_operator::sim::quicksight::SimHandle,
+) -> Playground {
+    start_tuned_playground(handle, Tuning::default()).await
+}
+
+/// [`start_playground`] with the operator tuned by `tuning`.
+pub async fn start_tuned_playground(
+    handle: selfupgrade_operator::sim::quicksight::SimHandle,
+    tuning: Tuning,
 ) -> Playground {
     let args = PlaygroundArgs {
         kubeconfig: "unused.kubeconfig".into(),
@@ -82,7 +90,7 @@ pub async fn start_playground(
         apiserver_port: 0,
         quicksight_port: 0,
     };
-    Playground::start(&args, handle)
+    Playground::start_tuned(&args, handle, tuning)
         .await
         .expect("playground starts")
 }
