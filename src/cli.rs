@@ -1,7 +1,8 @@
 //! The command line: `run` (the controller), `crd` (prints the CRD), `sim` (the QuickSight
 //! simulator).
 
-use crate::api::SelfUpgradeDecision;
+use crate::api::{QuickSightAccount, SelfUpgradeDecision};
+use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
@@ -39,14 +40,22 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
-    /// Print the SelfUpgradeDecision CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (SelfUpgradeDecision, QuickSightAccount) as YAML.
+    Crd(CrdArgs),
     /// Run the QuickSight self-upgrade simulator (for tests and local trials).
     Sim(SimArgs),
     /// Run an embedded Kubernetes API server, the QuickSight simulator and the operator together.
     Playground(crate::playground::PlaygroundArgs),
     /// Run only the embedded Kubernetes API server (for tests and local trials).
     Apiserver(ApiserverArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory (as committed in `crds/`) instead of
+    /// printing them all.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -57,6 +66,16 @@ pub struct RunArgs {
     /// QuickSight endpoint override (e.g. the simulator's address).
     #[arg(long, env = "AWS_ENDPOINT_URL_QUICKSIGHT")]
     pub quicksight_endpoint: Option<String>,
+    /// STS endpoint override for assuming bound accounts' roles (e.g. the simulator's address).
+    #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
+    pub sts_endpoint: Option<String>,
+    /// Let decisions act on accounts that no QuickSightAccount binds, with the operator's own
+    /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
+    #[arg(long)]
+    pub allow_unbound_accounts: bool,
+    /// How often QuickSightAccount statuses (bound decisions, credentials) are refreshed.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub account_status_interval: Duration,
     /// Watch only this Kubernetes namespace (default: all namespaces).
     #[arg(long)]
     pub namespace: Option<String>,
@@ -157,6 +176,7 @@ impl RunArgs {
                 backoff_cap: self.retry_backoff_cap,
             },
             call_timeout: self.call_timeout,
+            account_status_interval: self.account_status_interval,
         }
     }
 
@@ -311,9 +331,37 @@ pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `crd`: the CRD YAML, as committed in `crds/`.
-pub fn crd_yaml() -> anyhow::Result<String> {
-    Ok(serde_yaml::to_string(&SelfUpgradeDecision::crd())?)
+/// The CRDs as committed in `crds/`: (file name, YAML).
+pub fn crd_files() -> anyhow::Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        (
+            "selfupgradedecision.yaml",
+            serde_yaml::to_string(&SelfUpgradeDecision::crd())?,
+        ),
+        (
+            "quicksightaccount.yaml",
+            serde_yaml::to_string(&QuickSightAccount::crd())?,
+        ),
+    ])
+}
+
+/// `crd`: every CRD on stdout (YAML documents), or one file each in `--out-dir`.
+pub fn print_crds(args: &CrdArgs) -> anyhow::Result<()> {
+    let files = crd_files()?;
+    match &args.out_dir {
+        Some(dir) => {
+            for (name, yaml) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        None => {
+            let documents: Vec<String> = files.into_iter().map(|(_, yaml)| yaml).collect();
+            print!("{}", documents.join("---\n"));
+        }
+    }
+    Ok(())
 }
 
 /// `run`: the controller, until SIGTERM or Ctrl-C.
@@ -333,14 +381,22 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         aws,
         SdkSettings {
             endpoint_url: args.quicksight_endpoint.clone(),
+            sts_endpoint_url: args.sts_endpoint.clone(),
             call_timeout: args.call_timeout,
         },
     );
     let paced = Paced::new(Arc::new(quicksight), args.pacing()).context("--quicksight-* flags")?;
     let directory = RequestDirectory::new(Arc::new(paced), args.listing_ttl);
+    if args.allow_unbound_accounts {
+        tracing::warn!(
+            "--allow-unbound-accounts: decisions in any namespace may act on accounts no QuickSightAccount binds"
+        );
+    }
+    let bindings = Bindings::watch(client.clone(), args.allow_unbound_accounts);
     let ctx = Arc::new(Context::new(
         client,
         directory,
+        bindings,
         default_region,
         args.timing(),
     ));

@@ -84,9 +84,19 @@ impl ClaimIndex {
     }
 
     /// The older decision (`namespace/name`) that decides `decision`'s request, if any.
-    pub fn winner_over(&self, decision: &SelfUpgradeDecision) -> Option<String> {
+    /// Only decisions in namespaces `admitted` (bound to the request's account) compete: a
+    /// decision that may not act on the account must not block one that may.
+    pub fn winner_over(
+        &self,
+        decision: &SelfUpgradeDecision,
+        admitted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let own = claim_of(decision);
-        let oldest = self.by_request.get(&request_of(decision))?.first()?;
+        let oldest = self
+            .by_request
+            .get(&request_of(decision))?
+            .iter()
+            .find(|claim| admitted(&claim.namespace))?;
         let is_self = oldest.namespace == own.namespace && oldest.name == own.name;
         (!is_self && *oldest < own).then(|| format!("{}/{}", oldest.namespace, oldest.name))
     }
@@ -123,8 +133,13 @@ impl Claims {
         }
     }
 
-    pub fn winner_over(&self, decision: &SelfUpgradeDecision) -> Option<String> {
-        lock(&self.current).winner_over(decision)
+    /// See [`ClaimIndex::winner_over`].
+    pub fn winner_over(
+        &self,
+        decision: &SelfUpgradeDecision,
+        admitted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        lock(&self.current).winner_over(decision, admitted)
     }
 }
 
@@ -168,6 +183,11 @@ mod tests {
         d
     }
 
+    /// Every namespace is bound to the account.
+    fn anywhere(_: &str) -> bool {
+        true
+    }
+
     fn index(all: &[&SelfUpgradeDecision]) -> ClaimIndex {
         let mut index = ClaimIndex::default();
         for decision in all {
@@ -182,9 +202,24 @@ mod tests {
         let new = decision("team-b", "deny", 200, "r1");
         let other_request = decision("team-c", "x", 50, "r2");
         let index = index(&[&old, &new, &other_request]);
-        assert_eq!(index.winner_over(&new).as_deref(), Some("team-a/approve"));
-        assert_eq!(index.winner_over(&old), None);
-        assert_eq!(index.winner_over(&other_request), None);
+        assert_eq!(
+            index.winner_over(&new, anywhere).as_deref(),
+            Some("team-a/approve")
+        );
+        assert_eq!(index.winner_over(&old, anywhere), None);
+        assert_eq!(index.winner_over(&other_request, anywhere), None);
+    }
+
+    #[test]
+    fn a_decision_from_an_unbound_namespace_does_not_block_a_bound_one() {
+        let squatter = decision("intruder", "deny", 100, "r1");
+        let owner = decision("team-a", "approve", 200, "r1");
+        let index = index(&[&squatter, &owner]);
+        assert_eq!(index.winner_over(&owner, |ns| ns == "team-a"), None);
+        assert_eq!(
+            index.winner_over(&owner, anywhere).as_deref(),
+            Some("intruder/deny")
+        );
     }
 
     #[test]
@@ -192,12 +227,15 @@ mod tests {
         let a = decision("team-a", "b-name", 100, "r1");
         let b = decision("team-a", "a-name", 100, "r1");
         let mut index = index(&[&a, &b]);
-        assert_eq!(index.winner_over(&a).as_deref(), Some("team-a/a-name"));
-        assert_eq!(index.winner_over(&b), None);
+        assert_eq!(
+            index.winner_over(&a, anywhere).as_deref(),
+            Some("team-a/a-name")
+        );
+        assert_eq!(index.winner_over(&b, anywhere), None);
         let mut leaving = b.clone();
         leaving.metadata.deletion_timestamp = Timestamp::from_second(300).ok().map(Time);
         index.observe(&leaving);
-        assert_eq!(index.winner_over(&a), None);
+        assert_eq!(index.winner_over(&a, anywhere), None);
     }
 
     #[test]
@@ -206,14 +244,17 @@ mod tests {
         let new = decision("team-b", "deny", 200, "r1");
         let mut index = index(&[&old, &new]);
         index.forget("team-a", "approve");
-        assert_eq!(index.winner_over(&new), None);
+        assert_eq!(index.winner_over(&new, anywhere), None);
         index.observe(&old);
-        assert_eq!(index.winner_over(&new).as_deref(), Some("team-a/approve"));
+        assert_eq!(
+            index.winner_over(&new, anywhere).as_deref(),
+            Some("team-a/approve")
+        );
         // The old decision now names another request: it no longer claims r1.
         let mut moved = old.clone();
         moved.spec.upgrade_request_id = "r2".into();
         index.observe(&moved);
-        assert_eq!(index.winner_over(&new), None);
+        assert_eq!(index.winner_over(&new, anywhere), None);
         assert!(
             index
                 .by_request
@@ -233,7 +274,10 @@ mod tests {
         ] {
             claims.on_event(&event);
         }
-        assert_eq!(claims.winner_over(&new).as_deref(), Some("team-a/approve"));
+        assert_eq!(
+            claims.winner_over(&new, anywhere).as_deref(),
+            Some("team-a/approve")
+        );
         // After a re-list that no longer contains the old decision (deleted while the watch
         // was down), the new one decides.
         for event in [
@@ -243,11 +287,11 @@ mod tests {
             claims.on_event(&event);
         }
         assert_eq!(
-            claims.winner_over(&new).as_deref(),
+            claims.winner_over(&new, anywhere).as_deref(),
             Some("team-a/approve"),
             "until InitDone"
         );
         claims.on_event(&watcher::Event::InitDone);
-        assert_eq!(claims.winner_over(&new), None);
+        assert_eq!(claims.winner_over(&new, anywhere), None);
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::api::SelfUpgradeDecision;
 use crate::reconcile::{Context, error_policy_guarded, reconcile_guarded};
-use futures::{StreamExt, TryStreamExt};
+use futures::future::Either;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -47,10 +48,23 @@ pub async fn run(
         // the reconciler's own requeues trigger a reconcile.
         .predicate_filter(predicates::generation, Default::default());
 
+    // A decision judged before the bindings are read would be refused for want of a binding.
+    // (If the QuickSightAccount CRD is missing, this waits, logging the watch's errors.)
+    let shutdown = shutdown.boxed().shared();
+    let ready = ctx.bindings.wait_until_ready();
+    if let Either::Right(_) = futures::future::select(std::pin::pin!(ready), shutdown.clone()).await
+    {
+        info!("stopped before the account bindings were read");
+        return;
+    }
     info!(?scope, concurrency, "starting controller");
     let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
+    let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)
         .with_config(controller::Config::default().concurrency(concurrency))
+        // A binding or a namespace's labels changed: any decision may be admitted or refused
+        // now. Such changes are rare; a reconcile that changes nothing writes nothing.
+        .reconcile_all_on(ctx.bindings.changes())
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy_guarded, ctx)
         .for_each(|result| {
@@ -62,6 +76,7 @@ pub async fn run(
         })
         .await;
     pruner.abort();
+    account_status.abort();
     info!("controller stopped");
 }
 

@@ -62,6 +62,9 @@ pub enum Stall {
     InvalidSpec(String),
     /// An older decision (`namespace/name`) decides the same request; this one makes no call.
     Conflict { winner: String },
+    /// No `QuickSightAccount` binding admits this decision (the message says what is missing);
+    /// no AWS call is made.
+    NotAuthorized(String),
     /// The action failed on every attempt the retry policy allows.
     RetriesExhausted {
         attempts: i64,
@@ -81,6 +84,7 @@ impl Stall {
             Stall::UnrecognizedRequestStatus(_) => "UnrecognizedRequestStatus",
             Stall::InvalidSpec(_) => "InvalidSpec",
             Stall::Conflict { .. } => "Conflict",
+            Stall::NotAuthorized(_) => "NotAuthorized",
             Stall::RetriesExhausted { .. } => "RetriesExhausted",
         }
     }

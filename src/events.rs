@@ -104,6 +104,7 @@ mod tests {
             ("False", "RetriesExhausted", EventType::Warning),
             ("False", "RequestNotFound", EventType::Warning),
             ("False", "Conflict", EventType::Warning),
+            ("False", "NotAuthorized", EventType::Warning),
             ("False", "AccessDeniedException", EventType::Warning),
         ];
         // The verdict only tells outcomes from steps; the status carries the reason.

@@ -6,7 +6,9 @@
 //! status built by [`status`]. [`sim`] holds stand-ins for tests and the playground; nothing on
 //! the operator's path imports it.
 
+pub mod account_status;
 pub mod api;
+pub mod bindings;
 pub mod cli;
 pub mod conflicts;
 pub mod controller;
@@ -19,4 +21,5 @@ pub mod reconcile;
 pub mod retry;
 pub mod sim;
 pub mod status;
+pub mod tenancy;
 pub mod validate;

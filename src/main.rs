@@ -9,10 +9,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level)?;
     match args.command {
         Command::Run(run) => cli::run_controller(*run).await,
-        Command::Crd => {
-            print!("{}", cli::crd_yaml()?);
-            Ok(())
-        }
+        Command::Crd(crd) => cli::print_crds(&crd),
         Command::Sim(sim) => cli::run_simulator(sim).await,
         Command::Playground(args) => selfupgrade_operator::playground::run(args).await,
         Command::Apiserver(args) => cli::run_apiserver(args).await,

@@ -1,6 +1,7 @@
 //! `selfupgrade-operator playground`: the embedded API server, the QuickSight simulator (seeded
 //! with the requests `examples/` decides) and the operator, in one process.
 
+use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
@@ -83,6 +84,7 @@ pub fn playground_timing() -> Timing {
             backoff_cap: Duration::from_secs(30),
         },
         call_timeout: Duration::from_secs(10),
+        account_status_interval: Duration::from_secs(5),
     }
 }
 
@@ -116,9 +118,14 @@ impl Playground {
             Arc::new(simulator_client(&quicksight.endpoint())),
             tuning.pacing,
         )?;
+        // The playground is single-tenant: decisions in any namespace may act on any account
+        // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
+        // tenant guard at work.
+        let bindings = Bindings::watch(client.clone(), true);
         let ctx = Arc::new(Context::new(
             client,
             RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
+            bindings,
             Some(PLAYGROUND_REGION.to_string()),
             tuning.timing,
         ));
@@ -166,6 +173,7 @@ pub fn simulator_client(endpoint: &str) -> SdkQuickSight {
         config,
         SdkSettings {
             endpoint_url: Some(endpoint.to_string()),
+            sts_endpoint_url: Some(endpoint.to_string()),
             call_timeout: Duration::from_secs(10),
         },
     )

@@ -4,6 +4,7 @@
 //! judgement lives in [`decide`] and [`crate::status`], which are pure.
 
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
+use crate::bindings::Bindings;
 use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, intent_for, unsettled_intent};
 use crate::quicksight::{RequestDirectory, Scope};
 use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
@@ -47,12 +48,16 @@ pub struct Timing {
     /// The longest a QuickSight call can take. An intent younger than this whose effect is not
     /// visible may belong to a call still in flight, so the action is not sent again yet.
     pub call_timeout: Duration,
+    /// How often the `QuickSightAccount` statuses (bound decisions, credentials) are refreshed.
+    pub account_status_interval: Duration,
 }
 
 /// What every reconcile shares.
 pub struct Context {
     pub client: kube::Client,
     pub directory: RequestDirectory,
+    /// Which namespaces may act on which accounts, with which credentials.
+    pub bindings: Bindings,
     /// Publishes one Event per transition (see [`crate::events`]).
     recorder: Recorder,
     /// Region for decisions without `spec.region`.
@@ -69,6 +74,7 @@ impl Context {
     pub fn new(
         client: kube::Client,
         directory: RequestDirectory,
+        bindings: Bindings,
         default_region: Option<String>,
         timing: Timing,
     ) -> Self {
@@ -76,6 +82,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
             client,
             directory,
+            bindings,
             default_region,
             timing,
             failures: Mutex::new(HashMap::new()),
@@ -195,19 +202,9 @@ async fn reconcile_decision(
     let action = decision.spec.action;
     let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
-    let retry = ctx
-        .timing
-        .retry
-        .with_policy(decision.spec.retry.as_ref())
-        .map_err(Stall::InvalidSpec);
-    let verdict = match (
-        scope_of(&decision, ctx.default_region.as_deref()),
-        retry,
-        ctx.claims.winner_over(&decision),
-    ) {
-        (Err(stall), _, _) | (_, Err(stall), _) => Verdict::Stalled(stall),
-        (Ok(_), Ok(_), Some(winner)) => Verdict::Stalled(Stall::Conflict { winner }),
-        (Ok(scope), Ok(retry), None) => {
+    let verdict = match admit(&decision, &ctx) {
+        Err(stall) => Verdict::Stalled(stall),
+        Ok((scope, retry)) => {
             observe_and_act(&decision, &ctx, &scope, generation, retry, &mut status).await?
         }
     };
@@ -410,23 +407,48 @@ fn verdict_after_call(
     }
 }
 
-/// Where the decision's request lives, or why the spec cannot say.
-fn scope_of(decision: &SelfUpgradeDecision, default_region: Option<&str>) -> Result<Scope, Stall> {
+/// Step 1 of the path: what must hold before QuickSight is touched — a readable spec, a
+/// binding that admits the decision, a valid retry policy, and no older decision for the same
+/// request. Yields where to call and with which credentials.
+fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<(Scope, RetrySettings), Stall> {
     let spec = &decision.spec;
     if let Some(problem) = crate::validate::spec_problem(spec) {
         return Err(Stall::InvalidSpec(problem));
     }
-    let region = spec.region.as_deref().or(default_region).ok_or_else(|| {
-        Stall::InvalidSpec(
-            "spec.region is not set and the operator has no default region (--region / AWS_REGION)"
-                .to_string(),
-        )
-    })?;
-    Ok(Scope {
-        account_id: spec.aws_account_id.clone(),
-        region: region.to_string(),
-        namespace: spec.quicksight_namespace.clone(),
-    })
+    let grant = ctx
+        .bindings
+        .authorize(&decision.namespace().unwrap_or_default(), spec)
+        .map_err(Stall::NotAuthorized)?;
+    let retry = ctx
+        .timing
+        .retry
+        .with_policy(spec.retry.as_ref())
+        .map_err(Stall::InvalidSpec)?;
+    let region = spec
+        .region
+        .as_deref()
+        .or(grant.region.as_deref())
+        .or(ctx.default_region.as_deref())
+        .ok_or_else(|| {
+            Stall::InvalidSpec(
+                "spec.region is not set, the account's QuickSightAccount names no region and the \
+                 operator has no default region (--region / AWS_REGION)"
+                    .to_string(),
+            )
+        })?;
+    let admitted = |namespace: &str| ctx.bindings.authorize(namespace, spec).is_ok();
+    if let Some(winner) = ctx.claims.winner_over(decision, admitted) {
+        return Err(Stall::Conflict { winner });
+    }
+    Ok((
+        Scope {
+            account_id: spec.aws_account_id.clone(),
+            region: region.to_string(),
+            namespace: spec.quicksight_namespace.clone(),
+            credentials: grant.credentials,
+        },
+        retry,
+    ))
 }
 
 /// Events are for people: a failed publish is logged and never fails the reconcile.

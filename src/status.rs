@@ -255,6 +255,7 @@ fn stall_message(stall: &Stall, action: Action) -> String {
             "QuickSight reports request status {value}, which this operator version does not know; no call was made"
         ),
         Stall::InvalidSpec(message) => message.clone(),
+        Stall::NotAuthorized(message) => format!("{message}; no AWS call was made"),
         Stall::RetriesExhausted {
             attempts,
             request_status,

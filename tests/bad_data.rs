@@ -24,6 +24,12 @@ fn crd_without_validation(dir: &std::path::Path) {
         serde_yaml::to_string(&crd).expect("yaml"),
     )
     .expect("write");
+    // The account bindings' CRD as shipped: the operator reads bindings before deciding.
+    std::fs::write(
+        dir.join("quicksightaccount.yaml"),
+        include_str!("../crds/quicksightaccount.yaml"),
+    )
+    .expect("write");
 }
 
 async fn stalled_message(api: &Api<DynamicObject>, name: &str) -> String {

@@ -140,11 +140,17 @@ fn run_without_a_cluster_fails_with_a_clear_message() {
 }
 
 #[test]
-fn crd_prints_the_committed_crd() {
+fn crd_prints_the_committed_crds() {
     let output = Command::new(BIN).arg("crd").output().expect("runs");
     assert!(output.status.success());
-    let committed = include_str!("../crds/selfupgradedecision.yaml");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
+    let committed = [
+        include_str!("../crds/selfupgradedecision.yaml"),
+        include_str!("../crds/quicksightaccount.yaml"),
+    ];
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        committed.join("---\n")
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use common::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use selfupgrade_operator::bindings::Bindings;
 use selfupgrade_operator::controller::{self, WatchScope};
 use selfupgrade_operator::playground::{playground_timing, simulator_client};
 use selfupgrade_operator::quicksight::RequestDirectory;
@@ -53,6 +54,7 @@ async fn scenarios_converge_on_a_real_cluster() {
             Arc::new(simulator_client(&sim.endpoint())),
             Duration::from_secs(5),
         ),
+        Bindings::watch(client.clone(), true),
         Some(REGION.into()),
         playground_timing(),
     ));

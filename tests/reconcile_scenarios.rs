@@ -11,6 +11,7 @@ use kube::runtime::controller::Action as Requeue;
 use selfupgrade_operator::api::{
     Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus,
 };
+use selfupgrade_operator::bindings::Bindings;
 use selfupgrade_operator::quicksight::{RequestDirectory, SelfUpgradeApi};
 use selfupgrade_operator::reconcile::{Context, Timing, reconcile};
 use selfupgrade_operator::sim::quicksight::{RunningSim, SimStatus};
@@ -37,6 +38,7 @@ fn timing() -> Timing {
             backoff_cap: Duration::from_secs(600),
         },
         call_timeout: Duration::from_secs(30),
+        account_status_interval: Duration::from_secs(60),
     }
 }
 
@@ -65,7 +67,8 @@ fn context(sim: &RunningSim) -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let directory = RequestDirectory::new(Arc::new(quicksight(sim)), Duration::from_secs(30));
-    let ctx = Context::new(client, directory, Some(REGION.into()), timing());
+    let bindings = Bindings::fixed(true, Vec::new(), Vec::new());
+    let ctx = Context::new(client, directory, bindings, Some(REGION.into()), timing());
     (Arc::new(ctx), handle)
 }
 
@@ -319,6 +322,7 @@ async fn after_a_crash_between_call_and_status_write_the_call_is_not_repeated() 
                 account_id: ACCOUNT.into(),
                 region: REGION.into(),
                 namespace: "default".into(),
+                credentials: Default::default(),
             },
             "req-1",
             Action::Verify,

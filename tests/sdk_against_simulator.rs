@@ -19,6 +19,7 @@ fn scope(account: &str) -> Scope {
         account_id: account.into(),
         region: REGION.into(),
         namespace: "default".into(),
+        credentials: Default::default(),
     }
 }
 
@@ -374,6 +375,7 @@ async fn a_refused_connection_is_a_retryable_dispatch_failure() {
         sdk_config(),
         selfupgrade_operator::quicksight::SdkSettings {
             endpoint_url: Some(endpoint),
+            sts_endpoint_url: None,
             call_timeout: Duration::from_secs(10),
         },
     );
@@ -396,6 +398,7 @@ async fn a_call_slower_than_the_timeout_is_a_retryable_timeout() {
         sdk_config(),
         selfupgrade_operator::quicksight::SdkSettings {
             endpoint_url: Some(sim.endpoint()),
+            sts_endpoint_url: None,
             call_timeout: Duration::from_millis(200),
         },
     );

@@ -1,7 +1,9 @@
 //! The custom resource types this operator serves.
 
+mod account;
 mod decision;
 
+pub use account::{QuickSightAccount, QuickSightAccountSpec, QuickSightAccountStatus};
 pub use decision::{
     Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, RetryPolicy, SelfUpgradeDecision,
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,

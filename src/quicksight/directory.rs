@@ -7,7 +7,7 @@
 //! the update's own answer, or forgotten when the call failed (unless it was throttled, which
 //! QuickSight refuses before acting), so no read of that request ever comes from before the call.
 
-use super::{QuickSightError, RequestDetail, Scope, SelfUpgradeApi, UpdateResult};
+use super::{Credentials, QuickSightError, RequestDetail, Scope, SelfUpgradeApi, UpdateResult};
 use crate::api::Action;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,16 @@ impl RequestDirectory {
             ttl,
             scopes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether calls with `credentials` can be signed in `region` (see
+    /// [`SelfUpgradeApi::check_credentials`]).
+    pub async fn check_credentials(
+        &self,
+        credentials: &Credentials,
+        region: &str,
+    ) -> Result<(), String> {
+        self.api.check_credentials(credentials, region).await
     }
 
     /// The request's current detail, or `None` when the account has no request with that id.

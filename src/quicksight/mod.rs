@@ -9,11 +9,15 @@ mod sdk;
 
 pub use directory::RequestDirectory;
 pub use error::{ErrorClass, QuickSightError};
-pub use model::{RequestDetail, RequestStatus, Scope, UpdateResult, timestamp_from_epoch};
+pub use model::{
+    AssumeRole, Credentials, RequestDetail, RequestStatus, Scope, UpdateResult,
+    timestamp_from_epoch,
+};
 pub use pacing::{Paced, PacingError, PacingSettings};
 pub use sdk::{SdkQuickSight, SdkSettings};
 
 use crate::api::Action;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 
 /// One page of `ListSelfUpgrades`.
@@ -40,4 +44,15 @@ pub trait SelfUpgradeApi: Send + Sync {
         upgrade_request_id: &'a str,
         action: Action,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>>;
+
+    /// Whether calls with `credentials` in `region` can be signed (for an assumed role: whether
+    /// STS lets the operator assume it). `Err` says why not. Stand-ins without credentials
+    /// have nothing to check.
+    fn check_credentials<'a>(
+        &'a self,
+        _credentials: &'a Credentials,
+        _region: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        futures::future::ready(Ok(())).boxed()
+    }
 }

@@ -2,12 +2,32 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-/// Where a request lives: QuickSight requests are addressed per account, region and namespace.
+/// Where a request lives: QuickSight requests are addressed per account, region and namespace;
+/// and who calls: the credentials the account's binding names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
     pub account_id: String,
     pub region: String,
     pub namespace: String,
+    pub credentials: Credentials,
+}
+
+/// Whose credentials sign the calls into an account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Credentials {
+    /// The operator's own (the pod's identity: IRSA, EKS Pod Identity, environment).
+    #[default]
+    Operator,
+    /// A role in the account, assumed with STS over the operator's own credentials.
+    AssumeRole(AssumeRole),
+}
+
+/// The STS `AssumeRole` parameters of a binding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
 }
 
 impl std::fmt::Display for Scope {

@@ -7,7 +7,7 @@
 //! configured rate, and a 429 (which carries no `Retry-After`) slows every caller of that
 //! account, not just the one that was throttled.
 
-use super::{QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult};
+use super::{Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult};
 use crate::api::Action;
 use crate::retry::backoff_delay;
 use futures::FutureExt;
@@ -168,6 +168,15 @@ impl SelfUpgradeApi for Paced {
         self.paced(scope, self.inner.update(scope, upgrade_request_id, action))
             .boxed()
     }
+
+    /// Not paced: STS calls do not count against QuickSight's quota.
+    fn check_credentials<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.inner.check_credentials(credentials, region)
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +228,7 @@ mod tests {
             account_id: account.into(),
             region: "us-east-1".into(),
             namespace: "default".into(),
+            credentials: Default::default(),
         }
     }
 

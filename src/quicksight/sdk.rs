@@ -1,15 +1,17 @@
 //! The production adapter: [`SelfUpgradeApi`] over `aws-sdk-quicksight`.
 
 use super::{
-    QuickSightError, RequestDetail, RequestPage, RequestStatus, Scope, SelfUpgradeApi,
+    Credentials, QuickSightError, RequestDetail, RequestPage, RequestStatus, Scope, SelfUpgradeApi,
     UpdateResult, timestamp_from_epoch,
 };
 use crate::api::Action;
 use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_quicksight::Client;
 use aws_sdk_quicksight::config::Region;
 use aws_sdk_quicksight::config::http::HttpResponse;
+use aws_sdk_quicksight::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_quicksight::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_quicksight::operation::RequestId;
 use aws_sdk_quicksight::types::{SelfUpgradeAdminAction, SelfUpgradeRequestDetail};
@@ -17,7 +19,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `ListSelfUpgrades` accepts at most 100 results a page; fewer pages means fewer throttled calls.
 const PAGE_SIZE: i32 = 100;
@@ -27,52 +29,113 @@ const PAGE_SIZE: i32 = 100;
 pub struct SdkSettings {
     /// Overrides the QuickSight endpoint (a simulator, a VPC endpoint); `None` uses AWS's.
     pub endpoint_url: Option<String>,
+    /// Overrides the STS endpoint used to assume bound accounts' roles; `None` uses AWS's
+    /// regional STS endpoint.
+    pub sts_endpoint_url: Option<String>,
     /// Upper bound for one call including the SDK's own retries of reads.
     pub call_timeout: Duration,
 }
 
-/// QuickSight through the AWS SDK. One client per region, built on first use and reused, so
-/// connections and credentials are shared by every decision in that region.
+/// Whose credentials, in which region: what one SDK client is built for.
+type SignerKey = (Credentials, String);
+
+/// When credentials were last checked, and the outcome.
+type CredentialCheck = (Instant, Result<(), String>);
+
+/// How long the answer of [`SdkQuickSight::check_credentials`] is reused: the check is an STS
+/// call, and a binding's status need not be fresher than this.
+const CREDENTIAL_CHECK_TTL: Duration = Duration::from_secs(600);
+
+/// QuickSight through the AWS SDK. One client per (credentials, region), built on first use and
+/// reused, so that connections and cached credentials are shared by every decision that calls
+/// with the same identity; an assumed role's client refreshes its credentials before they
+/// expire (the SDK's identity cache).
 pub struct SdkQuickSight {
     base: aws_config::SdkConfig,
     settings: SdkSettings,
-    clients: Mutex<HashMap<String, Client>>,
+    clients: Mutex<HashMap<SignerKey, Signer>>,
+    /// The last credential check per signer.
+    checks: Mutex<HashMap<SignerKey, CredentialCheck>>,
 }
 
 impl SdkQuickSight {
-    /// `base` carries credentials (aws-config's default chain in production).
+    /// `base` carries the operator's own credentials (aws-config's default chain in production).
     pub fn new(base: aws_config::SdkConfig, settings: SdkSettings) -> Self {
+        // `load_defaults` sets a clock; a hand-built config may not, and aws-config's
+        // AssumeRoleProvider panics without one.
+        let base = match base.time_source() {
+            Some(_) => base,
+            None => base
+                .into_builder()
+                .time_source(aws_smithy_async::time::SystemTimeSource::new())
+                .build(),
+        };
         Self {
             base,
             settings,
             clients: Mutex::new(HashMap::new()),
+            checks: Mutex::new(HashMap::new()),
         }
     }
 
-    fn client(&self, region: &str) -> Client {
-        // A poisoned lock only means another thread panicked while inserting a client; the map
-        // itself is still a valid cache.
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let mut config = aws_sdk_quicksight::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_timeout(self.settings.call_timeout)
-                            .build(),
-                    );
-                if let Some(url) = &self.settings.endpoint_url {
-                    config = config.endpoint_url(url);
-                }
-                Client::from_conf(config.build())
-            })
-            .clone()
+    async fn client(&self, scope: &Scope) -> Client {
+        self.signer(&scope.credentials, &scope.region).await.client
     }
+
+    async fn signer(&self, credentials: &Credentials, region: &str) -> Signer {
+        let key = (credentials.clone(), region.to_string());
+        if let Some(signer) = lock(&self.clients).get(&key) {
+            return signer.clone();
+        }
+        // Built outside the lock (building an assume-role provider is async); two reconciles
+        // racing here build twice and keep the first.
+        let built = self.build_signer(credentials, region).await;
+        lock(&self.clients).entry(key).or_insert(built).clone()
+    }
+
+    async fn build_signer(&self, credentials: &Credentials, region: &str) -> Signer {
+        let region = Region::new(region.to_string());
+        let mut config = aws_sdk_quicksight::config::Builder::from(&self.base)
+            .region(region.clone())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(self.settings.call_timeout)
+                    .build(),
+            );
+        let mut provider = self.base.credentials_provider();
+        if let Credentials::AssumeRole(role) = credentials {
+            let mut sts = self.base.to_builder();
+            sts.set_endpoint_url(self.settings.sts_endpoint_url.clone());
+            let mut assume = AssumeRoleProvider::builder(role.role_arn.clone())
+                .session_name(role.session_name.clone())
+                .region(region)
+                .configure(&sts.build());
+            if let Some(external_id) = &role.external_id {
+                assume = assume.external_id(external_id.clone());
+            }
+            let assumed = SharedCredentialsProvider::new(assume.build().await);
+            config = config.credentials_provider(assumed.clone());
+            provider = Some(assumed);
+        }
+        if let Some(url) = &self.settings.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Signer {
+            client: Client::from_conf(config.build()),
+            credentials: provider,
+        }
+    }
+}
+
+/// A client and the credentials provider it signs with (the SDK does not hand its provider back).
+#[derive(Clone)]
+struct Signer {
+    client: Client,
+    credentials: Option<SharedCredentialsProvider>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl SelfUpgradeApi for SdkQuickSight {
@@ -83,7 +146,8 @@ impl SelfUpgradeApi for SdkQuickSight {
     ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
         async move {
             let output = self
-                .client(&scope.region)
+                .client(scope)
+                .await
                 .list_self_upgrades()
                 .aws_account_id(&scope.account_id)
                 .namespace(&scope.namespace)
@@ -115,7 +179,8 @@ impl SelfUpgradeApi for SdkQuickSight {
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
         async move {
             let output = self
-                .client(&scope.region)
+                .client(scope)
+                .await
                 .update_self_upgrade()
                 .aws_account_id(&scope.account_id)
                 .namespace(&scope.namespace)
@@ -145,6 +210,36 @@ impl SelfUpgradeApi for SdkQuickSight {
                 detail: to_detail(detail),
                 aws_request_id: output.request_id().map(str::to_string),
             })
+        }
+        .boxed()
+    }
+
+    /// Whether `credentials` resolve for calls in `region` (for an assumed role: whether STS
+    /// lets the operator assume it), remembered for [`CREDENTIAL_CHECK_TTL`].
+    fn check_credentials<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let key = (credentials.clone(), region.to_string());
+            if let Some((at, result)) = lock(&self.checks).get(&key)
+                && at.elapsed() < CREDENTIAL_CHECK_TTL
+            {
+                return result.clone();
+            }
+            let result = match self.signer(credentials, region).await.credentials {
+                None => Err("no credentials provider is configured".to_string()),
+                // The error's own text names the cause (AccessDenied from STS, no base
+                // credentials); credentials themselves are never part of it.
+                Some(provider) => provider
+                    .provide_credentials()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DisplayErrorContext(&e).to_string()),
+            };
+            lock(&self.checks).insert(key, (Instant::now(), result.clone()));
+            result
         }
         .boxed()
     }

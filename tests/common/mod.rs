@@ -54,6 +54,7 @@ pub fn quicksight(sim: &RunningSim) -> SdkQuickSight {
         sdk_config(),
         SdkSettings {
             endpoint_url: Some(sim.endpoint()),
+            sts_endpoint_url: Some(sim.endpoint()),
             call_timeout: Duration::from_secs(10),
         },
     )

@@ -92,7 +92,15 @@ pub fn updates_applied(endpoint: &str) -> u64 {
 pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&str]) -> Process {
     Process(
         Command::new(BIN)
-            .args(["run", "--quicksight-endpoint", endpoint])
+            .args([
+                "run",
+                "--quicksight-endpoint",
+                endpoint,
+                "--sts-endpoint",
+                endpoint,
+            ])
+            // These tests are single-tenant; tests/tenancy.rs covers the bindings.
+            .arg("--allow-unbound-accounts")
             .args(["--backoff-base", "200ms", "--awaiting-recheck", "1s"])
             // An unsettled intent waits out the call timeout before its action is sent again.
             .args(["--call-timeout", "3s"])

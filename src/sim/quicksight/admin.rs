@@ -3,6 +3,7 @@
 
 use super::error::SimError;
 use super::faults::FaultSettings;
+use super::iam::IamSettings;
 use super::world::{SimRequest, SimStatus};
 use super::{Counters, SimHandle};
 use axum::Json;
@@ -18,6 +19,7 @@ pub fn router(handle: SimHandle) -> Router {
     Router::new()
         .route("/_sim/counters", get(counters))
         .route("/_sim/faults", get(faults).put(set_faults))
+        .route("/_sim/iam", get(iam).put(set_iam))
         .route("/_sim/requests", get(requests).post(add_request))
         .route(
             "/_sim/requests/{account}/{namespace}/{id}/status",
@@ -47,6 +49,15 @@ async fn set_faults(
     Json(settings): Json<FaultSettings>,
 ) -> StatusCode {
     handle.set_faults(settings);
+    StatusCode::NO_CONTENT
+}
+
+async fn iam(State(handle): State<SimHandle>) -> Json<IamSettings> {
+    Json(handle.iam())
+}
+
+async fn set_iam(State(handle): State<SimHandle>, Json(settings): Json<IamSettings>) -> StatusCode {
+    handle.set_iam(settings);
     StatusCode::NO_CONTENT
 }
 

@@ -24,6 +24,25 @@ impl SimError {
     pub fn access_denied(message: impl Into<String>) -> Self {
         Self::new("AccessDeniedException", 401, message)
     }
+    /// An access key no one issued, or a session used without its token.
+    pub fn unrecognized_client(message: impl Into<String>) -> Self {
+        Self::new("UnrecognizedClientException", 403, message)
+    }
+    pub fn expired_token(message: impl Into<String>) -> Self {
+        Self::new("ExpiredTokenException", 403, message)
+    }
+    /// STS: the caller's key is unknown.
+    pub fn invalid_client_token(message: impl Into<String>) -> Self {
+        Self::new("InvalidClientTokenId", 403, message)
+    }
+    /// STS: the role does not trust the caller (or the external id is wrong).
+    pub fn sts_access_denied(message: impl Into<String>) -> Self {
+        Self::new("AccessDenied", 403, message)
+    }
+    /// STS: a query-protocol request that is missing a member or names no known action.
+    pub fn sts_validation(message: impl Into<String>) -> Self {
+        Self::new("ValidationError", 400, message)
+    }
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
         Self::new("InvalidParameterValueException", 400, message)
     }

@@ -8,16 +8,20 @@ mod admin;
 mod error;
 mod faults;
 pub mod fuzzing;
+mod iam;
 mod seed;
+mod sts;
 mod wire;
 mod world;
 
 pub use error::SimError;
 pub use faults::{FaultSettings, ForcedError};
+pub use iam::{IamSettings, RoleTrust};
 pub use seed::{SeedFile, SeedNamespace, generate_requests};
 pub use world::{EpochUnit, SimNamespace, SimRequest, SimStatus, World};
 
 use faults::Faults;
+use iam::{AssumeRoleInput, Caller, Iam, IssuedCredentials};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +37,9 @@ pub struct Counters {
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// SigV4 access key id → number of calls signed with it.
     pub access_keys: BTreeMap<String, u64>,
+    /// Principal ARN (an assumed-role session, or the owner of a long-term key the IAM settings
+    /// name) → AWS account acted on → QuickSight calls.
+    pub principals: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Counters {
@@ -57,6 +64,7 @@ impl Counters {
 struct SimState {
     world: World,
     faults: Faults,
+    iam: Iam,
     counters: Counters,
     next_request_id: u64,
 }
@@ -73,6 +81,7 @@ impl SimHandle {
             state: Arc::new(Mutex::new(SimState {
                 world,
                 faults: Faults::new(faults, seed),
+                iam: Iam::default(),
                 counters: Counters::default(),
                 next_request_id: 1,
             })),
@@ -94,6 +103,47 @@ impl SimHandle {
 
     pub fn set_faults(&self, settings: FaultSettings) {
         self.lock().faults.replace(settings);
+    }
+
+    pub fn iam(&self) -> IamSettings {
+        self.lock().iam.settings.clone()
+    }
+
+    pub fn set_iam(&self, settings: IamSettings) {
+        self.lock().iam.configure(settings);
+    }
+
+    /// STS `AssumeRole` (see [`iam::Iam::assume_role`]).
+    fn assume_role(
+        &self,
+        caller: &Caller,
+        input: &AssumeRoleInput<'_>,
+        now: i64,
+    ) -> Result<IssuedCredentials, SimError> {
+        self.lock().iam.assume_role(caller, input, now)
+    }
+
+    fn next_request_id(&self) -> String {
+        let mut state = self.lock();
+        let id = format!("sim-{:012x}", state.next_request_id);
+        state.next_request_id += 1;
+        id
+    }
+
+    /// Counts one call of `operation` by its outcome.
+    fn count<T>(&self, operation: &str, result: &Result<T, SimError>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.code.to_string(),
+        };
+        *self
+            .lock()
+            .counters
+            .calls
+            .entry(operation.to_string())
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
     }
 
     /// Forces `code` on the next call of `operation`.
@@ -192,46 +242,48 @@ impl SimHandle {
         Ok(())
     }
 
-    /// Runs one API call: fault injection, the operation itself, and counting. Returns the
-    /// QuickSight request id for the answer alongside the result.
+    /// Runs one API call: IAM (when enforced), fault injection, the operation itself, and
+    /// counting. Returns the QuickSight request id for the answer alongside the result.
     fn call<T>(
         &self,
         operation: &str,
         account: &str,
-        access_key: Option<&str>,
+        caller: &Caller,
         op: impl FnOnce(&mut World) -> Result<T, SimError>,
     ) -> (String, Result<T, SimError>) {
-        let mut state = self.lock();
-        let request_id = format!("sim-{:012x}", state.next_request_id);
-        state.next_request_id += 1;
-        if let Some(key) = access_key {
-            *state
-                .counters
-                .access_keys
-                .entry(key.to_string())
-                .or_default() += 1;
-        }
-        // Unsigned calls are refused by `op` before faults could make them look throttled.
-        let fault = access_key.and_then(|_| {
-            state
-                .faults
-                .inject(operation, account, std::time::Instant::now())
-        });
-        let result = match fault {
-            Some(error) => Err(error),
-            None => op(&mut state.world),
+        let request_id = self.next_request_id();
+        let now = epoch_millis() / 1000;
+        let result = {
+            let mut state = self.lock();
+            if let Some(key) = &caller.access_key {
+                *state.counters.access_keys.entry(key.clone()).or_default() += 1;
+            }
+            if let Ok(Some(principal)) = state.iam.principal_of(caller, now) {
+                *state
+                    .counters
+                    .principals
+                    .entry(principal)
+                    .or_default()
+                    .entry(account.to_string())
+                    .or_default() += 1;
+            }
+            let authorized = state.iam.authorize(caller, operation, account, now);
+            // Unsigned or unauthorized calls are refused before faults could make them look
+            // throttled.
+            let fault = match (&caller.access_key, &authorized) {
+                (Some(_), Ok(())) => {
+                    state
+                        .faults
+                        .inject(operation, account, std::time::Instant::now())
+                }
+                _ => None,
+            };
+            match (authorized, fault) {
+                (Err(error), _) | (Ok(()), Some(error)) => Err(error),
+                (Ok(()), None) => op(&mut state.world),
+            }
         };
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.code.to_string(),
-        };
-        *state
-            .counters
-            .calls
-            .entry(operation.to_string())
-            .or_default()
-            .entry(outcome)
-            .or_default() += 1;
+        self.count(operation, &result);
         (request_id, result)
     }
 
@@ -257,7 +309,9 @@ impl RunningSim {
     pub async fn start(port: u16, handle: SimHandle) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let app = wire::router(handle.clone()).merge(admin::router(handle.clone()));
+        let app = wire::router(handle.clone())
+            .merge(sts::router(handle.clone()))
+            .merge(admin::router(handle.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {

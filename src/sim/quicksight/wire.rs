@@ -1,6 +1,7 @@
 //! The QuickSight REST API as the service model defines it for the four self-upgrade operations.
 
 use super::error::SimError;
+use super::iam::Caller;
 use super::world::{EpochUnit, SimRequest};
 use super::{SimHandle, epoch_millis};
 use axum::Router;
@@ -73,13 +74,13 @@ async fn serve(
         tokio::time::sleep(latency).await;
     }
     let access_key = access_key_of(headers);
+    let caller = caller_of(headers);
     let unit = handle.epoch_unit();
-    let (request_id, result) =
-        handle.call(operation, account, access_key.as_deref().ok(), |world| {
-            access_key.as_ref().map_err(Clone::clone)?;
-            validate_path(account, namespace)?;
-            op(world, unit)
-        });
+    let (request_id, result) = handle.call(operation, account, &caller, |world| {
+        access_key.as_ref().map_err(Clone::clone)?;
+        validate_path(account, namespace)?;
+        op(world, unit)
+    });
     match result {
         Ok(mut body) => {
             body["RequestId"] = Value::String(request_id.clone());
@@ -212,6 +213,17 @@ fn validate_path(account: &str, namespace: &str) -> Result<(), SimError> {
         )));
     }
     Ok(())
+}
+
+/// Who signed: the SigV4 access key and, for temporary credentials, the session token.
+pub(super) fn caller_of(headers: &HeaderMap) -> Caller {
+    Caller {
+        access_key: access_key_of(headers).ok(),
+        session_token: headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
 }
 
 /// The simulator checks that a call is SigV4-signed and records the access key; it does not

@@ -1,0 +1,237 @@
+//! The status of each `QuickSightAccount`: how many decisions it admits and whether its
+//! credentials resolve, so that a cluster admin sees a wrong role ARN or trust policy on the
+//! binding itself rather than on every decision. Refreshed on an interval while leading;
+//! written only when it changed.
+
+use crate::api::{QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision};
+use crate::quicksight::Credentials;
+use crate::reconcile::{Context, FIELD_MANAGER};
+use crate::tenancy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use tracing::warn;
+
+/// What was found of one binding, before it becomes a status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Findings {
+    pub bound_decisions: i64,
+    /// `Err`: why the binding cannot be used (an invalid selector, credentials that do not
+    /// resolve); `Ok(None)`: not checked (no region to check in).
+    pub usable: Result<Option<()>, (String, String)>,
+}
+
+/// The status for `binding` given `findings`; `lastTransitionTime` is kept while Ready keeps
+/// its value, so that an unchanged binding yields an equal status (and no write).
+pub fn account_status(
+    binding: &QuickSightAccount,
+    findings: &Findings,
+    now: Timestamp,
+) -> QuickSightAccountStatus {
+    let generation = binding.meta().generation;
+    let (status, reason, message) = match &findings.usable {
+        Ok(Some(())) => (
+            "True",
+            "CredentialsResolved".to_string(),
+            match &binding.spec.role_arn {
+                Some(role) => format!("the operator can assume {role}"),
+                None => "calls use the operator's own credentials".to_string(),
+            },
+        ),
+        Ok(None) => (
+            "Unknown",
+            "NoRegion".to_string(),
+            "credentials were not checked: neither the binding nor the operator names a region"
+                .to_string(),
+        ),
+        Err((reason, message)) => ("False", reason.clone(), message.clone()),
+    };
+    let previous = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let last_transition_time = previous
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    QuickSightAccountStatus {
+        observed_generation: generation,
+        bound_decisions: Some(findings.bound_decisions),
+        conditions: vec![Condition {
+            type_: "Ready".to_string(),
+            status: status.to_string(),
+            reason,
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }],
+    }
+}
+
+/// Refreshes every binding's status each `ctx.timing.account_status_interval`, until dropped.
+pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfUpgradeDecision>>) {
+    let mut tick = tokio::time::interval(ctx.timing.account_status_interval);
+    loop {
+        tick.tick().await;
+        for binding in ctx.bindings.accounts() {
+            let Ok(binding) = &binding.0 else { continue };
+            let findings = find(&ctx, binding, &decisions).await;
+            let status = account_status(binding, &findings, Timestamp::now());
+            if binding.status.as_ref() != Some(&status) {
+                write(&ctx.client, binding, &status).await;
+            }
+        }
+    }
+}
+
+async fn find(
+    ctx: &Context,
+    binding: &QuickSightAccount,
+    decisions: &Store<DeserializeGuard<SelfUpgradeDecision>>,
+) -> Findings {
+    let name = binding.name_any();
+    let bound_decisions = decisions
+        .state()
+        .iter()
+        .filter_map(|d| d.0.as_ref().ok())
+        .filter(|d| {
+            ctx.bindings
+                .authorize(&d.namespace().unwrap_or_default(), &d.spec)
+                .is_ok_and(|grant| grant.binding.as_deref() == Some(name.as_str()))
+        })
+        .count();
+    let usable = match tenancy::selector_of(binding) {
+        Err(message) => Err(("InvalidNamespaceSelector".to_string(), message)),
+        Ok(_) => check_credentials(ctx, binding).await,
+    };
+    Findings {
+        bound_decisions: i64::try_from(bound_decisions).unwrap_or(i64::MAX),
+        usable,
+    }
+}
+
+async fn check_credentials(
+    ctx: &Context,
+    binding: &QuickSightAccount,
+) -> Result<Option<()>, (String, String)> {
+    let Some(region) = binding.spec.region.as_ref().or(ctx.default_region.as_ref()) else {
+        return Ok(None);
+    };
+    let credentials = tenancy::credentials_of(binding);
+    let described = match &credentials {
+        Credentials::Operator => "the operator's own credentials".to_string(),
+        Credentials::AssumeRole(role) => format!("role {}", role.role_arn),
+    };
+    ctx.directory
+        .check_credentials(&credentials, region)
+        .await
+        .map(Some)
+        .map_err(|error| {
+            (
+                "CredentialsUnresolvable".to_string(),
+                format!("{described} could not be used: {error}"),
+            )
+        })
+}
+
+async fn write(
+    client: &kube::Client,
+    binding: &QuickSightAccount,
+    status: &QuickSightAccountStatus,
+) {
+    let api: Api<QuickSightAccount> = Api::all(client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": QuickSightAccount::api_version(&()),
+        "kind": QuickSightAccount::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // The next interval writes it again; a failed write is only logged.
+    if let Err(error) = api
+        .patch_status(&binding.name_any(), &params, &Patch::Apply(&patch))
+        .await
+    {
+        warn!(%error, binding = %binding.name_any(), "could not write the QuickSightAccount status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::QuickSightAccountSpec;
+
+    fn binding() -> QuickSightAccount {
+        let mut binding = QuickSightAccount::new(
+            "analytics",
+            QuickSightAccountSpec {
+                account_id: "111122223333".into(),
+                role_arn: Some("arn:aws:iam::111122223333:role/approver".into()),
+                external_id: None,
+                session_name: None,
+                region: None,
+                quicksight_namespaces: None,
+                namespaces: vec!["team-a".into()],
+                namespace_selector: None,
+            },
+        );
+        binding.metadata.generation = Some(3);
+        binding
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("valid")
+    }
+
+    #[test]
+    fn resolvable_credentials_make_the_binding_ready() {
+        let findings = Findings {
+            bound_decisions: 4,
+            usable: Ok(Some(())),
+        };
+        let status = account_status(&binding(), &findings, at(1_800_000_000));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.bound_decisions, Some(4));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "CredentialsResolved")
+        );
+        assert!(ready.message.contains("role/approver"), "{}", ready.message);
+    }
+
+    #[test]
+    fn an_unchanged_binding_yields_an_equal_status() {
+        let findings = Findings {
+            bound_decisions: 1,
+            usable: Err(("CredentialsUnresolvable".into(), "AccessDenied".into())),
+        };
+        let mut binding = binding();
+        binding.status = Some(account_status(&binding, &findings, at(1_800_000_000)));
+        let again = account_status(&binding, &findings, at(1_800_000_600));
+        assert_eq!(binding.status.as_ref(), Some(&again));
+        assert_eq!(again.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn a_changed_outcome_moves_the_transition_time() {
+        let failing = Findings {
+            bound_decisions: 1,
+            usable: Err(("CredentialsUnresolvable".into(), "AccessDenied".into())),
+        };
+        let mut binding = binding();
+        binding.status = Some(account_status(&binding, &failing, at(1_800_000_000)));
+        let fixed = Findings {
+            bound_decisions: 1,
+            usable: Ok(Some(())),
+        };
+        let status = account_status(&binding, &fixed, at(1_800_000_600));
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            Time(at(1_800_000_600))
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! `QuickSightAccount` (cluster-scoped): a cluster admin's binding of one AWS account to the
+//! Kubernetes namespaces that may hold decisions for it, and the IAM role to act with.
+//!
+//! Only cluster admins can create cluster-scoped objects, so namespace owners cannot grant
+//! themselves an account: without a binding that admits its namespace, a decision makes no AWS
+//! call at all (unless the operator runs with `--allow-unbound-accounts`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Which AWS account may be decided on from which namespaces, and with which credentials.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "quicksight.selfupgrade.io",
+    version = "v1alpha1",
+    kind = "QuickSightAccount",
+    plural = "quicksightaccounts",
+    shortname = "qsa",
+    doc = "Binds an AWS account to the namespaces whose SelfUpgradeDecisions may act on it.",
+    status = "QuickSightAccountStatus",
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountId"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.roleArn"}"#,
+    printcolumn = r#"{"name":"Decisions","type":"integer","jsonPath":".status.boundDecisions"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuickSightAccountSpec {
+    /// The AWS account (12 digits).
+    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    pub account_id: String,
+
+    /// An IAM role in that account to assume (STS AssumeRole) for every call into it. Unset:
+    /// the operator's own credentials are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"))]
+    pub role_arn: Option<String>,
+
+    /// The external id the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
+
+    /// The STS session name (shows in CloudTrail); defaults to `selfupgrade-operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]*$"))]
+    pub session_name: Option<String>,
+
+    /// Region for decisions that do not name one (before the operator's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: Option<String>,
+
+    /// QuickSight namespaces decisions may act in. Unset: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quicksight_namespaces: Option<Vec<String>>,
+
+    /// Kubernetes namespaces, by name, that may hold decisions for this account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+
+    /// Kubernetes namespaces, by label, that may hold decisions for this account (in addition
+    /// to `namespaces`). `{}` admits every namespace; unset admits none beyond `namespaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// What the operator found of the binding.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuickSightAccountStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Decisions this binding admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_decisions: Option<i64>,
+    /// `Ready`: the credentials for the account resolve (the role could be assumed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

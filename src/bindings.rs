@@ -1,0 +1,177 @@
+//! The cluster admins' account bindings as the reconciler sees them: reflector stores of
+//! `QuickSightAccount`s and of namespaces (for their labels), and a trigger that re-reconciles
+//! the decisions when a binding's spec or a namespace's labels change.
+//!
+//! The watches run for the whole process, standby replicas included, so that a new leader
+//! starts with warm caches. Judgement lives in [`crate::tenancy`]; this module only feeds it.
+
+use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
+use crate::tenancy::{self, Grant, NamespaceView};
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::warn;
+
+/// The bindings and namespace labels, kept current by watches.
+pub struct Bindings {
+    accounts: Store<DeserializeGuard<QuickSightAccount>>,
+    namespaces: Store<Namespace>,
+    allow_unbound_accounts: bool,
+    changed: watch::Sender<u64>,
+    watches: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Bindings {
+    fn drop(&mut self) {
+        self.watches.iter().for_each(|task| task.abort());
+    }
+}
+
+impl Bindings {
+    /// Starts watching `QuickSightAccount`s and namespaces through `client`.
+    pub fn watch(client: kube::Client, allow_unbound_accounts: bool) -> Self {
+        let (changed, _) = watch::channel(0);
+        let (accounts, accounts_task) = spawn_reflector(
+            Api::<DeserializeGuard<QuickSightAccount>>::all(client.clone()),
+            // Status writes do not change the generation: only spec edits (and deletions)
+            // re-reconcile decisions.
+            |binding| binding.meta().generation,
+            changed.clone(),
+        );
+        let (namespaces, namespaces_task) = spawn_reflector(
+            Api::<Namespace>::all(client),
+            |namespace| namespace.labels().clone(),
+            changed.clone(),
+        );
+        Self {
+            accounts,
+            namespaces,
+            allow_unbound_accounts,
+            changed,
+            watches: vec![accounts_task, namespaces_task],
+        }
+    }
+
+    /// Fixed bindings and namespaces, without watches (tests, and decisions judged offline).
+    pub fn fixed(
+        allow_unbound_accounts: bool,
+        accounts: Vec<QuickSightAccount>,
+        namespaces: Vec<Namespace>,
+    ) -> Self {
+        Self {
+            accounts: fixed_store(accounts.into_iter().map(|a| DeserializeGuard(Ok(a)))),
+            namespaces: fixed_store(namespaces),
+            allow_unbound_accounts,
+            changed: watch::channel(0).0,
+            watches: Vec::new(),
+        }
+    }
+
+    /// Resolves once both stores hold a complete listing: judging a decision before would
+    /// refuse it for want of a binding that merely has not been read yet.
+    pub async fn wait_until_ready(&self) {
+        // `Err` only when the store's writer is gone; the watches never drop theirs.
+        let _ = self.accounts.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
+    }
+
+    /// One item each time a binding's spec or a namespace's labels change (bursts coalesce).
+    pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.changed.subscribe(), |mut receiver| async move {
+            receiver.changed().await.ok()?;
+            Some(((), receiver))
+        })
+    }
+
+    /// The readable bindings (objects that do not deserialize are skipped; see `accounts_report`).
+    pub fn accounts(&self) -> Vec<Arc<DeserializeGuard<QuickSightAccount>>> {
+        self.accounts.state()
+    }
+
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    /// Admits or refuses a decision in `namespace` (see [`tenancy::authorize`]).
+    pub fn authorize(
+        &self,
+        namespace: &str,
+        spec: &SelfUpgradeDecisionSpec,
+    ) -> Result<Grant, String> {
+        let accounts = self.accounts();
+        let readable: Vec<&QuickSightAccount> =
+            accounts.iter().filter_map(|a| a.0.as_ref().ok()).collect();
+        let known = self.namespace(namespace);
+        let view = NamespaceView {
+            name: namespace,
+            labels: known.as_ref().map(|ns| ns.labels()),
+        };
+        tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts)
+    }
+}
+
+/// Starts a reflector for `api` on its own task; bumps `changed` whenever an object's
+/// `fingerprint` changes or the object is deleted.
+fn spawn_reflector<K, F>(
+    api: Api<K>,
+    fingerprint: impl Fn(&K) -> F + Send + 'static,
+    changed: watch::Sender<u64>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K: Send + Sync + 'static,
+    F: PartialEq + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        // managedFields are never read.
+        .map_ok(|event| event.modify(|o| o.managed_fields_mut().clear()))
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        let mut seen: HashMap<ObjectRef<K>, F> = HashMap::new();
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let bump = match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    let print = fingerprint(&object);
+                    seen.insert(ObjectRef::from_obj(&object), print)
+                        .is_none_or(|before| before != fingerprint(&object))
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    seen.remove(&ObjectRef::from_obj(&object));
+                    true
+                }
+                Ok(watcher::Event::Init) => false,
+                Ok(watcher::Event::InitDone) => true,
+                Err(error) => {
+                    warn!(%error, kind = %K::kind(&()), "watch failed; retrying with backoff");
+                    false
+                }
+            };
+            if bump {
+                changed.send_modify(|count| *count = count.wrapping_add(1));
+            }
+        }
+    });
+    (store, task)
+}
+
+fn fixed_store<K>(objects: impl IntoIterator<Item = K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}

@@ -1,0 +1,415 @@
+//! Step 1 of a decision's path: may this namespace act on this account, and with which
+//! credentials? Judged from the cluster admins' `QuickSightAccount` bindings. Pure.
+//!
+//! The rule, as `docs/security.md` states it: a decision is admitted by a binding when the
+//! binding names the decision's AWS account, admits its Kubernetes namespace (by name or label
+//! selector) and allows its QuickSight namespace. With no admitting binding the decision makes
+//! no AWS call (default deny), unless the account has no binding at all and the operator runs
+//! with `--allow-unbound-accounts`. Several admitting bindings must agree on the credentials and
+//! region; otherwise which role signs would depend on an accident, so the decision is refused.
+
+use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
+use crate::quicksight::{AssumeRole, Credentials};
+use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
+use std::collections::BTreeMap;
+
+/// The STS session name when a binding does not set one.
+pub const DEFAULT_SESSION_NAME: &str = "selfupgrade-operator";
+
+/// What an admitted decision acts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The admitting binding, `None` for an unbound account under `--allow-unbound-accounts`.
+    pub binding: Option<String>,
+    pub credentials: Credentials,
+    /// The binding's default region.
+    pub region: Option<String>,
+}
+
+/// The Kubernetes namespace a decision lives in, as the bindings see it.
+#[derive(Clone, Copy, Debug)]
+pub struct NamespaceView<'a> {
+    pub name: &'a str,
+    /// Its labels; `None` when the namespace is not (yet) known, which no selector matches.
+    pub labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Admits or refuses one decision. `Err` is the `NotAuthorized` message, naming what is missing.
+pub fn authorize(
+    namespace: NamespaceView<'_>,
+    spec: &SelfUpgradeDecisionSpec,
+    bindings: &[&QuickSightAccount],
+    allow_unbound_accounts: bool,
+) -> Result<Grant, String> {
+    let account = &spec.aws_account_id;
+    let mut for_account: Vec<&QuickSightAccount> = bindings
+        .iter()
+        .copied()
+        .filter(|b| &b.spec.account_id == account)
+        .collect();
+    for_account.sort_by_key(|b| b.name_any());
+    if for_account.is_empty() {
+        return if allow_unbound_accounts {
+            Ok(Grant {
+                binding: None,
+                credentials: Credentials::Operator,
+                region: None,
+            })
+        } else {
+            Err(format!(
+                "no QuickSightAccount binds AWS account {account}; a cluster admin must create one \
+                 that admits namespace {:?}",
+                namespace.name
+            ))
+        };
+    }
+    let in_namespace: Vec<&QuickSightAccount> = for_account
+        .iter()
+        .copied()
+        .filter(|b| admits_namespace(b, namespace))
+        .collect();
+    if in_namespace.is_empty() {
+        return Err(format!(
+            "namespace {:?} is not bound to AWS account {account}: QuickSightAccount {} admits \
+             other namespaces",
+            namespace.name,
+            names(&for_account)
+        ));
+    }
+    let qs_namespace = &spec.quicksight_namespace;
+    let admitting: Vec<&QuickSightAccount> = in_namespace
+        .iter()
+        .copied()
+        .filter(|b| allows_quicksight_namespace(b, qs_namespace))
+        .collect();
+    let Some(first) = admitting.first() else {
+        return Err(format!(
+            "QuickSight namespace {qs_namespace:?} of AWS account {account} is not allowed by \
+             QuickSightAccount {}",
+            names(&in_namespace)
+        ));
+    };
+    let grant = grant_of(first);
+    if let Some(other) = admitting.iter().find(|b| grant_of(b) != grant) {
+        return Err(format!(
+            "QuickSightAccounts {} and {} both admit this decision but name different roles or \
+             regions; a cluster admin must make them agree or remove one",
+            first.name_any(),
+            other.name_any()
+        ));
+    }
+    Ok(Grant {
+        binding: Some(first.name_any()),
+        ..grant
+    })
+}
+
+/// Whether `binding` admits decisions in `namespace` (by name, or by its label selector).
+pub fn admits_namespace(binding: &QuickSightAccount, namespace: NamespaceView<'_>) -> bool {
+    if binding.spec.namespaces.iter().any(|n| n == namespace.name) {
+        return true;
+    }
+    match (selector_of(binding), namespace.labels) {
+        (Ok(Some(selector)), Some(labels)) => selector.matches(labels),
+        _ => false,
+    }
+}
+
+/// The binding's label selector, or why it is not one (an unknown operator, `In` without
+/// values). An invalid selector admits nothing; the binding's status says why.
+pub fn selector_of(binding: &QuickSightAccount) -> Result<Option<Selector>, String> {
+    binding
+        .spec
+        .namespace_selector
+        .clone()
+        .map(Selector::try_from)
+        .transpose()
+        .map_err(|e| format!("spec.namespaceSelector is invalid: {e}"))
+}
+
+fn allows_quicksight_namespace(binding: &QuickSightAccount, qs_namespace: &str) -> bool {
+    binding
+        .spec
+        .quicksight_namespaces
+        .as_ref()
+        .is_none_or(|allowed| allowed.iter().any(|n| n == qs_namespace))
+}
+
+/// The credentials and region a binding grants (without its name).
+fn grant_of(binding: &QuickSightAccount) -> Grant {
+    Grant {
+        binding: None,
+        credentials: credentials_of(binding),
+        region: binding.spec.region.clone(),
+    }
+}
+
+/// The credentials calls under `binding` are signed with.
+pub fn credentials_of(binding: &QuickSightAccount) -> Credentials {
+    let spec = &binding.spec;
+    match &spec.role_arn {
+        None => Credentials::Operator,
+        Some(role_arn) => Credentials::AssumeRole(AssumeRole {
+            role_arn: role_arn.clone(),
+            external_id: spec.external_id.clone(),
+            session_name: spec
+                .session_name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string()),
+        }),
+    }
+}
+
+fn names(bindings: &[&QuickSightAccount]) -> String {
+    bindings
+        .iter()
+        .map(|b| b.name_any())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Action, QuickSightAccountSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    const ACCOUNT: &str = "111122223333";
+
+    fn spec(qs_namespace: &str) -> SelfUpgradeDecisionSpec {
+        SelfUpgradeDecisionSpec {
+            aws_account_id: ACCOUNT.into(),
+            quicksight_namespace: qs_namespace.into(),
+            upgrade_request_id: "r-1".into(),
+            action: Action::Approve,
+            region: None,
+            retry: None,
+        }
+    }
+
+    fn binding(name: &str, edit: impl FnOnce(&mut QuickSightAccountSpec)) -> QuickSightAccount {
+        let mut spec = QuickSightAccountSpec {
+            account_id: ACCOUNT.into(),
+            role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/approver")),
+            external_id: None,
+            session_name: None,
+            region: Some("eu-west-1".into()),
+            quicksight_namespaces: None,
+            namespaces: vec!["team-a".into()],
+            namespace_selector: None,
+        };
+        edit(&mut spec);
+        QuickSightAccount::new(name, spec)
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ns<'a>(name: &'a str, labels: Option<&'a BTreeMap<String, String>>) -> NamespaceView<'a> {
+        NamespaceView { name, labels }
+    }
+
+    #[test]
+    fn a_binding_naming_the_namespace_grants_its_role_and_region() {
+        let grant = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&binding("a", |_| {})],
+            false,
+        )
+        .expect("admitted");
+        assert_eq!(grant.binding.as_deref(), Some("a"));
+        assert_eq!(grant.region.as_deref(), Some("eu-west-1"));
+        let Credentials::AssumeRole(role) = grant.credentials else {
+            panic!("expected a role")
+        };
+        assert_eq!(
+            role.role_arn,
+            format!("arn:aws:iam::{ACCOUNT}:role/approver")
+        );
+        assert_eq!(role.session_name, DEFAULT_SESSION_NAME);
+    }
+
+    #[test]
+    fn an_unbound_account_is_denied_unless_unbound_accounts_are_allowed() {
+        let denied = authorize(ns("team-a", None), &spec("default"), &[], false).unwrap_err();
+        assert!(
+            denied.contains("no QuickSightAccount binds AWS account 111122223333"),
+            "{denied}"
+        );
+        let other_account = binding("b", |s| s.account_id = "444455556666".into());
+        assert!(
+            authorize(
+                ns("team-a", None),
+                &spec("default"),
+                &[&other_account],
+                false
+            )
+            .is_err()
+        );
+        let allowed = authorize(ns("team-a", None), &spec("default"), &[], true).expect("allowed");
+        assert_eq!(allowed.credentials, Credentials::Operator);
+        assert_eq!(allowed.binding, None);
+    }
+
+    #[test]
+    fn allow_unbound_accounts_does_not_open_a_bound_account_to_other_namespaces() {
+        let denied = authorize(
+            ns("team-b", None),
+            &spec("default"),
+            &[&binding("a", |_| {})],
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            denied.contains("namespace \"team-b\" is not bound"),
+            "{denied}"
+        );
+    }
+
+    #[test]
+    fn a_label_selector_admits_matching_namespaces_only() {
+        let by_label = binding("a", |s| {
+            s.namespaces.clear();
+            s.namespace_selector = Some(LabelSelector {
+                match_labels: Some(labels(&[("quicksight-approvers", "true")])),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["prod".into(), "staging".into()]),
+                }]),
+            });
+        });
+        let matching = labels(&[("quicksight-approvers", "true"), ("env", "prod")]);
+        let wrong_env = labels(&[("quicksight-approvers", "true"), ("env", "dev")]);
+        let bindings = [&by_label];
+        assert!(authorize(ns("x", Some(&matching)), &spec("default"), &bindings, false).is_ok());
+        assert!(
+            authorize(
+                ns("x", Some(&wrong_env)),
+                &spec("default"),
+                &bindings,
+                false
+            )
+            .is_err()
+        );
+        // A namespace whose labels are unknown is not matched.
+        assert!(authorize(ns("x", None), &spec("default"), &bindings, false).is_err());
+    }
+
+    #[test]
+    fn an_empty_selector_admits_every_namespace() {
+        let everyone = binding("a", |s| {
+            s.namespaces.clear();
+            s.namespace_selector = Some(LabelSelector::default());
+        });
+        let none = BTreeMap::new();
+        assert!(
+            authorize(
+                ns("any", Some(&none)),
+                &spec("default"),
+                &[&everyone],
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_invalid_selector_admits_nothing() {
+        let broken = binding("a", |s| {
+            s.namespaces.clear();
+            s.namespace_selector = Some(LabelSelector {
+                match_labels: None,
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: "Resembles".into(),
+                    values: Some(vec!["prod".into()]),
+                }]),
+            });
+        });
+        assert!(selector_of(&broken).is_err());
+        let prod = labels(&[("env", "prod")]);
+        assert!(authorize(ns("x", Some(&prod)), &spec("default"), &[&broken], false).is_err());
+    }
+
+    #[test]
+    fn a_quicksight_namespace_outside_the_allowed_list_is_denied() {
+        let only_default = binding("a", |s| {
+            s.quicksight_namespaces = Some(vec!["default".into()])
+        });
+        let denied = authorize(
+            ns("team-a", None),
+            &spec("finance"),
+            &[&only_default],
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            denied.contains("QuickSight namespace \"finance\""),
+            "{denied}"
+        );
+        assert!(
+            authorize(
+                ns("team-a", None),
+                &spec("default"),
+                &[&only_default],
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn two_admitting_bindings_must_agree_on_the_role() {
+        let a = binding("a", |_| {});
+        let same = binding("b", |_| {});
+        let granted = authorize(ns("team-a", None), &spec("default"), &[&same, &a], false)
+            .expect("agreeing bindings admit");
+        assert_eq!(
+            granted.binding.as_deref(),
+            Some("a"),
+            "the first by name is reported"
+        );
+        let other_role = binding("c", |s| {
+            s.role_arn = Some(format!("arn:aws:iam::{ACCOUNT}:role/other"))
+        });
+        let denied = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&a, &other_role],
+            false,
+        )
+        .unwrap_err();
+        assert!(denied.contains("a and c both admit"), "{denied}");
+    }
+
+    #[test]
+    fn a_binding_that_does_not_admit_is_ignored_beside_one_that_does() {
+        let elsewhere = binding("a", |s| {
+            s.namespaces = vec!["team-b".into()];
+            s.role_arn = Some(format!("arn:aws:iam::{ACCOUNT}:role/other"));
+        });
+        let here = binding("b", |_| {});
+        let grant = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&elsewhere, &here],
+            false,
+        )
+        .expect("admitted");
+        assert_eq!(grant.binding.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn without_a_role_the_operator_credentials_are_used() {
+        let plain = binding("a", |s| s.role_arn = None);
+        let grant = authorize(ns("team-a", None), &spec("default"), &[&plain], false).expect("ok");
+        assert_eq!(grant.credentials, Credentials::Operator);
+    }
+}
