@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
     #[arg(long)]
     pub allow_unbound_accounts: bool,
+    /// Address of the /healthz and /readyz probes.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub health_addr: std::net::SocketAddr,
     /// How often QuickSightAccount statuses (bound decisions, credentials) are refreshed.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub account_status_interval: Duration,
@@ -400,6 +403,17 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         default_region,
         args.timing(),
     ));
+    let readiness = crate::health::Readiness::default();
+    let health = crate::health::start(args.health_addr, readiness.clone())
+        .await
+        .with_context(|| format!("serving the probes on --health-addr {}", args.health_addr))?;
+    let synced = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.bindings.wait_until_ready().await;
+            readiness.set_ready();
+        })
+    };
     let shutdown: Shutdown = shutdown_signal().boxed().shared();
     let work = async {
         if args.leader_elect {
@@ -421,7 +435,7 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone().await;
         tokio::time::sleep(args.drain_timeout).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = work => result,
         () = drain_deadline => {
             tracing::warn!(
@@ -430,7 +444,10 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
+    };
+    health.abort();
+    synced.abort();
+    result
 }
 
 /// `sim`: serves until Ctrl-C / SIGTERM. The first line on stdout is the bound address.

@@ -14,6 +14,7 @@ pub mod conflicts;
 pub mod controller;
 pub mod decide;
 pub mod events;
+pub mod health;
 pub mod leader;
 pub mod playground;
 pub mod quicksight;

@@ -43,6 +43,32 @@ impl ApiError {
         .with_details(name, resource)
     }
 
+    /// 403, worded as the RBAC authorizer words it.
+    pub fn rbac_forbidden(user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> Self {
+        let (plural, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let scope = match namespace {
+            Some(namespace) => format!("in the namespace \"{namespace}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let what = if subresource.is_empty() {
+            format!("resource \"{plural}\"")
+        } else {
+            format!("resource \"{plural}/{subresource}\"")
+        };
+        let mut error = Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{qualified} is forbidden: User \"{user}\" cannot {verb} {what} in API group \"{group}\" {scope}"),
+        );
+        error.details = Some(json!({ "group": group, "kind": plural }));
+        error
+    }
+
     pub fn no_route() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -9,6 +9,7 @@ mod discovery;
 mod errors;
 mod faults;
 mod objects;
+pub mod rbac;
 mod registry;
 mod selectors;
 mod server;
@@ -20,4 +21,6 @@ mod watch;
 pub use errors::{ApiError, Cause};
 pub use faults::{ApiFaults, FaultState};
 pub use registry::{Registry, ResourceType};
-pub use server::{ApiServerConfig, ApiState, RunningApiServer, StartError, Target};
+pub use server::{
+    ApiServerConfig, ApiState, RbacSettings, RunningApiServer, StartError, Target,
+};

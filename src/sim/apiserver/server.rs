@@ -5,6 +5,7 @@ use super::discovery;
 use super::errors::ApiError;
 use super::faults::{ApiFaults, FaultState};
 use super::objects;
+use super::rbac::{Attributes, Permission, Rbac, service_account_user};
 use super::registry::Registry;
 use super::store::{ChangeKind, ObjectKey, Store};
 use super::validation::{TypeValidator, validator_for};
@@ -14,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +34,18 @@ pub struct ApiServerConfig {
     pub bookmark_interval: Duration,
     /// Namespaces that exist at start (`default` exists, as in any cluster).
     pub namespaces: Vec<String>,
+    /// RBAC for service-account identities; `None`: only the admin token, allowed everything.
+    pub rbac: Option<RbacSettings>,
+}
+
+/// The authorization mode: service accounts that get tokens, and the RBAC objects that say
+/// what they may do. The admin token stays unrestricted (as `system:masters`).
+#[derive(Clone, Debug, Default)]
+pub struct RbacSettings {
+    /// YAML documents; the Roles, ClusterRoles and bindings among them are enforced.
+    pub manifests: String,
+    /// (namespace, name) of each service account to issue a token for.
+    pub service_accounts: Vec<(String, String)>,
 }
 
 impl Default for ApiServerConfig {
@@ -43,6 +56,7 @@ impl Default for ApiServerConfig {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(60),
             namespaces: vec!["default".to_string()],
+            rbac: None,
         }
     }
 }
@@ -53,6 +67,8 @@ pub enum StartError {
     Registry(#[from] super::registry::RegistryError),
     #[error("CRD {resource}: {message}")]
     Schema { resource: String, message: String },
+    #[error("RBAC manifests: {0}")]
+    Rbac(String),
     #[error("binding the API server's port: {0}")]
     Bind(#[source] std::io::Error),
     #[error("creating the API server's TLS certificate: {0}")]
@@ -74,9 +90,57 @@ pub struct ApiState {
     pub address: String,
     pub bookmark_interval: Duration,
     pub faults: FaultState,
+    /// Enforced for service-account tokens.
+    rbac: Rbac,
+    /// Service-account token → user name.
+    service_account_tokens: HashMap<String, String>,
+    /// Every permission a service account used: (user, permission).
+    audit: Mutex<BTreeSet<(String, Permission)>>,
 }
 
 impl ApiState {
+    /// The permissions `user` used so far (their namespace is where they were used).
+    pub fn used_permissions(&self, user: &str) -> BTreeSet<Permission> {
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// The permissions `user` holds.
+    pub fn granted_permissions(&self, user: &str) -> BTreeSet<Permission> {
+        self.rbac.permissions_of(user)
+    }
+
+    /// Allows or refuses a service account's request, and audits what it used.
+    fn authorize(&self, user: &str, request: Attributes) -> Result<(), ApiError> {
+        if !self.rbac.allows(user, &request) {
+            return Err(ApiError::rbac_forbidden(
+                user,
+                &request.verb,
+                &request.group,
+                &request.resource,
+                request.namespace.as_deref(),
+            ));
+        }
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((
+                user.to_string(),
+                Permission {
+                    verb: request.verb,
+                    group: request.group,
+                    resource: request.resource,
+                    namespace: request.namespace,
+                },
+            ));
+        Ok(())
+    }
+
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
         // The store holds plain data; a panic elsewhere does not make it unusable.
         self.store.lock().unwrap_or_else(|p| p.into_inner())
@@ -138,6 +202,13 @@ impl RunningApiServer {
         .await
         .map_err(|e| StartError::Certificate(e.to_string()))?;
         let token = random_token();
+        let rbac_settings = config.rbac.clone().unwrap_or_default();
+        let rbac = Rbac::from_manifests(&rbac_settings.manifests).map_err(StartError::Rbac)?;
+        let service_account_tokens = rbac_settings
+            .service_accounts
+            .iter()
+            .map(|(namespace, name)| (random_token(), service_account_user(namespace, name)))
+            .collect();
         let mut store = Store::new(config.history_limit);
         let namespace_type = registry.namespace_type_id();
         for namespace in &config.namespaces {
@@ -157,6 +228,9 @@ impl RunningApiServer {
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             faults: FaultState::default(),
+            rbac,
+            service_account_tokens,
+            audit: Mutex::new(BTreeSet::new()),
         });
         let (handle, task) = serve(listener, tls.clone(), state.clone())?;
         Ok(Self {
@@ -191,17 +265,31 @@ impl RunningApiServer {
 
     /// A kubeconfig for this server, with `default` as the namespace.
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_with_token("playground-admin", &self.token)
+    }
+
+    /// A kubeconfig that authenticates as service account `namespace/name` (one of
+    /// [`RbacSettings::service_accounts`]).
+    pub fn service_account_kubeconfig_yaml(&self, namespace: &str, name: &str) -> Option<String> {
+        let user = service_account_user(namespace, name);
+        self.state
+            .service_account_tokens
+            .iter()
+            .find(|(_, u)| **u == user)
+            .map(|(token, _)| self.kubeconfig_with_token(name, token))
+    }
+
+    fn kubeconfig_with_token(&self, user: &str, token: &str) -> String {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: selfupgrade-playground\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
-             users:\n- name: playground-admin\n  user:\n    token: {token}\n\
-             contexts:\n- name: selfupgrade-playground\n  context:\n    cluster: selfupgrade-playground\n    user: playground-admin\n    namespace: default\n\
+             users:\n- name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n- name: selfupgrade-playground\n  context:\n    cluster: selfupgrade-playground\n    user: {user}\n    namespace: default\n\
              current-context: selfupgrade-playground\n",
             url = self.url(),
             ca = base64::engine::Engine::encode(
                 &base64::engine::general_purpose::STANDARD,
                 &self.certificate_pem
             ),
-            token = self.token
         )
     }
 
@@ -264,19 +352,27 @@ async fn handle(
     if matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
         return (StatusCode::OK, "ok").into_response();
     }
-    let authorized = headers
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == state.token);
-    if !authorized {
-        return ApiError::unauthorized().into_response();
-    }
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // `None`: the admin, allowed everything; `Some(user)`: a service account under RBAC.
+    let service_account = match bearer {
+        Some(token) if token == state.token => None,
+        Some(token) => match state.service_account_tokens.get(token) {
+            Some(user) => Some(user.clone()),
+            None => return ApiError::unauthorized().into_response(),
+        },
+        None => return ApiError::unauthorized().into_response(),
+    };
     let latency = state.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     if let Some(command) = path.strip_prefix("/_apiserver/") {
+        if service_account.is_some() {
+            return ApiError::no_route().into_response();
+        }
         return fault_command(&state, &method, command, &body);
     }
     let query: HashMap<String, String> = uri
@@ -289,6 +385,7 @@ async fn handle(
         .map(str::to_string);
     match route(
         &state,
+        service_account.as_deref(),
         &method,
         &path,
         &query,
@@ -333,6 +430,7 @@ fn json_response(value: Value) -> Response {
 #[allow(clippy::too_many_arguments)]
 async fn route(
     state: &Arc<ApiState>,
+    service_account: Option<&str>,
     method: &Method,
     path: &str,
     query: &HashMap<String, String>,
@@ -401,7 +499,47 @@ async fn route(
         _ => return Err(ApiError::no_route()),
     };
     let target = resolve(registry, group, version, rest).ok_or_else(ApiError::no_route)?;
+    // Discovery above is open to every authenticated user, as `system:discovery` grants.
+    if let Some(user) = service_account {
+        state.authorize(user, attributes(registry, method, &target, query))?;
+    }
     objects::dispatch(state, method, target, query, headers, body, accept).await
+}
+
+/// The RBAC attributes of a resource request: the verb from the method (GET is get, list or
+/// watch; DELETE of a collection is deletecollection), the resource with its subresource.
+fn attributes(
+    registry: &Registry,
+    method: &Method,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> Attributes {
+    let watching = query
+        .get("watch")
+        .is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method.as_str(), &target.name) {
+        ("GET", Some(_)) => "get",
+        ("GET", None) if watching => "watch",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        (other, _) => other,
+    };
+    let type_ = &registry.types[target.type_id];
+    let resource = match &target.subresource {
+        Some(sub) => format!("{}/{sub}", type_.plural),
+        None => type_.plural.clone(),
+    };
+    Attributes {
+        verb: verb.to_ascii_lowercase(),
+        group: type_.group.clone(),
+        resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+    }
 }
 
 /// Maps the part of a resource URL after the group-version onto a [`Target`].
