@@ -72,7 +72,10 @@ mod tests {
     async fn ready_only_once_the_caches_synced() {
         let readiness = Readiness::default();
         assert_eq!(status(&readiness, "/healthz").await, StatusCode::OK);
-        assert_eq!(status(&readiness, "/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&readiness, "/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         readiness.set_ready();
         assert_eq!(status(&readiness, "/readyz").await, StatusCode::OK);
     }

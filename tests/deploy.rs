@@ -1,21 +1,38 @@
-//! `deploy/` builds with kustomize and every manifest parses into its typed Kubernetes struct.
+//! `deploy/` and its overlays build with kustomize, every manifest parses into its typed
+//! Kubernetes struct, the Deployment is hardened, RBAC has no wildcards or Secrets, and the IAM
+//! policy grants exactly the operator's AWS actions. (That the RBAC is also sufficient and
+//! minimal is tests/rbac.rs.)
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::process::Command;
 
-fn kustomize() -> Option<String> {
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-    match Command::new("kubectl").args(["kustomize", deploy]).output() {
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+const VARIANTS: [&str; 3] = ["", "/overlays/ha", "/overlays/single-namespace"];
+
+/// `kubectl kustomize deploy<variant>`, or `None` where kubectl is missing (CI installs it).
+fn kustomize(variant: &str) -> Option<Vec<serde_yaml::Value>> {
+    let path = format!("{DEPLOY}{variant}");
+    match Command::new("kubectl").args(["kustomize", &path]).output() {
         Ok(output) => {
             assert!(
                 output.status.success(),
                 "{}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            Some(String::from_utf8(output.stdout).expect("utf-8"))
+            let text = String::from_utf8(output.stdout).expect("utf-8");
+            Some(
+                serde_yaml::Deserializer::from_str(&text)
+                    .map(|d| serde_yaml::Value::deserialize(d).expect("yaml"))
+                    .collect(),
+            )
         }
         Err(error) => {
             eprintln!("skipped: kubectl is not available ({error})");
@@ -24,64 +41,236 @@ fn kustomize() -> Option<String> {
     }
 }
 
-#[test]
-fn deploy_builds_and_every_manifest_is_typed() {
-    let Some(rendered) = kustomize() else { return };
-    let mut kinds = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&rendered) {
-        let value = serde_yaml::Value::deserialize(document).expect("yaml");
-        let kind = value["kind"].as_str().expect("kind").to_string();
-        let typed = match kind.as_str() {
-            "Namespace" => serde_yaml::from_value::<Namespace>(value).map(|_| ()),
-            "CustomResourceDefinition" => {
-                serde_yaml::from_value::<CustomResourceDefinition>(value).map(|_| ())
-            }
-            "ServiceAccount" => serde_yaml::from_value::<ServiceAccount>(value).map(|_| ()),
-            "ClusterRole" => serde_yaml::from_value::<ClusterRole>(value).map(|_| ()),
-            "ClusterRoleBinding" => serde_yaml::from_value::<ClusterRoleBinding>(value).map(|_| ()),
-            "Role" => serde_yaml::from_value::<Role>(value).map(|_| ()),
-            "RoleBinding" => serde_yaml::from_value::<RoleBinding>(value).map(|_| ()),
-            other => panic!("unexpected kind {other} in deploy/"),
-        };
-        typed.unwrap_or_else(|e| panic!("{kind} does not parse: {e}"));
-        kinds.push(kind);
-    }
-    kinds.sort();
-    assert_eq!(
-        kinds,
-        [
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "CustomResourceDefinition",
-            "Namespace",
-            "Role",
-            "RoleBinding",
-            "ServiceAccount"
-        ]
-    );
+fn typed<T: DeserializeOwned>(value: &serde_yaml::Value) -> T {
+    serde_yaml::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", value["kind"]))
+}
+
+fn of_kind<T: DeserializeOwned>(documents: &[serde_yaml::Value], kind: &str) -> Vec<T> {
+    documents
+        .iter()
+        .filter(|d| d["kind"] == kind)
+        .map(typed)
+        .collect()
 }
 
 #[test]
-fn the_operator_is_granted_no_wildcards_and_no_secrets() {
-    let Some(rendered) = kustomize() else { return };
-    for document in serde_yaml::Deserializer::from_str(&rendered) {
-        let value = serde_yaml::Value::deserialize(document).expect("yaml");
-        let rules = match value["kind"].as_str() {
-            Some("ClusterRole") => {
-                serde_yaml::from_value::<ClusterRole>(value)
-                    .expect("typed")
-                    .rules
-            }
-            Some("Role") => serde_yaml::from_value::<Role>(value).expect("typed").rules,
-            _ => continue,
+fn every_variant_builds_and_every_manifest_is_typed() {
+    for variant in VARIANTS {
+        let Some(documents) = kustomize(variant) else {
+            return;
         };
-        for rule in rules.unwrap_or_default() {
+        let mut kinds = Vec::new();
+        for document in &documents {
+            let kind = document["kind"].as_str().expect("kind").to_string();
+            match kind.as_str() {
+                "Namespace" => drop(typed::<Namespace>(document)),
+                "CustomResourceDefinition" => drop(typed::<CustomResourceDefinition>(document)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(document)),
+                "ClusterRole" => drop(typed::<ClusterRole>(document)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(document)),
+                "Role" => drop(typed::<Role>(document)),
+                "RoleBinding" => drop(typed::<RoleBinding>(document)),
+                "Deployment" => drop(typed::<Deployment>(document)),
+                "Service" => drop(typed::<Service>(document)),
+                "NetworkPolicy" => drop(typed::<NetworkPolicy>(document)),
+                "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(document)),
+                other => panic!("unexpected kind {other} in deploy{variant}"),
+            }
+            kinds.push(kind);
+        }
+        for required in [
+            "CustomResourceDefinition",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == required),
+                "deploy{variant} lacks a {required}"
+            );
+        }
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| *k == "CustomResourceDefinition")
+                .count(),
+            2
+        );
+    }
+}
+
+#[test]
+fn the_deployment_is_hardened_and_its_grace_period_covers_the_drain() {
+    for variant in VARIANTS {
+        let Some(documents) = kustomize(variant) else {
+            return;
+        };
+        let deployment = of_kind::<Deployment>(&documents, "Deployment").remove(0);
+        let pod = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod spec");
+        let pod_security = pod.security_context.expect("pod securityContext");
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(
+            pod_security.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        let container = &pod.containers[0];
+        let security = container
+            .security_context
+            .clone()
+            .expect("container securityContext");
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        let dropped = security
+            .capabilities
+            .and_then(|c| c.drop)
+            .unwrap_or_default();
+        assert_eq!(dropped, ["ALL"]);
+        let resources = container.resources.clone().expect("resources");
+        assert!(
+            resources
+                .requests
+                .is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory"))
+        );
+        assert!(resources.limits.is_some_and(|l| l.contains_key("memory")));
+        assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
+        let args = container.args.clone().unwrap_or_default();
+        assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+        let drain: u64 = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--drain-timeout="))
+            .and_then(|d| humantime::parse_duration(d).ok())
+            .expect("--drain-timeout")
+            .as_secs();
+        let grace = pod.termination_grace_period_seconds.expect("grace period");
+        assert!(
+            grace as u64 > drain,
+            "grace {grace}s must exceed the drain {drain}s"
+        );
+    }
+}
+
+#[test]
+fn rbac_has_no_wildcards_and_no_secrets() {
+    for variant in VARIANTS {
+        let Some(documents) = kustomize(variant) else {
+            return;
+        };
+        let rules: Vec<PolicyRule> = of_kind::<ClusterRole>(&documents, "ClusterRole")
+            .into_iter()
+            .flat_map(|r| r.rules.unwrap_or_default())
+            .chain(
+                of_kind::<Role>(&documents, "Role")
+                    .into_iter()
+                    .flat_map(|r| r.rules.unwrap_or_default()),
+            )
+            .collect();
+        for rule in rules {
             let resources = rule.resources.unwrap_or_default();
             assert!(!rule.verbs.iter().any(|v| v == "*"), "wildcard verb");
             assert!(
                 !resources.iter().any(|r| r == "*" || r == "secrets"),
                 "{resources:?}"
             );
+            assert!(
+                !rule.api_groups.unwrap_or_default().iter().any(|g| g == "*"),
+                "wildcard group"
+            );
         }
     }
+}
+
+#[test]
+fn single_namespace_mode_grants_decisions_and_events_in_that_namespace_only() {
+    let Some(documents) = kustomize("/overlays/single-namespace") else {
+        return;
+    };
+    let cluster_resources: Vec<String> = of_kind::<ClusterRole>(&documents, "ClusterRole")
+        .into_iter()
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .flat_map(|r| r.resources.unwrap_or_default())
+        .collect();
+    assert!(
+        !cluster_resources
+            .iter()
+            .any(|r| r.starts_with("selfupgradedecisions") || r == "events"),
+        "{cluster_resources:?}"
+    );
+    let roles = of_kind::<Role>(&documents, "Role");
+    let decisions_role = roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("selfupgrade-operator-decisions"))
+        .expect("namespaced role");
+    let watched = of_kind::<Deployment>(&documents, "Deployment")[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers[0].args.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|a| a.strip_prefix("--namespace=").map(str::to_string))
+        .expect("--namespace");
+    assert_eq!(
+        decisions_role.metadata.namespace.as_deref(),
+        Some(watched.as_str())
+    );
+}
+
+fn json(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{DEPLOY}/{name}")).expect(name);
+    serde_json::from_str(&text).expect("json")
+}
+
+#[test]
+fn the_iam_policy_grants_exactly_the_operators_actions() {
+    let policy = json("iam-policy.json");
+    let mut actions: Vec<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .inspect(|s| assert_eq!(s["Effect"], "Allow"))
+        .flat_map(|s| match &s["Action"] {
+            Value::String(one) => vec![one.clone()],
+            many => many
+                .as_array()
+                .expect("actions")
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect(),
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "quicksight:ListSelfUpgrades",
+            "quicksight:UpdateSelfUpgrade",
+            "sts:AssumeRole"
+        ]
+    );
+    let assume = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Action"] == "sts:AssumeRole")
+        .expect("sts statement");
+    assert_ne!(
+        assume["Resource"], "*",
+        "AssumeRole is limited to the bound roles"
+    );
+
+    let trust = json("iam-trust-policy.json");
+    let statement = &trust["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRole");
+    assert!(
+        statement["Principal"]["AWS"]
+            .as_str()
+            .is_some_and(|p| p.contains(":role/"))
+    );
+    assert!(statement["Condition"]["StringEquals"]["sts:ExternalId"].is_string());
 }

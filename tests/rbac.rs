@@ -11,7 +11,9 @@ use common::{ACCOUNT, REGION, is, new_decision, request, start_sim, wait_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
-use selfupgrade_operator::api::{Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision};
+use selfupgrade_operator::api::{
+    Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision,
+};
 use selfupgrade_operator::sim::apiserver::rbac::{Permission, service_account_user};
 use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
 use std::collections::BTreeSet;
@@ -35,8 +37,11 @@ fn permission_name(p: &Permission) -> (String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
-    let manifests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
-        .expect("deploy/rbac.yaml");
+    let manifests = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/base/rbac.yaml"
+    ))
+    .expect("deploy/base/rbac.yaml");
     let apiserver = RunningApiServer::start(ApiServerConfig {
         namespaces: vec!["default".into(), OPERATOR_NAMESPACE.into()],
         rbac: Some(RbacSettings {
@@ -91,7 +96,12 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .args(["run", "--quicksight-endpoint", &sim.endpoint()])
             .args(["--leader-elect", "--lease-namespace", OPERATOR_NAMESPACE])
             .args(["--lease-duration", "3s", "--lease-grace", "1s"])
-            .args(["--account-status-interval", "500ms", "--awaiting-recheck", "1s"])
+            .args([
+                "--account-status-interval",
+                "500ms",
+                "--awaiting-recheck",
+                "1s",
+            ])
             .args(["--health-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", &kubeconfig)
             .env("AWS_REGION", REGION)
@@ -106,9 +116,15 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
     );
 
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(admin.clone(), "team-a");
-    for (name, id, action) in [("approve", "approve-me", Action::Approve), ("deny", "deny-me", Action::Deny)] {
+    for (name, id, action) in [
+        ("approve", "approve-me", Action::Approve),
+        ("deny", "deny-me", Action::Deny),
+    ] {
         decisions
-            .create(&PostParams::default(), &new_decision(name, ACCOUNT, id, action))
+            .create(
+                &PostParams::default(),
+                &new_decision(name, ACCOUNT, id, action),
+            )
             .await
             .expect("decision");
     }
@@ -125,7 +141,9 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         .collect();
     let unused_on_purpose: BTreeSet<_> = UNUSED_ON_PURPOSE
         .iter()
-        .map(|(verb, group, resource, _)| (verb.to_string(), group.to_string(), resource.to_string()))
+        .map(|(verb, group, resource, _)| {
+            (verb.to_string(), group.to_string(), resource.to_string())
+        })
         .collect();
     // Lease renewals and the binding status come on their own schedules: wait for them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -136,7 +154,9 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .iter()
             .map(permission_name)
             .collect();
-        let all_used = granted.difference(&unused_on_purpose).all(|p| used.contains(p));
+        let all_used = granted
+            .difference(&unused_on_purpose)
+            .all(|p| used.contains(p));
         if all_used || tokio::time::Instant::now() > deadline {
             break used;
         }
@@ -151,7 +171,10 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         if bound == Some(2) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "bound decisions: {bound:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bound decisions: {bound:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -160,7 +183,10 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         .difference(&used)
         .filter(|p| !unused_on_purpose.contains(*p))
         .collect();
-    assert!(never_used.is_empty(), "granted but never used (remove them from deploy/): {never_used:?}");
+    assert!(
+        never_used.is_empty(),
+        "granted but never used (remove them from deploy/): {never_used:?}"
+    );
     // Every use was granted (the server would have answered 403 otherwise), so used ⊆ granted.
     assert!(used.is_subset(&granted), "{used:?}");
     // The Lease permissions hold in the operator's namespace only.
@@ -176,8 +202,11 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
 async fn a_service_account_is_refused_what_it_was_not_granted() {
     let apiserver = RunningApiServer::start(ApiServerConfig {
         rbac: Some(RbacSettings {
-            manifests: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
-                .expect("deploy/rbac.yaml"),
+            manifests: std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/base/rbac.yaml"
+            ))
+            .expect("deploy/base/rbac.yaml"),
             service_accounts: vec![(OPERATOR_NAMESPACE.into(), SERVICE_ACCOUNT.into())],
         }),
         ..ApiServerConfig::default()
@@ -197,7 +226,10 @@ async fn a_service_account_is_refused_what_it_was_not_granted() {
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
     // The operator never writes a spec, nor reads Secrets.
     let create = decisions
-        .create(&PostParams::default(), &new_decision("x", ACCOUNT, "r", Action::Approve))
+        .create(
+            &PostParams::default(),
+            &new_decision("x", ACCOUNT, "r", Action::Approve),
+        )
         .await;
     match create {
         Err(kube::Error::Api(status)) => {
@@ -212,7 +244,10 @@ async fn a_service_account_is_refused_what_it_was_not_granted() {
         }
         other => panic!("expected 403, got {other:?}"),
     }
-    assert!(decisions.list(&Default::default()).await.is_ok(), "list is granted");
+    assert!(
+        decisions.list(&Default::default()).await.is_ok(),
+        "list is granted"
+    );
     assert!(decisions.get_opt("x").await.is_err(), "get is not granted");
     apiserver.stop().await;
 }

@@ -2,7 +2,7 @@
 # Runs the end-to-end scenarios against the cluster KUBECONFIG points at (kind, k3d, …):
 # installs the CRD and RBAC from deploy/, then runs the #[ignore]d real-cluster tests, whose
 # controller runs in the test process against the cluster with the QuickSight simulator on
-# loopback. The operator image and in-cluster Deployment are not part of deploy/ yet.
+# loopback (the in-cluster Deployment in deploy/ is scaled to zero below, so that the two do not compete).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -12,5 +12,7 @@ if [ -z "${KUBECONFIG:-}" ] && [ ! -f "$HOME/.kube/config" ]; then
 fi
 kubectl cluster-info >/dev/null
 kubectl apply -k deploy/
-kubectl wait --for=condition=Established crd/selfupgradedecisions.quicksight.selfupgrade.io --timeout=60s
+# The image may not exist in this cluster; the test runs its own controller in-process.
+kubectl -n selfupgrade-operator scale deployment/selfupgrade-operator --replicas=0
+kubectl wait --for=condition=Established crd/selfupgradedecisions.quicksight.selfupgrade.io crd/quicksightaccounts.quicksight.selfupgrade.io --timeout=60s
 cargo test --locked --test real_cluster -- --ignored --nocapture

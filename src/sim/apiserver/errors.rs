@@ -44,7 +44,13 @@ impl ApiError {
     }
 
     /// 403, worded as the RBAC authorizer words it.
-    pub fn rbac_forbidden(user: &str, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> Self {
+    pub fn rbac_forbidden(
+        user: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Self {
         let (plural, subresource) = resource.split_once('/').unwrap_or((resource, ""));
         let qualified = if group.is_empty() {
             plural.to_string()
@@ -63,7 +69,9 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            format!("{qualified} is forbidden: User \"{user}\" cannot {verb} {what} in API group \"{group}\" {scope}"),
+            format!(
+                "{qualified} is forbidden: User \"{user}\" cannot {verb} {what} in API group \"{group}\" {scope}"
+            ),
         );
         error.details = Some(json!({ "group": group, "kind": plural }));
         error

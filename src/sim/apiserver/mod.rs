@@ -21,6 +21,4 @@ mod watch;
 pub use errors::{ApiError, Cause};
 pub use faults::{ApiFaults, FaultState};
 pub use registry::{Registry, ResourceType};
-pub use server::{
-    ApiServerConfig, ApiState, RbacSettings, RunningApiServer, StartError, Target,
-};
+pub use server::{ApiServerConfig, ApiState, RbacSettings, RunningApiServer, StartError, Target};

@@ -52,9 +52,9 @@ impl Rbac {
             let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
             let typed = |what: &str| format!("{what} does not parse");
             match value["kind"].as_str() {
-                Some("Role") => rbac
-                    .roles
-                    .push(serde_yaml::from_value(value).map_err(|e| format!("{}: {e}", typed("Role")))?),
+                Some("Role") => rbac.roles.push(
+                    serde_yaml::from_value(value).map_err(|e| format!("{}: {e}", typed("Role")))?,
+                ),
                 Some("ClusterRole") => rbac.cluster_roles.push(
                     serde_yaml::from_value(value)
                         .map_err(|e| format!("{}: {e}", typed("ClusterRole")))?,
@@ -100,7 +100,11 @@ impl Rbac {
                     .flat_map(|r| r.rules.iter().flatten())
                     .collect(),
             };
-            held.extend(rules.into_iter().map(|rule| (Some(namespace.clone()), rule)));
+            held.extend(
+                rules
+                    .into_iter()
+                    .map(|rule| (Some(namespace.clone()), rule)),
+            );
         }
         held
     }
@@ -148,14 +152,19 @@ impl Rbac {
 }
 
 fn binds(subjects: Option<&[k8s_openapi::api::rbac::v1::Subject]>, user: &str) -> bool {
-    subjects.into_iter().flatten().any(|subject| match subject.kind.as_str() {
-        "ServiceAccount" => {
-            service_account_user(subject.namespace.as_deref().unwrap_or_default(), &subject.name)
-                == user
-        }
-        "User" => subject.name == user,
-        _ => false,
-    })
+    subjects
+        .into_iter()
+        .flatten()
+        .any(|subject| match subject.kind.as_str() {
+            "ServiceAccount" => {
+                service_account_user(
+                    subject.namespace.as_deref().unwrap_or_default(),
+                    &subject.name,
+                ) == user
+            }
+            "User" => subject.name == user,
+            _ => false,
+        })
 }
 
 fn rule_matches(rule: &PolicyRule, request: &Attributes) -> bool {
@@ -214,7 +223,13 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases}
 subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
 "#;
 
-    fn ask(verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> Attributes {
+    fn ask(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Attributes {
         Attributes {
             verb: verb.into(),
             group: group.into(),
@@ -229,13 +244,58 @@ subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
         let rbac = Rbac::from_manifests(MANIFESTS).expect("parses");
         let op = service_account_user("ops", "op");
         assert!(rbac.allows(&op, &ask("list", "example.io", "widgets", None, None)));
-        assert!(rbac.allows(&op, &ask("watch", "example.io", "widgets", Some("team"), None)));
-        assert!(rbac.allows(&op, &ask("patch", "example.io", "widgets/status", Some("team"), Some("w"))));
-        assert!(!rbac.allows(&op, &ask("patch", "example.io", "widgets", Some("team"), Some("w"))));
-        assert!(!rbac.allows(&op, &ask("get", "example.io", "widgets", Some("team"), Some("w"))));
-        assert!(rbac.allows(&op, &ask("get", "coordination.k8s.io", "leases", Some("ops"), Some("op-lock"))));
-        assert!(!rbac.allows(&op, &ask("get", "coordination.k8s.io", "leases", Some("ops"), Some("other"))));
-        assert!(!rbac.allows(&op, &ask("get", "coordination.k8s.io", "leases", Some("team"), Some("op-lock"))));
+        assert!(rbac.allows(
+            &op,
+            &ask("watch", "example.io", "widgets", Some("team"), None)
+        ));
+        assert!(rbac.allows(
+            &op,
+            &ask(
+                "patch",
+                "example.io",
+                "widgets/status",
+                Some("team"),
+                Some("w")
+            )
+        ));
+        assert!(!rbac.allows(
+            &op,
+            &ask("patch", "example.io", "widgets", Some("team"), Some("w"))
+        ));
+        assert!(!rbac.allows(
+            &op,
+            &ask("get", "example.io", "widgets", Some("team"), Some("w"))
+        ));
+        assert!(rbac.allows(
+            &op,
+            &ask(
+                "get",
+                "coordination.k8s.io",
+                "leases",
+                Some("ops"),
+                Some("op-lock")
+            )
+        ));
+        assert!(!rbac.allows(
+            &op,
+            &ask(
+                "get",
+                "coordination.k8s.io",
+                "leases",
+                Some("ops"),
+                Some("other")
+            )
+        ));
+        assert!(!rbac.allows(
+            &op,
+            &ask(
+                "get",
+                "coordination.k8s.io",
+                "leases",
+                Some("team"),
+                Some("op-lock")
+            )
+        ));
         let stranger = service_account_user("ops", "someone-else");
         assert!(!rbac.allows(&stranger, &ask("list", "example.io", "widgets", None, None)));
     }

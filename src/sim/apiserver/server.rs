@@ -514,9 +514,7 @@ fn attributes(
     target: &Target,
     query: &HashMap<String, String>,
 ) -> Attributes {
-    let watching = query
-        .get("watch")
-        .is_some_and(|w| w == "true" || w == "1");
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (method.as_str(), &target.name) {
         ("GET", Some(_)) => "get",
         ("GET", None) if watching => "watch",

@@ -1,0 +1,112 @@
+//! The Argo CD health check in `deploy/argocd/`, executed the way Argo CD executes it: the
+//! object as the global `obj`, the script's returned table as the health. Every case of
+//! `health_test.yaml` (Argo CD's own test layout) must give its expected status and message.
+
+use mlua::{Lua, LuaSerdeExt, Table};
+use serde::Deserialize;
+use std::path::Path;
+
+const CHECK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/argocd/quicksight.selfupgrade.io/SelfUpgradeDecision"
+);
+
+#[derive(Deserialize)]
+struct Cases {
+    tests: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Case {
+    health_status: Health,
+    input_path: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Health {
+    status: String,
+    message: String,
+}
+
+fn health_of(script: &str, object: &serde_json::Value) -> Health {
+    let lua = Lua::new();
+    let value = lua.to_value(object).expect("object converts to Lua");
+    lua.globals().set("obj", value).expect("obj set");
+    let table: Table = lua.load(script).eval().expect("the script runs");
+    Health {
+        status: table.get("status").expect("status"),
+        message: table.get("message").expect("message"),
+    }
+}
+
+#[test]
+fn every_argo_cd_test_case_gets_its_expected_health() {
+    let dir = Path::new(CHECK);
+    let script = std::fs::read_to_string(dir.join("health.lua")).expect("health.lua");
+    let cases: Cases = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.join("health_test.yaml")).expect("health_test.yaml"),
+    )
+    .expect("cases parse");
+    let mut seen = std::collections::BTreeSet::new();
+    for case in cases.tests {
+        let text = std::fs::read_to_string(dir.join(&case.input_path)).expect("test data");
+        let object: serde_json::Value = serde_yaml::from_str(&text).expect("object parses");
+        assert_eq!(
+            health_of(&script, &object),
+            case.health_status,
+            "{}",
+            case.input_path
+        );
+        seen.insert(case.health_status.status);
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["Degraded", "Healthy", "Progressing"]
+    );
+}
+
+#[test]
+fn the_operators_own_status_is_judged_like_the_test_data() {
+    // A status as the operator writes it (src/status.rs), not hand-written.
+    use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
+    use selfupgrade_operator::decide::{Stall, Verdict};
+    let mut decision = SelfUpgradeDecision::new(
+        "d",
+        SelfUpgradeDecisionSpec {
+            aws_account_id: "111122223333".into(),
+            quicksight_namespace: "default".into(),
+            upgrade_request_id: "r".into(),
+            action: Action::Approve,
+            region: None,
+            retry: None,
+        },
+    );
+    decision.metadata.generation = Some(1);
+    let script = std::fs::read_to_string(Path::new(CHECK).join("health.lua")).expect("script");
+    for (verdict, expected) in [
+        (
+            Verdict::Satisfied {
+                applied_by_operator: true,
+            },
+            "Healthy",
+        ),
+        (Verdict::AwaitingResult, "Progressing"),
+        (
+            Verdict::Stalled(Stall::NotAuthorized("no binding".into())),
+            "Degraded",
+        ),
+    ] {
+        let mut status = selfupgrade_operator::status::carry_over(None, 1);
+        selfupgrade_operator::status::set_conditions(
+            &mut status,
+            &verdict,
+            Action::Approve,
+            1,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        decision.status = Some(status);
+        let object = serde_json::to_value(&decision).expect("json");
+        assert_eq!(health_of(&script, &object).status, expected, "{verdict:?}");
+    }
+}
