@@ -7,7 +7,8 @@
 
 use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
 use crate::tenancy::{self, Grant, NamespaceView};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -24,6 +25,11 @@ pub struct Bindings {
     namespaces: Store<Namespace>,
     allow_unbound_accounts: bool,
     changed: watch::Sender<u64>,
+    /// Resolves once both stores are ready. Shared because kube-runtime's
+    /// `Store::wait_until_ready` wakes only one of several concurrent waiters (it polls one
+    /// oneshot receiver, which keeps only the last waker): the readiness probe and the
+    /// controller both wait.
+    ready: Shared<BoxFuture<'static, ()>>,
     watches: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -50,6 +56,7 @@ impl Bindings {
             changed.clone(),
         );
         Self {
+            ready: both_ready(&accounts, &namespaces),
             accounts,
             namespaces,
             allow_unbound_accounts,
@@ -64,9 +71,12 @@ impl Bindings {
         accounts: Vec<QuickSightAccount>,
         namespaces: Vec<Namespace>,
     ) -> Self {
+        let accounts = fixed_store(accounts.into_iter().map(|a| DeserializeGuard(Ok(a))));
+        let namespaces = fixed_store(namespaces);
         Self {
-            accounts: fixed_store(accounts.into_iter().map(|a| DeserializeGuard(Ok(a)))),
-            namespaces: fixed_store(namespaces),
+            ready: both_ready(&accounts, &namespaces),
+            accounts,
+            namespaces,
             allow_unbound_accounts,
             changed: watch::channel(0).0,
             watches: Vec::new(),
@@ -76,9 +86,7 @@ impl Bindings {
     /// Resolves once both stores hold a complete listing: judging a decision before would
     /// refuse it for want of a binding that merely has not been read yet.
     pub async fn wait_until_ready(&self) {
-        // `Err` only when the store's writer is gone; the watches never drop theirs.
-        let _ = self.accounts.wait_until_ready().await;
-        let _ = self.namespaces.wait_until_ready().await;
+        self.ready.clone().await
     }
 
     /// One item each time a binding's spec or a namespace's labels change (bursts coalesce).
@@ -114,6 +122,20 @@ impl Bindings {
         };
         tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts)
     }
+}
+
+fn both_ready(
+    accounts: &Store<DeserializeGuard<QuickSightAccount>>,
+    namespaces: &Store<Namespace>,
+) -> Shared<BoxFuture<'static, ()>> {
+    let (accounts, namespaces) = (accounts.clone(), namespaces.clone());
+    async move {
+        // `Err` only when a store's writer is gone; the watches never drop theirs.
+        let _ = accounts.wait_until_ready().await;
+        let _ = namespaces.wait_until_ready().await;
+    }
+    .boxed()
+    .shared()
 }
 
 /// Starts a reflector for `api` on its own task; bumps `changed` whenever an object's
