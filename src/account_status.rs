@@ -170,12 +170,8 @@ mod tests {
             QuickSightAccountSpec {
                 account_id: "111122223333".into(),
                 role_arn: Some("arn:aws:iam::111122223333:role/approver".into()),
-                external_id: None,
-                session_name: None,
-                region: None,
-                quicksight_namespaces: None,
                 namespaces: vec!["team-a".into()],
-                namespace_selector: None,
+                ..Default::default()
             },
         );
         binding.metadata.generation = Some(3);

@@ -192,12 +192,9 @@ mod tests {
         let mut spec = QuickSightAccountSpec {
             account_id: ACCOUNT.into(),
             role_arn: Some(format!("arn:aws:iam::{ACCOUNT}:role/approver")),
-            external_id: None,
-            session_name: None,
             region: Some("eu-west-1".into()),
-            quicksight_namespaces: None,
             namespaces: vec!["team-a".into()],
-            namespace_selector: None,
+            ..Default::default()
         };
         edit(&mut spec);
         QuickSightAccount::new(name, spec)

@@ -69,13 +69,8 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
                 "tenant-a",
                 QuickSightAccountSpec {
                     account_id: ACCOUNT.into(),
-                    role_arn: None,
-                    external_id: None,
-                    session_name: None,
-                    region: None,
-                    quicksight_namespaces: None,
                     namespaces: vec!["team-a".into()],
-                    namespace_selector: None,
+                    ..Default::default()
                 },
             ),
         )

@@ -409,3 +409,64 @@ async fn a_call_slower_than_the_timeout_is_a_retryable_timeout() {
     assert_eq!(error.code, "TimeoutError");
     assert_eq!(error.class, ErrorClass::Retryable);
 }
+
+#[tokio::test]
+async fn assumed_role_credentials_are_refreshed_before_they_expire() {
+    // Sessions live 12 s; the SDK's identity cache renews credentials ahead of expiry, so a
+    // client used for longer than one session never signs with an expired one.
+    const ROLE: &str = "arn:aws:iam::111122223333:role/quicksight-approver";
+    let sim = start_sim(vec![request("r-1")]).await;
+    let operator = "arn:aws:iam::999999999999:role/selfupgrade-operator".to_string();
+    sim.handle
+        .set_iam(selfupgrade_operator::sim::quicksight::IamSettings {
+            enforce: true,
+            access_keys: [(ACCESS_KEY.to_string(), operator.clone())].into(),
+            roles: [(
+                ROLE.to_string(),
+                selfupgrade_operator::sim::quicksight::RoleTrust {
+                    trusted: vec![operator],
+                    external_id: None,
+                },
+            )]
+            .into(),
+            session_seconds: Some(12),
+        });
+    let qs = quicksight(&sim);
+    let mut assumed = scope(ACCOUNT);
+    assumed.credentials = selfupgrade_operator::quicksight::Credentials::AssumeRole(
+        selfupgrade_operator::quicksight::AssumeRole {
+            role_arn: ROLE.into(),
+            external_id: None,
+            session_name: "refresh-test".into(),
+        },
+    );
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        qs.list_page(&assumed, None)
+            .await
+            .unwrap_or_else(|e| panic!("call {calls} after {:?}: {e}", started.elapsed()));
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let counters = sim.handle.counters();
+    assert_eq!(
+        counters.count("ListSelfUpgrades", "ExpiredTokenException"),
+        0
+    );
+    assert!(
+        counters.count("AssumeRole", "ok") >= 2,
+        "one session cannot cover 16 s: {:?}",
+        counters.calls
+    );
+    // The operator's own key only ever called STS, never QuickSight.
+    assert_eq!(
+        counters.principals.keys().collect::<Vec<_>>(),
+        ["arn:aws:sts::111122223333:assumed-role/quicksight-approver/refresh-test"]
+    );
+    println!(
+        "{calls} calls over {:?}, {} AssumeRole",
+        started.elapsed(),
+        counters.count("AssumeRole", "ok")
+    );
+}

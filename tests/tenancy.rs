@@ -112,12 +112,8 @@ fn binding(
     let mut spec = QuickSightAccountSpec {
         account_id: account.into(),
         role_arn: Some(role.into()),
-        external_id: None,
-        session_name: None,
         region: Some(REGION.into()),
-        quicksight_namespaces: None,
-        namespaces: Vec::new(),
-        namespace_selector: None,
+        ..Default::default()
     };
     edit(&mut spec);
     QuickSightAccount::new(name, spec)
