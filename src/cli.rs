@@ -5,6 +5,7 @@ use crate::api::{QuickSightAccount, SelfUpgradeDecision};
 use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
+use crate::metrics::{Measured, Metrics};
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
 use crate::sim::quicksight::{
@@ -74,8 +75,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_unbound_accounts: bool,
     /// Address of the /healthz and /readyz probes.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long, default_value = "0.0.0.0:8081")]
     pub health_addr: std::net::SocketAddr,
+    /// Address of Prometheus' /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
     /// How often QuickSightAccount statuses (bound decisions, credentials) are refreshed.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub account_status_interval: Duration,
@@ -388,7 +392,9 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             call_timeout: args.call_timeout,
         },
     );
-    let paced = Paced::new(Arc::new(quicksight), args.pacing()).context("--quicksight-* flags")?;
+    let metrics = Arc::new(Metrics::default());
+    let measured = Measured::new(Arc::new(quicksight), metrics.clone());
+    let paced = Paced::new(Arc::new(measured), args.pacing()).context("--quicksight-* flags")?;
     let directory = RequestDirectory::new(Arc::new(paced), args.listing_ttl);
     if args.allow_unbound_accounts {
         tracing::warn!(
@@ -396,17 +402,17 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let bindings = Bindings::watch(client.clone(), args.allow_unbound_accounts);
-    let ctx = Arc::new(Context::new(
-        client,
-        directory,
-        bindings,
-        default_region,
-        args.timing(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client, directory, bindings, default_region, args.timing())
+            .with_metrics(metrics.clone()),
+    );
     let readiness = crate::health::Readiness::default();
-    let health = crate::health::start(args.health_addr, readiness.clone())
+    let health = crate::health::start(args.health_addr, crate::health::router(readiness.clone()))
         .await
         .with_context(|| format!("serving the probes on --health-addr {}", args.health_addr))?;
+    let metrics_server = crate::health::start(args.metrics_addr, crate::metrics::router(metrics))
+        .await
+        .with_context(|| format!("serving /metrics on --metrics-addr {}", args.metrics_addr))?;
     let synced = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -446,6 +452,7 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     health.abort();
+    metrics_server.abort();
     synced.abort();
     result
 }

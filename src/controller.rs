@@ -14,6 +14,8 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How stale the decision gauges may be; a recount walks the store once.
+const COUNT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Which namespaces the controller watches.
 #[derive(Clone, Debug)]
@@ -59,6 +61,8 @@ pub async fn run(
     }
     info!(?scope, concurrency, "starting controller");
     let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
+    let counter = tokio::spawn(count_decisions(ctx.clone(), store.clone()));
+    ctx.metrics.leader.set(1);
     let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)
         .with_config(controller::Config::default().concurrency(concurrency))
@@ -66,7 +70,7 @@ pub async fn run(
         // now. Such changes are rare; a reconcile that changes nothing writes nothing.
         .reconcile_all_on(ctx.bindings.changes())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy_guarded, ctx)
+        .run(reconcile_guarded, error_policy_guarded, ctx.clone())
         .for_each(|result| {
             match result {
                 Ok((object, _)) => debug!(%object, "reconciled"),
@@ -76,8 +80,22 @@ pub async fn run(
         })
         .await;
     pruner.abort();
+    counter.abort();
+    ctx.metrics.leader.set(0);
     account_status.abort();
     info!("controller stopped");
+}
+
+/// Recounts the decision gauges (by request status, by condition) from the store.
+async fn count_decisions(
+    ctx: Arc<Context>,
+    store: reflector::Store<DeserializeGuard<SelfUpgradeDecision>>,
+) {
+    let mut tick = tokio::time::interval(COUNT_INTERVAL);
+    loop {
+        tick.tick().await;
+        ctx.metrics.count_decisions(&store.state());
+    }
 }
 
 /// Forgets the backoff state of deleted decisions, once a minute rather than per reconcile so

@@ -1,5 +1,6 @@
 //! `/healthz` (the process serves) and `/readyz` (its caches are synced, leader or standby) for
-//! the kubelet's probes, on `--health-addr`.
+//! the kubelet's probes, on `--health-addr`; and the small HTTP server both they and
+//! `/metrics` (on `--metrics-addr`) run on.
 
 use axum::Router;
 use axum::extract::State;
@@ -38,16 +39,13 @@ async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str)
     }
 }
 
-/// Binds `addr` (so that a taken port fails the start, not the first probe) and serves the
-/// probes on a task of their own.
-pub async fn start(
-    addr: SocketAddr,
-    readiness: Readiness,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Binds `addr` (so that a taken port fails the start, not the first probe or scrape) and
+/// serves `app` on a task of its own.
+pub async fn start(addr: SocketAddr, app: Router) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router(readiness)).await {
-            tracing::error!(%error, "the health server stopped");
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "an HTTP server of the operator stopped");
         }
     }))
 }

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod events;
 pub mod health;
 pub mod leader;
+pub mod metrics;
 pub mod playground;
 pub mod quicksight;
 pub mod reconcile;

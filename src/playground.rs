@@ -3,6 +3,7 @@
 
 use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
+use crate::metrics::{Measured, Metrics};
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
 use crate::sim::apiserver::{ApiServerConfig, RunningApiServer};
@@ -40,6 +41,8 @@ pub struct PlaygroundArgs {
 pub struct Playground {
     pub apiserver: RunningApiServer,
     pub quicksight: RunningSim,
+    /// The operator's metrics (what `/metrics` would serve).
+    pub metrics: Arc<Metrics>,
     controller: tokio::task::JoinHandle<()>,
     stop_controller: tokio::sync::oneshot::Sender<()>,
 }
@@ -114,21 +117,26 @@ impl Playground {
             .client()
             .await
             .context("connecting to the embedded API server")?;
-        let paced = Paced::new(
+        let metrics = Arc::new(Metrics::default());
+        let measured = Measured::new(
             Arc::new(simulator_client(&quicksight.endpoint())),
-            tuning.pacing,
-        )?;
+            metrics.clone(),
+        );
+        let paced = Paced::new(Arc::new(measured), tuning.pacing)?;
         // The playground is single-tenant: decisions in any namespace may act on any account
         // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
         // tenant guard at work.
         let bindings = Bindings::watch(client.clone(), true);
-        let ctx = Arc::new(Context::new(
-            client,
-            RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
-            bindings,
-            Some(PLAYGROUND_REGION.to_string()),
-            tuning.timing,
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                client,
+                RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
+                bindings,
+                Some(PLAYGROUND_REGION.to_string()),
+                tuning.timing,
+            )
+            .with_metrics(metrics.clone()),
+        );
         let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(controller::run(
             ctx,
@@ -141,6 +149,7 @@ impl Playground {
         Ok(Self {
             apiserver,
             quicksight,
+            metrics,
             controller,
             stop_controller,
         })

@@ -6,6 +6,7 @@
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
 use crate::bindings::Bindings;
 use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, intent_for, unsettled_intent};
+use crate::metrics::Metrics;
 use crate::quicksight::{RequestDirectory, Scope};
 use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
 use crate::status;
@@ -68,6 +69,7 @@ pub struct Context {
     /// Which decisions name which request, fed by the controller's watch, to find two
     /// decisions for one request.
     pub claims: crate::conflicts::Claims,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -87,7 +89,13 @@ impl Context {
             timing,
             failures: Mutex::new(HashMap::new()),
             claims: Default::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Exports into `metrics` (shared with the QuickSight port's [`crate::metrics::Measured`]).
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Records one more consecutive failure for `uid` and returns the delay before retrying:
@@ -98,22 +106,21 @@ impl Context {
         let count = failures.entry(uid.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         let ceiling = backoff_delay(*count, self.timing.backoff_base, self.timing.backoff_cap);
+        self.metrics.retry_queue_depth.set(failures.len() as i64);
         full_jitter(ceiling, rand::random::<f64>())
     }
 
     fn reset_backoff(&self, uid: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid);
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(uid);
+        self.metrics.retry_queue_depth.set(failures.len() as i64);
     }
 
     /// Drops backoff state of objects that no longer exist.
     pub fn retain_backoff(&self, live_uids: &std::collections::HashSet<String>) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|uid, _| live_uids.contains(uid));
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.retain(|uid, _| live_uids.contains(uid));
+        self.metrics.retry_queue_depth.set(failures.len() as i64);
     }
 }
 
@@ -153,6 +160,8 @@ pub fn error_policy_guarded(
     ctx: Arc<Context>,
 ) -> Action {
     let delay = ctx.next_backoff(&object.meta().uid.clone().unwrap_or_default());
+    ctx.metrics
+        .observe_reconcile("error", std::time::Instant::now());
     warn!(%error, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -198,6 +207,7 @@ async fn reconcile_decision(
     decision: Arc<SelfUpgradeDecision>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let generation = decision.metadata.generation.unwrap_or(0);
     let action = decision.spec.action;
     let uid = decision.uid().unwrap_or_default();
@@ -218,6 +228,8 @@ async fn reconcile_decision(
         }
     }
 
+    ctx.metrics
+        .observe_reconcile(result_label(&verdict), started);
     let requeue = match &verdict {
         Verdict::Retrying(error) => {
             let delay = ctx.next_backoff(&uid);
@@ -404,6 +416,17 @@ fn verdict_after_call(
         // `decide` never sends an action already applied for this generation (a unit test
         // holds it to that); should it ever, waiting is the safe reading.
         Plan::Send(_) => Verdict::AwaitingResult,
+    }
+}
+
+/// The `result` label of `selfupgrade_reconciles_total`.
+fn result_label(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Satisfied { .. } => "satisfied",
+        Verdict::AwaitingResult => "awaiting",
+        Verdict::ActionFailed { .. } => "action_failed",
+        Verdict::Stalled(_) => "stalled",
+        Verdict::Retrying(_) => "retrying",
     }
 }
 

@@ -196,6 +196,8 @@ async fn run_stops_cleanly_on_sigterm() {
             "http://127.0.0.1:9",
             "--health-addr",
             "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")

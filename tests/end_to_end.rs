@@ -195,6 +195,56 @@ async fn two_hundred_decisions_in_two_accounts_make_exactly_two_hundred_updates(
     );
     let pages = counters.count("ListSelfUpgrades", "ok");
     println!("200 decisions: 200 updates, {pages} listing pages");
+
+    // The operator's metrics tell the same story as the simulator's counters.
+    let sample = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let text = loop {
+        // The decision gauges are recounted every few seconds.
+        let text = playground.metrics.encode();
+        let ready = "selfupgrade_decisions_by_condition{condition=\"Ready\",status=\"True\",reason=\"Applied\"}";
+        if sample(&text, ready) == Some(200.0) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let expectations = [
+        (
+            "selfupgrade_quicksight_calls_total{operation=\"UpdateSelfUpgrade\",outcome=\"ok\"}",
+            200.0,
+        ),
+        (
+            "selfupgrade_quicksight_calls_total{operation=\"ListSelfUpgrades\",outcome=\"ok\"}",
+            pages as f64,
+        ),
+        (
+            "selfupgrade_quicksight_call_duration_seconds_count{operation=\"UpdateSelfUpgrade\"}",
+            200.0,
+        ),
+        (
+            "selfupgrade_decisions_by_request_status{request_status=\"APPROVED\"}",
+            200.0,
+        ),
+        (
+            "selfupgrade_decisions_by_condition{condition=\"Ready\",status=\"True\",reason=\"Applied\"}",
+            200.0,
+        ),
+        ("selfupgrade_retry_queue_depth", 0.0),
+        ("selfupgrade_leader", 1.0),
+    ];
+    for (series, expected) in expectations {
+        assert_eq!(
+            sample(&text, series),
+            Some(expected),
+            "{series} in:\n{text}"
+        );
+    }
+    let satisfied =
+        sample(&text, "selfupgrade_reconciles_total{result=\"satisfied\"}").unwrap_or(0.0);
+    assert!(satisfied >= 200.0, "{text}");
     playground.stop().await;
 }
 

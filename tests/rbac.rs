@@ -97,7 +97,12 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
                 "--awaiting-recheck",
                 "1s",
             ])
-            .args(["--health-addr", "127.0.0.1:0"])
+            .args([
+                "--health-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
             .env("KUBECONFIG", &kubeconfig)
             .env("AWS_REGION", REGION)
             .env("AWS_ACCESS_KEY_ID", "AKIDRBAC")

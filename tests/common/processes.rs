@@ -101,7 +101,12 @@ pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&s
             ])
             // These tests are single-tenant; tests/tenancy.rs covers the bindings.
             .arg("--allow-unbound-accounts")
-            .args(["--health-addr", "127.0.0.1:0"])
+            .args([
+                "--health-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
             .args(["--backoff-base", "200ms", "--awaiting-recheck", "1s"])
             // An unsettled intent waits out the call timeout before its action is sent again.
             .args(["--call-timeout", "3s"])

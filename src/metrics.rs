@@ -1,0 +1,305 @@
+//! Prometheus metrics (OpenMetrics text on `/metrics`): what the controller did, what it asked
+//! QuickSight and how that went, and where the decisions stand. `docs/operations.md` is the
+//! reference, with alert examples.
+
+use crate::api::{Action, SelfUpgradeDecision};
+use crate::quicksight::{
+    Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult,
+};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kube::core::DeserializeGuard;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub operation: String,
+    /// `ok`, or the exception name (`ThrottlingException`, `TimeoutError`, …).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestStatusLabels {
+    pub request_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub condition: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// Every metric the operator exports, registered once.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub quicksight_calls: Family<CallLabels, Counter>,
+    pub quicksight_call_duration: Family<OperationLabels, Histogram>,
+    pub decisions_by_request_status: Family<RequestStatusLabels, Gauge>,
+    pub decisions_by_condition: Family<ConditionLabels, Gauge>,
+    pub retry_queue_depth: Gauge,
+    pub leader: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~41 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("selfupgrade");
+        let metrics = Self {
+            reconciles: Family::default(),
+            reconcile_duration: latency_histogram(),
+            quicksight_calls: Family::default(),
+            quicksight_call_duration: Family::new_with_constructor(latency_histogram),
+            decisions_by_request_status: Family::default(),
+            decisions_by_condition: Family::default(),
+            retry_queue_depth: Gauge::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles by result (the verdict: satisfied, awaiting, action_failed, stalled, retrying; or error)",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, QuickSight calls and status writes included",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "quicksight_calls",
+            "QuickSight calls by operation and outcome (ok, or the exception name)",
+            metrics.quicksight_calls.clone(),
+        );
+        registry.register(
+            "quicksight_call_duration_seconds",
+            "QuickSight call latency by operation",
+            metrics.quicksight_call_duration.clone(),
+        );
+        registry.register(
+            "decisions_by_request_status",
+            "SelfUpgradeDecisions by the request status QuickSight last showed (none: not seen yet)",
+            metrics.decisions_by_request_status.clone(),
+        );
+        registry.register(
+            "decisions_by_condition",
+            "SelfUpgradeDecisions by condition type, status and reason",
+            metrics.decisions_by_condition.clone(),
+        );
+        registry.register(
+            "retry_queue_depth",
+            "Decisions waiting out a backoff after a retryable error",
+            metrics.retry_queue_depth.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica runs the controller (holds the Lease, or runs without election)",
+            metrics.leader.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn observe_reconcile(&self, result: &str, started: Instant) {
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        self.reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn observe_call<T>(
+        &self,
+        operation: &str,
+        started: Instant,
+        result: &Result<T, QuickSightError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(error) => error.code.clone(),
+        };
+        self.quicksight_calls
+            .get_or_create(&CallLabels {
+                operation: operation.to_string(),
+                outcome,
+            })
+            .inc();
+        self.quicksight_call_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Recounts the decision gauges from the controller's store.
+    pub fn count_decisions(&self, decisions: &[Arc<DeserializeGuard<SelfUpgradeDecision>>]) {
+        let mut by_status: HashMap<String, i64> = HashMap::new();
+        let mut by_condition: HashMap<ConditionLabels, i64> = HashMap::new();
+        for decision in decisions.iter().filter_map(|d| d.0.as_ref().ok()) {
+            let status = decision.status.as_ref();
+            let request_status = status
+                .and_then(|s| s.request_status.clone())
+                .unwrap_or_else(|| "none".to_string());
+            *by_status.entry(request_status).or_default() += 1;
+            for condition in status.map(|s| s.conditions.as_slice()).unwrap_or_default() {
+                let labels = ConditionLabels {
+                    condition: condition.type_.clone(),
+                    status: condition.status.clone(),
+                    reason: condition.reason.clone(),
+                };
+                *by_condition.entry(labels).or_default() += 1;
+            }
+        }
+        // Label sets that no decision has any more must read 0, not their last value.
+        self.decisions_by_request_status.clear();
+        for (request_status, count) in by_status {
+            self.decisions_by_request_status
+                .get_or_create(&RequestStatusLabels { request_status })
+                .set(count);
+        }
+        self.decisions_by_condition.clear();
+        for (labels, count) in by_condition {
+            self.decisions_by_condition
+                .get_or_create(&labels)
+                .set(count);
+        }
+    }
+}
+
+/// `/metrics`, in the OpenMetrics text format.
+pub fn router(metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    )
+}
+
+/// Counts and times every call to the port it wraps (the real calls: wrap the SDK adapter,
+/// inside the pacer, so that pacing waits are not counted as QuickSight latency).
+pub struct Measured {
+    inner: Arc<dyn SelfUpgradeApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl Measured {
+    pub fn new(inner: Arc<dyn SelfUpgradeApi>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+impl SelfUpgradeApi for Measured {
+    fn list_page<'a>(
+        &'a self,
+        scope: &'a Scope,
+        next_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
+        async move {
+            let started = Instant::now();
+            let result = self.inner.list_page(scope, next_token).await;
+            self.metrics
+                .observe_call("ListSelfUpgrades", started, &result);
+            result
+        }
+        .boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        scope: &'a Scope,
+        upgrade_request_id: &'a str,
+        action: Action,
+    ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
+        async move {
+            let started = Instant::now();
+            let result = self.inner.update(scope, upgrade_request_id, action).await;
+            self.metrics
+                .observe_call("UpdateSelfUpgrade", started, &result);
+            result
+        }
+        .boxed()
+    }
+
+    fn check_credentials<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.inner.check_credentials(credentials, region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_metric_with_its_type() {
+        let metrics = Metrics::default();
+        metrics.observe_reconcile("satisfied", Instant::now());
+        metrics.leader.set(1);
+        let text = metrics.encode();
+        for line in [
+            "# TYPE selfupgrade_reconciles counter",
+            "selfupgrade_reconciles_total{result=\"satisfied\"} 1",
+            "# TYPE selfupgrade_reconcile_duration_seconds histogram",
+            "# TYPE selfupgrade_quicksight_calls counter",
+            "# TYPE selfupgrade_quicksight_call_duration_seconds histogram",
+            "# TYPE selfupgrade_decisions_by_request_status gauge",
+            "# TYPE selfupgrade_decisions_by_condition gauge",
+            "# TYPE selfupgrade_retry_queue_depth gauge",
+            "selfupgrade_leader 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
