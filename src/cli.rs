@@ -49,6 +49,8 @@ pub enum Command {
     Playground(crate::playground::PlaygroundArgs),
     /// Run only the embedded Kubernetes API server (for tests and local trials).
     Apiserver(ApiserverArgs),
+    /// The request inbox: list an account's self-upgrade requests, or turn them into decisions.
+    Requests(crate::inbox_command::RequestsArgs),
 }
 
 #[derive(Args, Debug, Clone)]

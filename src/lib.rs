@@ -15,6 +15,8 @@ pub mod controller;
 pub mod decide;
 pub mod events;
 pub mod health;
+pub mod inbox;
+pub mod inbox_command;
 pub mod leader;
 pub mod metrics;
 pub mod playground;

@@ -13,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Sim(sim) => cli::run_simulator(sim).await,
         Command::Playground(args) => selfupgrade_operator::playground::run(args).await,
         Command::Apiserver(args) => cli::run_apiserver(args).await,
+        Command::Requests(args) => selfupgrade_operator::inbox_command::run(args).await,
     }
 }
 

@@ -1,0 +1,345 @@
+//! The request inbox (`selfupgrade-operator requests list|decide`): what is waiting in an
+//! account, printed for people or tools, and turned into ready-to-commit `SelfUpgradeDecision`
+//! YAML for a GitOps pull request. Pure: listing happens in `cli`.
+
+use crate::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
+use crate::quicksight::{RequestDetail, RequestStatus};
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Annotations a generated decision carries, so that a reviewer sees who asks for what.
+pub const USER_ANNOTATION: &str = "quicksight.selfupgrade.io/user";
+pub const ROLES_ANNOTATION: &str = "quicksight.selfupgrade.io/roles";
+pub const NOTE_ANNOTATION: &str = "quicksight.selfupgrade.io/note";
+
+/// One request as `requests list -o json|yaml` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxEntry {
+    pub upgrade_request_id: String,
+    pub user_name: Option<String>,
+    pub original_role: Option<String>,
+    pub requested_role: Option<String>,
+    pub request_note: Option<String>,
+    pub creation_time: Option<String>,
+    pub request_status: String,
+    pub last_update_attempt_time: Option<String>,
+    pub last_update_failure_reason: Option<String>,
+}
+
+impl From<&RequestDetail> for InboxEntry {
+    fn from(detail: &RequestDetail) -> Self {
+        Self {
+            upgrade_request_id: detail.upgrade_request_id.clone(),
+            user_name: detail.user_name.clone(),
+            original_role: detail.original_role.clone(),
+            requested_role: detail.requested_role.clone(),
+            request_note: detail.request_note.clone(),
+            creation_time: detail.creation_time.map(|t| t.to_string()),
+            request_status: detail.request_status.to_string(),
+            last_update_attempt_time: detail.last_update_attempt_time.map(|t| t.to_string()),
+            last_update_failure_reason: detail.last_update_failure_reason.clone(),
+        }
+    }
+}
+
+/// Keeps the requests whose status is `status` (all when `None`), case-insensitively.
+pub fn with_status<'a>(
+    requests: &'a [RequestDetail],
+    status: Option<&'a str>,
+) -> impl Iterator<Item = &'a RequestDetail> + 'a {
+    requests.iter().filter(move |r| {
+        status.is_none_or(|wanted| r.request_status.to_string().eq_ignore_ascii_case(wanted))
+    })
+}
+
+/// The table `requests list` prints by default.
+pub fn table(requests: &[&RequestDetail], now: Timestamp) -> String {
+    let header = ["ID", "USER", "ROLE", "NOTE", "AGE", "STATUS"].map(str::to_string);
+    let rows: Vec<[String; 6]> = requests
+        .iter()
+        .map(|r| {
+            [
+                r.upgrade_request_id.clone(),
+                r.user_name.clone().unwrap_or_default(),
+                format!(
+                    "{} → {}",
+                    r.original_role.as_deref().unwrap_or("?"),
+                    r.requested_role.as_deref().unwrap_or("?")
+                ),
+                one_line(r.request_note.as_deref().unwrap_or_default(), 40),
+                r.creation_time.map(|t| age(t, now)).unwrap_or_default(),
+                r.request_status.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("   ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// A note on one line, cut to `max` characters.
+fn one_line(note: &str, max: usize) -> String {
+    let flat: String = note.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// `kubectl`-style age: 45s, 12m, 5h, 3d.
+pub fn age(since: Timestamp, now: Timestamp) -> String {
+    let seconds = now.as_second().saturating_sub(since.as_second()).max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// A Kubernetes name for the decision on `request`: `<action>-<user>-<id>`, lower case, only
+/// `[a-z0-9-]`, at most 63 characters, so that it is a valid name (and label value) whatever
+/// the user name and id contain. The id part keeps names of one user's requests apart.
+pub fn decision_name(action: Action, user: Option<&str>, request_id: &str) -> String {
+    let slug = |text: &str| -> String {
+        let mut slug = String::new();
+        for c in text.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        slug.trim_matches('-').to_string()
+    };
+    let user = slug(user.and_then(|u| u.split('@').next()).unwrap_or("user"));
+    let id: String = slug(request_id)
+        .chars()
+        .filter(|c| *c != '-')
+        .take(8)
+        .collect();
+    // An id with no letters or digits still needs a stable, distinct name part.
+    let id = if id.is_empty() {
+        format!("{:08x}", fnv1a(request_id))
+    } else {
+        id
+    };
+    let action = action.as_str().to_ascii_lowercase();
+    let budget = 63 - action.len() - id.len() - 2;
+    let user: String = user.chars().take(budget).collect();
+    let user = user.trim_end_matches('-');
+    let user = if user.is_empty() { "user" } else { user };
+    format!("{action}-{user}-{id}")
+}
+
+/// 32-bit FNV-1a: stable across Rust versions (unlike `DefaultHasher`), which a name that ends
+/// up in Git needs; six lines do not warrant a hashing crate.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The decision for `request` in `namespace` (unset: the namespace `kubectl apply` uses).
+pub fn decision_for(
+    request: &RequestDetail,
+    account: &str,
+    quicksight_namespace: &str,
+    action: Action,
+    namespace: Option<&str>,
+) -> SelfUpgradeDecision {
+    let name = decision_name(
+        action,
+        request.user_name.as_deref(),
+        &request.upgrade_request_id,
+    );
+    let mut decision = SelfUpgradeDecision::new(
+        &name,
+        SelfUpgradeDecisionSpec {
+            aws_account_id: account.to_string(),
+            quicksight_namespace: quicksight_namespace.to_string(),
+            upgrade_request_id: request.upgrade_request_id.clone(),
+            action,
+            region: None,
+            retry: None,
+        },
+    );
+    decision.metadata.namespace = namespace.map(str::to_string);
+    let mut annotations = BTreeMap::new();
+    if let Some(user) = &request.user_name {
+        annotations.insert(USER_ANNOTATION.to_string(), user.clone());
+    }
+    annotations.insert(
+        ROLES_ANNOTATION.to_string(),
+        format!(
+            "{} -> {}",
+            request.original_role.as_deref().unwrap_or("?"),
+            request.requested_role.as_deref().unwrap_or("?")
+        ),
+    );
+    if let Some(note) = &request.request_note {
+        annotations.insert(NOTE_ANNOTATION.to_string(), note.clone());
+    }
+    decision.metadata.annotations = Some(annotations);
+    decision
+}
+
+/// The requests `decide` acts on: the named ones (every id must exist), or all PENDING ones.
+pub fn select<'a>(
+    requests: &'a [RequestDetail],
+    ids: &[String],
+    all_pending: bool,
+) -> Result<Vec<&'a RequestDetail>, String> {
+    if all_pending {
+        return Ok(requests
+            .iter()
+            .filter(|r| r.request_status == RequestStatus::Pending)
+            .collect());
+    }
+    let missing: Vec<&str> = ids
+        .iter()
+        .filter(|id| !requests.iter().any(|r| &r.upgrade_request_id == *id))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "no such request in this account and QuickSight namespace: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| requests.iter().find(|r| &r.upgrade_request_id == id))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("valid")
+    }
+
+    fn request(id: &str, user: &str, status: RequestStatus) -> RequestDetail {
+        RequestDetail {
+            user_name: Some(user.into()),
+            original_role: Some("READER".into()),
+            requested_role: Some("AUTHOR".into()),
+            request_note: Some("needs\n dashboards".into()),
+            creation_time: Some(at(1_800_000_000)),
+            ..RequestDetail::new(id, status)
+        }
+    }
+
+    #[test]
+    fn names_are_valid_kubernetes_names_whatever_the_input() {
+        assert_eq!(
+            decision_name(
+                Action::Approve,
+                Some("Alice.Smith@Example.com"),
+                "5c1e7a52-0b7d-4b8e"
+            ),
+            "approve-alice-smith-5c1e7a52"
+        );
+        let long = "x".repeat(200);
+        let name = decision_name(Action::Verify, Some(&long), "ID_1");
+        assert!(name.len() <= 63, "{name}");
+        assert_eq!(name, format!("verify-{}-id1", "x".repeat(63 - 6 - 3 - 2)));
+        assert_eq!(decision_name(Action::Deny, Some("@@@"), "r"), "deny-user-r");
+        assert_eq!(decision_name(Action::Deny, None, "R-9"), "deny-user-r9");
+        assert_ne!(
+            decision_name(Action::Deny, None, "--"),
+            decision_name(Action::Deny, None, "//"),
+            "ids without letters or digits still get distinct names"
+        );
+        for name in [
+            decision_name(Action::Approve, Some("ünïcode user"), "a/b"),
+            decision_name(Action::Approve, Some("-lead-"), "--"),
+        ] {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{name}"
+            );
+            assert!(!name.ends_with('-') && !name.starts_with('-'), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_decision_carries_the_request_as_annotations() {
+        let decision = decision_for(
+            &request("r-1", "alice@example.com", RequestStatus::Pending),
+            "111122223333",
+            "default",
+            Action::Approve,
+            Some("team-a"),
+        );
+        let annotations = decision.metadata.annotations.expect("annotations");
+        assert_eq!(annotations[USER_ANNOTATION], "alice@example.com");
+        assert_eq!(annotations[ROLES_ANNOTATION], "READER -> AUTHOR");
+        assert_eq!(decision.metadata.namespace.as_deref(), Some("team-a"));
+        assert_eq!(decision.spec.upgrade_request_id, "r-1");
+    }
+
+    #[test]
+    fn decide_refuses_unknown_ids_and_all_pending_takes_only_pending() {
+        let requests = [
+            request("r-1", "a", RequestStatus::Pending),
+            request("r-2", "b", RequestStatus::Approved),
+        ];
+        let missing = select(&requests, &["r-1".into(), "r-9".into()], false).unwrap_err();
+        assert!(
+            missing.contains("r-9") && !missing.contains("r-1"),
+            "{missing}"
+        );
+        let pending = select(&requests, &[], true).expect("ok");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].upgrade_request_id, "r-1");
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_flattens_notes() {
+        let requests = [
+            request("r-1", "alice@example.com", RequestStatus::Pending),
+            request("r-22", "bob@example.com", RequestStatus::Denied),
+        ];
+        let refs: Vec<&RequestDetail> = requests.iter().collect();
+        let text = table(&refs, at(1_800_000_000 + 3 * 86_400));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("ID     USER"), "{text}");
+        assert!(
+            lines[1].contains("READER → AUTHOR   needs dashboards   3d    PENDING"),
+            "{text}"
+        );
+        assert_eq!(with_status(&requests, Some("denied")).count(), 1);
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(age(at(1000), at(1045)), "45s");
+        assert_eq!(age(at(0), at(720)), "12m");
+        assert_eq!(age(at(0), at(5 * 3600)), "5h");
+        assert_eq!(age(at(0), at(3 * 86_400)), "3d");
+        assert_eq!(age(at(10), at(0)), "0s");
+    }
+}
