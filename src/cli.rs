@@ -1,7 +1,7 @@
 //! The command line: `run` (the controller), `crd` (prints the CRD), `sim` (the QuickSight
 //! simulator).
 
-use crate::api::{QuickSightAccount, SelfUpgradeDecision};
+use crate::api::{QuickSightAccount, SelfUpgradeDecision, SelfUpgradeRequest};
 use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
@@ -41,7 +41,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinitions (SelfUpgradeDecision, QuickSightAccount) as YAML.
+    /// Print the CustomResourceDefinitions (SelfUpgradeDecision, QuickSightAccount,
+    /// SelfUpgradeRequest) as YAML.
     Crd(CrdArgs),
     /// Run the QuickSight self-upgrade simulator (for tests and local trials).
     Sim(SimArgs),
@@ -76,6 +77,20 @@ pub struct RunArgs {
     /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
     #[arg(long)]
     pub allow_unbound_accounts: bool,
+    /// Mirror the requests of every bound account (and --mirror-account) as read-only
+    /// SelfUpgradeRequest objects in --mirror-namespace.
+    #[arg(long)]
+    pub mirror_requests: bool,
+    /// Namespace of the mirrored SelfUpgradeRequests (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "selfupgrade-operator")]
+    pub mirror_namespace: String,
+    /// An account to mirror with the operator's own credentials (repeatable; for accounts
+    /// without a QuickSightAccount under --allow-unbound-accounts).
+    #[arg(long = "mirror-account")]
+    pub mirror_accounts: Vec<String>,
+    /// How often the mirror re-lists the accounts.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub mirror_interval: Duration,
     /// Address of the /healthz and /readyz probes.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub health_addr: std::net::SocketAddr,
@@ -351,6 +366,10 @@ pub fn crd_files() -> anyhow::Result<Vec<(&'static str, String)>> {
             "quicksightaccount.yaml",
             serde_yaml::to_string(&QuickSightAccount::crd())?,
         ),
+        (
+            "selfupgraderequest.yaml",
+            serde_yaml::to_string(&SelfUpgradeRequest::crd())?,
+        ),
     ])
 }
 
@@ -404,10 +423,16 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let bindings = Bindings::watch(client.clone(), args.allow_unbound_accounts);
-    let ctx = Arc::new(
-        Context::new(client, directory, bindings, default_region, args.timing())
-            .with_metrics(metrics.clone()),
-    );
+    let mut ctx = Context::new(client, directory, bindings, default_region, args.timing())
+        .with_metrics(metrics.clone());
+    if args.mirror_requests {
+        ctx = ctx.with_mirror(crate::mirror::MirrorSettings {
+            namespace: args.mirror_namespace.clone(),
+            accounts: args.mirror_accounts.clone(),
+            interval: args.mirror_interval,
+        });
+    }
+    let ctx = Arc::new(ctx);
     let readiness = crate::health::Readiness::default();
     let health = crate::health::start(args.health_addr, crate::health::router(readiness.clone()))
         .await

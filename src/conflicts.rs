@@ -92,13 +92,33 @@ impl ClaimIndex {
         admitted: impl Fn(&str) -> bool,
     ) -> Option<String> {
         let own = claim_of(decision);
-        let oldest = self
-            .by_request
-            .get(&request_of(decision))?
-            .iter()
-            .find(|claim| admitted(&claim.namespace))?;
+        let oldest = self.oldest(&request_of(decision), admitted)?;
         let is_self = oldest.namespace == own.namespace && oldest.name == own.name;
         (!is_self && *oldest < own).then(|| format!("{}/{}", oldest.namespace, oldest.name))
+    }
+
+    /// The decision (`namespace/name`) that decides a request: the oldest admitted claim.
+    pub fn decider(
+        &self,
+        account: &str,
+        quicksight_namespace: &str,
+        request_id: &str,
+        admitted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let key = (
+            account.to_string(),
+            quicksight_namespace.to_string(),
+            request_id.to_string(),
+        );
+        self.oldest(&key, admitted)
+            .map(|claim| format!("{}/{}", claim.namespace, claim.name))
+    }
+
+    fn oldest(&self, request: &RequestKey, admitted: impl Fn(&str) -> bool) -> Option<&Claim> {
+        self.by_request
+            .get(request)?
+            .iter()
+            .find(|claim| admitted(&claim.namespace))
     }
 }
 
@@ -131,6 +151,17 @@ impl Claims {
                 }
             }
         }
+    }
+
+    /// See [`ClaimIndex::decider`].
+    pub fn decider(
+        &self,
+        account: &str,
+        quicksight_namespace: &str,
+        request_id: &str,
+        admitted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        lock(&self.current).decider(account, quicksight_namespace, request_id, admitted)
     }
 
     /// See [`ClaimIndex::winner_over`].

@@ -63,6 +63,10 @@ pub async fn run(
     let pruner = tokio::spawn(prune_backoff(ctx.clone(), store.clone()));
     let counter = tokio::spawn(count_decisions(ctx.clone(), store.clone()));
     ctx.metrics.leader.set(1);
+    let mirror = ctx
+        .mirror
+        .clone()
+        .map(|settings| tokio::spawn(crate::mirror::run(ctx.clone(), settings)));
     let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)
         .with_config(controller::Config::default().concurrency(concurrency))
@@ -81,6 +85,9 @@ pub async fn run(
         .await;
     pruner.abort();
     counter.abort();
+    if let Some(mirror) = mirror {
+        mirror.abort();
+    }
     ctx.metrics.leader.set(0);
     account_status.abort();
     info!("controller stopped");

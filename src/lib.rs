@@ -19,6 +19,7 @@ pub mod inbox;
 pub mod inbox_command;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod playground;
 pub mod quicksight;
 pub mod reconcile;

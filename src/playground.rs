@@ -4,6 +4,7 @@
 use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
 use crate::metrics::{Measured, Metrics};
+use crate::mirror::MirrorSettings;
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
 use crate::sim::apiserver::{ApiServerConfig, RunningApiServer};
@@ -53,6 +54,9 @@ pub struct Tuning {
     pub timing: Timing,
     pub pacing: PacingSettings,
     pub listing_ttl: Duration,
+    /// Mirror the simulator's accounts as `SelfUpgradeRequest`s in `default`, re-listed this
+    /// often; `None`: no mirror.
+    pub mirror_interval: Option<Duration>,
 }
 
 impl Default for Tuning {
@@ -67,6 +71,7 @@ impl Default for Tuning {
                 throttle_pause_cap: Duration::from_secs(10),
             },
             listing_ttl: Duration::from_secs(5),
+            mirror_interval: None,
         }
     }
 }
@@ -103,6 +108,12 @@ impl Playground {
         seed: SimHandle,
         tuning: Tuning,
     ) -> anyhow::Result<Self> {
+        let mut seed_accounts: Vec<String> = seed
+            .requests()
+            .into_keys()
+            .map(|(account, _)| account)
+            .collect();
+        seed_accounts.dedup();
         let apiserver = RunningApiServer::start(ApiServerConfig {
             port: args.apiserver_port,
             crd_dir: args.crd_dir.clone(),
@@ -127,16 +138,22 @@ impl Playground {
         // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
         // tenant guard at work.
         let bindings = Bindings::watch(client.clone(), true);
-        let ctx = Arc::new(
-            Context::new(
-                client,
-                RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
-                bindings,
-                Some(PLAYGROUND_REGION.to_string()),
-                tuning.timing,
-            )
-            .with_metrics(metrics.clone()),
-        );
+        let ctx = Context::new(
+            client,
+            RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
+            bindings,
+            Some(PLAYGROUND_REGION.to_string()),
+            tuning.timing,
+        )
+        .with_metrics(metrics.clone());
+        let ctx = Arc::new(match tuning.mirror_interval {
+            Some(interval) => ctx.with_mirror(MirrorSettings {
+                namespace: "default".to_string(),
+                accounts: seed_accounts,
+                interval,
+            }),
+            None => ctx,
+        });
         let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(controller::run(
             ctx,
@@ -199,7 +216,11 @@ pub fn playground_seed() -> anyhow::Result<SimHandle> {
 
 /// Runs the playground until Ctrl-C / SIGTERM.
 pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
-    let playground = Playground::start(&args, playground_seed()?).await?;
+    let tuning = Tuning {
+        mirror_interval: Some(Duration::from_secs(5)),
+        ..Tuning::default()
+    };
+    let playground = Playground::start_tuned(&args, playground_seed()?, tuning).await?;
     playground
         .apiserver
         .write_kubeconfig(&args.kubeconfig)
@@ -217,7 +238,8 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
          \n  kubectl wait --for=condition=Ready sud/approve-alice\
          \n  kubectl describe sud/verify-carol\
          \n  kubectl patch sud verify-carol --type merge -p '{{\"spec\":{{\"action\":\"DENY\"}}}}'\
-         \n  kubectl delete sud approve-alice\n\
+         \n  kubectl delete sud approve-alice\
+         \n  kubectl get selfupgraderequests          # the inbox, mirrored from the simulator\n\
          \nCtrl-C stops everything.",
         api = playground.apiserver.url(),
         qs = playground.quicksight.endpoint(),

@@ -70,6 +70,8 @@ pub struct Context {
     /// decisions for one request.
     pub claims: crate::conflicts::Claims,
     pub metrics: Arc<Metrics>,
+    /// `--mirror-requests`: where the requests are mirrored.
+    pub mirror: Option<crate::mirror::MirrorSettings>,
 }
 
 impl Context {
@@ -90,6 +92,15 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             claims: Default::default(),
             metrics: Arc::default(),
+            mirror: None,
+        }
+    }
+
+    /// Mirrors the requests of the bound (and `settings.accounts`) accounts.
+    pub fn with_mirror(self, settings: crate::mirror::MirrorSettings) -> Self {
+        Self {
+            mirror: Some(settings),
+            ..self
         }
     }
 
@@ -214,7 +225,17 @@ async fn reconcile_decision(
     let mut status = status::carry_over(decision.status.as_ref(), generation);
     let verdict = match admit(&decision, &ctx) {
         Err(stall) => Verdict::Stalled(stall),
-        Ok((scope, retry)) => {
+        Ok((scope, retry, bound)) => {
+            status.mirrored_as = ctx.mirror.as_ref().and_then(|mirror| {
+                (bound || mirror.accounts.contains(&scope.account_id)).then(|| {
+                    let name = crate::mirror::object_name(
+                        &scope.account_id,
+                        &scope.namespace,
+                        &decision.spec.upgrade_request_id,
+                    );
+                    format!("{}/{name}", mirror.namespace)
+                })
+            });
             observe_and_act(&decision, &ctx, &scope, generation, retry, &mut status).await?
         }
     };
@@ -433,7 +454,12 @@ fn result_label(verdict: &Verdict) -> &'static str {
 /// Step 1 of the path: what must hold before QuickSight is touched — a readable spec, a
 /// binding that admits the decision, a valid retry policy, and no older decision for the same
 /// request. Yields where to call and with which credentials.
-fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<(Scope, RetrySettings), Stall> {
+/// Yields where to call and with which credentials, the retry policy, and whether a binding
+/// (not `--allow-unbound-accounts`) admitted the decision.
+fn admit(
+    decision: &SelfUpgradeDecision,
+    ctx: &Context,
+) -> Result<(Scope, RetrySettings, bool), Stall> {
     let spec = &decision.spec;
     if let Some(problem) = crate::validate::spec_problem(spec) {
         return Err(Stall::InvalidSpec(problem));
@@ -471,6 +497,7 @@ fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<(Scope, RetryS
             credentials: grant.credentials,
         },
         retry,
+        grant.binding.is_some(),
     ))
 }
 

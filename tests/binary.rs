@@ -146,6 +146,7 @@ fn crd_prints_the_committed_crds() {
     let committed = [
         include_str!("../crds/selfupgradedecision.yaml"),
         include_str!("../crds/quicksightaccount.yaml"),
+        include_str!("../crds/selfupgraderequest.yaml"),
     ];
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),

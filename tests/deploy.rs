@@ -15,7 +15,12 @@ use serde_json::Value;
 use std::process::Command;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-const VARIANTS: [&str; 3] = ["", "/overlays/ha", "/overlays/single-namespace"];
+const VARIANTS: [&str; 4] = [
+    "",
+    "/overlays/ha",
+    "/overlays/single-namespace",
+    "/overlays/mirror",
+];
 
 /// `kubectl kustomize deploy<variant>`, or `None` where kubectl is missing (CI installs it).
 fn kustomize(variant: &str) -> Option<Vec<serde_yaml::Value>> {
@@ -97,7 +102,7 @@ fn every_variant_builds_and_every_manifest_is_typed() {
                 .iter()
                 .filter(|k| *k == "CustomResourceDefinition")
                 .count(),
-            2
+            3
         );
     }
 }

@@ -168,6 +168,11 @@ pub struct SelfUpgradeDecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection: Option<RequestRejection>,
 
+    /// The `SelfUpgradeRequest` (`namespace/name`) that mirrors this decision's request, when
+    /// the operator runs with `--mirror-requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrored_as: Option<String>,
+
     /// kstatus conditions: Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -2,9 +2,11 @@
 
 mod account;
 mod decision;
+mod request;
 
 pub use account::{QuickSightAccount, QuickSightAccountSpec, QuickSightAccountStatus};
 pub use decision::{
     Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, RetryPolicy, SelfUpgradeDecision,
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
 };
+pub use request::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};

@@ -99,6 +99,22 @@ impl RequestDirectory {
         }
         let by_id = self.list_all(scope).await?;
         let answer = by_id.get(upgrade_request_id).cloned();
+        self.keep_listing(scope, by_id);
+        Ok(answer)
+    }
+
+    /// Every request of `scope`, listed now (the request mirror's read); the listing also
+    /// serves reconciles from the cache.
+    pub async fn list(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
+        let fetching = self.with_entry(scope, |entry| entry.fetching.clone());
+        let _single_flight = fetching.lock().await;
+        let by_id = self.list_all(scope).await?;
+        let requests = by_id.values().cloned().collect();
+        self.keep_listing(scope, by_id);
+        Ok(requests)
+    }
+
+    fn keep_listing(&self, scope: &Scope, by_id: HashMap<String, RequestDetail>) {
         self.with_entry(scope, |entry| {
             entry.listing = Some(Listing {
                 fetched_at: Instant::now(),
@@ -106,7 +122,6 @@ impl RequestDirectory {
                 unknown: HashSet::new(),
             })
         });
-        Ok(answer)
     }
 
     /// Sends `action` for one request and keeps the cache coherent with the answer.

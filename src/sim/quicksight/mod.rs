@@ -196,6 +196,18 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Removes a request (QuickSight drops old ones; the mirror must follow).
+    pub fn remove_request(&self, account: &str, namespace: &str, id: &str) -> Result<(), SimError> {
+        let mut state = self.lock();
+        state.world.request_mut(account, namespace, id)?;
+        state
+            .world
+            .ensure_namespace(account, namespace)
+            .requests
+            .retain(|r| r.id != id);
+        Ok(())
+    }
+
     /// Decides a request outside the operator, as an admin in the console would.
     pub fn set_status(
         &self,

@@ -1,0 +1,387 @@
+//! The request mirror (`run --mirror-requests`): every remote request of the mirrored accounts
+//! as a read-only `SelfUpgradeRequest` in one namespace, linked to the decision that decides
+//! it. Synced every `--mirror-interval` while leading; objects are written only when they
+//! changed and removed when their request disappears. [`plan`] is the pure part.
+
+use crate::api::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};
+use crate::quicksight::{Credentials, RequestDetail, Scope};
+use crate::reconcile::{Context, FIELD_MANAGER};
+use crate::tenancy;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Marks the objects the mirror owns (it never touches others).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "selfupgrade-operator");
+pub const ACCOUNT_LABEL: &str = "quicksight.selfupgrade.io/account";
+pub const QUICKSIGHT_NAMESPACE_LABEL: &str = "quicksight.selfupgrade.io/quicksight-namespace";
+/// The decision that decides the request: its name, and its namespace.
+pub const DECISION_LABEL: &str = "quicksight.selfupgrade.io/decision";
+pub const DECISION_NAMESPACE_LABEL: &str = "quicksight.selfupgrade.io/decision-namespace";
+
+/// Writes in flight at once during a sync.
+const WRITE_CONCURRENCY: usize = 8;
+
+/// What to mirror, and where.
+#[derive(Clone, Debug)]
+pub struct MirrorSettings {
+    /// The namespace that holds the `SelfUpgradeRequest`s.
+    pub namespace: String,
+    /// Accounts to mirror with the operator's own credentials besides the bound ones
+    /// (single-tenant clusters without bindings).
+    pub accounts: Vec<String>,
+    pub interval: Duration,
+}
+
+/// The object name for a request: `<account>-[<quicksight namespace>-]<request id>`, made a
+/// valid Kubernetes name.
+pub fn object_name(account: &str, quicksight_namespace: &str, request_id: &str) -> String {
+    let mut raw = account.to_string();
+    if quicksight_namespace != crate::api::DEFAULT_QUICKSIGHT_NAMESPACE {
+        raw.push('-');
+        raw.push_str(quicksight_namespace);
+    }
+    raw.push('-');
+    raw.push_str(request_id);
+    let mut name = String::new();
+    for c in raw.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(253)
+        .collect()
+}
+
+/// The object for one listed request.
+pub fn desired(
+    scope: &Scope,
+    detail: &RequestDetail,
+    decision: Option<&str>,
+    namespace: &str,
+) -> SelfUpgradeRequest {
+    let mut object = SelfUpgradeRequest::new(
+        &object_name(
+            &scope.account_id,
+            &scope.namespace,
+            &detail.upgrade_request_id,
+        ),
+        SelfUpgradeRequestSpec {
+            aws_account_id: scope.account_id.clone(),
+            quicksight_namespace: scope.namespace.clone(),
+            upgrade_request_id: detail.upgrade_request_id.clone(),
+        },
+    );
+    object.metadata.namespace = Some(namespace.to_string());
+    let mut labels = BTreeMap::from([
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (ACCOUNT_LABEL.to_string(), scope.account_id.clone()),
+        (
+            QUICKSIGHT_NAMESPACE_LABEL.to_string(),
+            scope.namespace.clone(),
+        ),
+    ]);
+    if let Some((decision_namespace, decision_name)) = decision.and_then(|d| d.split_once('/')) {
+        labels.insert(DECISION_LABEL.to_string(), decision_name.to_string());
+        labels.insert(
+            DECISION_NAMESPACE_LABEL.to_string(),
+            decision_namespace.to_string(),
+        );
+    }
+    object.metadata.labels = Some(labels);
+    object.status = Some(SelfUpgradeRequestStatus {
+        user_name: detail.user_name.clone(),
+        original_role: detail.original_role.clone(),
+        requested_role: detail.requested_role.clone(),
+        request_note: detail.request_note.clone(),
+        creation_time: detail.creation_time.map(Time),
+        request_status: Some(detail.request_status.to_string()),
+        last_update_attempt_time: detail.last_update_attempt_time.map(Time),
+        last_update_failure_reason: detail.last_update_failure_reason.clone(),
+        decision: decision.map(str::to_string),
+    });
+    object
+}
+
+/// The writes one sync makes.
+#[derive(Debug, Default)]
+pub struct MirrorPlan {
+    /// Objects that are new or whose labels or status changed.
+    pub apply: Vec<SelfUpgradeRequest>,
+    /// Names of objects whose request is gone (or whose account is no longer mirrored).
+    pub delete: Vec<String>,
+}
+
+/// Compares what exists with what should. Objects of scopes whose listing failed this time are
+/// `kept` as they are: a failed listing proves nothing gone.
+pub fn plan(
+    existing: &[SelfUpgradeRequest],
+    desired: Vec<SelfUpgradeRequest>,
+    kept: &BTreeSet<(String, String)>,
+) -> MirrorPlan {
+    let by_name: BTreeMap<String, &SelfUpgradeRequest> =
+        existing.iter().map(|o| (o.name_any(), o)).collect();
+    let wanted: BTreeSet<String> = desired.iter().map(|o| o.name_any()).collect();
+    let apply = desired
+        .into_iter()
+        .filter(|want| {
+            by_name.get(&want.name_any()).is_none_or(|have| {
+                have.status != want.status
+                    || have.labels() != want.labels()
+                    || have.spec != want.spec
+            })
+        })
+        .collect();
+    let delete = existing
+        .iter()
+        .filter(|o| {
+            let scope = (
+                o.spec.aws_account_id.clone(),
+                o.spec.quicksight_namespace.clone(),
+            );
+            !wanted.contains(&o.name_any()) && !kept.contains(&scope)
+        })
+        .map(|o| o.name_any())
+        .collect();
+    MirrorPlan { apply, delete }
+}
+
+/// The scopes to mirror: every binding's account (its region, credentials and QuickSight
+/// namespaces, `default` when it allows all), and `settings.accounts` with the operator's own.
+fn scopes(ctx: &Context, settings: &MirrorSettings) -> Vec<Scope> {
+    let mut scopes = BTreeSet::new();
+    for binding in ctx.bindings.accounts() {
+        let Ok(binding) = &binding.0 else { continue };
+        let Some(region) = binding.spec.region.clone().or(ctx.default_region.clone()) else {
+            continue;
+        };
+        let namespaces = binding
+            .spec
+            .quicksight_namespaces
+            .clone()
+            .unwrap_or_else(|| vec![crate::api::DEFAULT_QUICKSIGHT_NAMESPACE.to_string()]);
+        for namespace in namespaces {
+            scopes.insert(Scope {
+                account_id: binding.spec.account_id.clone(),
+                region: region.clone(),
+                namespace,
+                credentials: tenancy::credentials_of(binding),
+            });
+        }
+    }
+    if let Some(region) = &ctx.default_region {
+        for account in &settings.accounts {
+            scopes.insert(Scope {
+                account_id: account.clone(),
+                region: region.clone(),
+                namespace: crate::api::DEFAULT_QUICKSIGHT_NAMESPACE.to_string(),
+                credentials: Credentials::Operator,
+            });
+        }
+    }
+    scopes.into_iter().collect()
+}
+
+/// Syncs the mirror every `settings.interval`, until dropped.
+pub async fn run(ctx: Arc<Context>, settings: MirrorSettings) {
+    let mut tick = tokio::time::interval(settings.interval);
+    loop {
+        tick.tick().await;
+        if let Err(error) = sync(&ctx, &settings).await {
+            warn!(%error, "request mirror: sync failed; retrying next interval");
+        }
+    }
+}
+
+async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Error> {
+    let api: Api<SelfUpgradeRequest> = Api::namespaced(ctx.client.clone(), &settings.namespace);
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let existing = api
+        .list(&ListParams::default().labels(&managed))
+        .await?
+        .items;
+    let mut desired_objects = Vec::new();
+    let mut kept = BTreeSet::new();
+    for scope in scopes(ctx, settings) {
+        match ctx.directory.list(&scope).await {
+            Ok(requests) => {
+                for detail in &requests {
+                    let decision = ctx.claims.decider(
+                        &scope.account_id,
+                        &scope.namespace,
+                        &detail.upgrade_request_id,
+                        |namespace| admitted(ctx, namespace, &scope),
+                    );
+                    desired_objects.push(desired(
+                        &scope,
+                        detail,
+                        decision.as_deref(),
+                        &settings.namespace,
+                    ));
+                }
+            }
+            Err(error) => {
+                warn!(%error, %scope, "request mirror: listing failed; keeping its objects");
+                kept.insert((scope.account_id.clone(), scope.namespace.clone()));
+            }
+        }
+    }
+    let MirrorPlan { apply, delete } = plan(&existing, desired_objects, &kept);
+    if !apply.is_empty() || !delete.is_empty() {
+        info!(
+            writes = apply.len(),
+            deletes = delete.len(),
+            "request mirror: syncing"
+        );
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let writes = futures::stream::iter(apply.into_iter().map(|object| {
+        let (api, params) = (api.clone(), params.clone());
+        async move { write(&api, &params, object).await }
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY)
+    .collect::<Vec<_>>();
+    let deletes = futures::stream::iter(delete.into_iter().map(|name| {
+        let api = api.clone();
+        async move {
+            api.delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ())
+        }
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY)
+    .collect::<Vec<_>>();
+    let (writes, deletes) = futures::join!(writes, deletes);
+    writes
+        .into_iter()
+        .chain(deletes)
+        .collect::<Result<Vec<()>, _>>()?;
+    Ok(())
+}
+
+/// Whether a decision in `namespace` may act on `scope`'s account (only such a decision is
+/// linked as the decider).
+fn admitted(ctx: &Context, namespace: &str, scope: &Scope) -> bool {
+    let spec = crate::api::SelfUpgradeDecisionSpec {
+        aws_account_id: scope.account_id.clone(),
+        quicksight_namespace: scope.namespace.clone(),
+        upgrade_request_id: String::new(),
+        action: crate::api::Action::Approve,
+        region: None,
+        retry: None,
+    };
+    ctx.bindings.authorize(namespace, &spec).is_ok()
+}
+
+/// Server-side applies the object (spec, labels), then its status.
+async fn write(
+    api: &Api<SelfUpgradeRequest>,
+    params: &PatchParams,
+    object: SelfUpgradeRequest,
+) -> Result<(), kube::Error> {
+    let name = object.name_any();
+    let body = serde_json::json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1",
+        "kind": "SelfUpgradeRequest",
+        "metadata": { "name": name, "labels": object.metadata.labels },
+        "spec": object.spec,
+    });
+    api.patch(&name, params, &Patch::Apply(&body)).await?;
+    let status = serde_json::json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1",
+        "kind": "SelfUpgradeRequest",
+        "status": object.status,
+    });
+    api.patch_status(&name, params, &Patch::Apply(&status))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quicksight::RequestStatus;
+
+    fn scope(account: &str) -> Scope {
+        Scope {
+            account_id: account.into(),
+            region: "us-east-1".into(),
+            namespace: "default".into(),
+            credentials: Credentials::Operator,
+        }
+    }
+
+    fn object(
+        account: &str,
+        id: &str,
+        status: RequestStatus,
+        decision: Option<&str>,
+    ) -> SelfUpgradeRequest {
+        desired(
+            &scope(account),
+            &RequestDetail::new(id, status),
+            decision,
+            "mirror",
+        )
+    }
+
+    #[test]
+    fn names_are_valid_and_name_the_scope() {
+        assert_eq!(
+            object_name("111122223333", "default", "5C1E-7A52"),
+            "111122223333-5c1e-7a52"
+        );
+        assert_eq!(
+            object_name("111122223333", "finance", "r_1"),
+            "111122223333-finance-r-1"
+        );
+        assert!(object_name("111122223333", "default", &"x/".repeat(200)).len() <= 253);
+    }
+
+    #[test]
+    fn only_changed_objects_are_written_and_gone_requests_removed() {
+        let unchanged = object("111122223333", "r-1", RequestStatus::Pending, None);
+        let changed_before = object("111122223333", "r-2", RequestStatus::Pending, None);
+        let gone = object("111122223333", "r-3", RequestStatus::Pending, None);
+        let existing = [unchanged.clone(), changed_before, gone];
+        let changed_now = object(
+            "111122223333",
+            "r-2",
+            RequestStatus::Approved,
+            Some("team-a/approve-r2"),
+        );
+        let new = object("111122223333", "r-4", RequestStatus::Pending, None);
+        let plan = plan(
+            &existing,
+            vec![unchanged, changed_now.clone(), new.clone()],
+            &BTreeSet::new(),
+        );
+        let applied: Vec<String> = plan.apply.iter().map(|o| o.name_any()).collect();
+        assert_eq!(applied, [changed_now.name_any(), new.name_any()]);
+        assert_eq!(plan.apply[0].status, changed_now.status);
+        assert_eq!(plan.delete, ["111122223333-r-3"]);
+        let labels = changed_now.labels();
+        assert_eq!(labels[DECISION_LABEL], "approve-r2");
+        assert_eq!(labels[DECISION_NAMESPACE_LABEL], "team-a");
+    }
+
+    #[test]
+    fn a_failed_listing_keeps_its_objects() {
+        let existing = [object("111122223333", "r-1", RequestStatus::Pending, None)];
+        let kept = BTreeSet::from([("111122223333".to_string(), "default".to_string())]);
+        assert!(plan(&existing, Vec::new(), &kept).delete.is_empty());
+        assert_eq!(
+            plan(&existing, Vec::new(), &BTreeSet::new()).delete.len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The request mirror (`--mirror-requests`): one read-only `SelfUpgradeRequest` per remote
+//! request, created, updated and removed as the requests change, linked to the decision that
+//! decides it (and back), written only when something changed.
+
+mod common;
+
+use common::{ACCOUNT, is, new_decision, request, start_tuned_playground, wait_for};
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeRequest};
+use selfupgrade_operator::playground::Tuning;
+use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World};
+use std::time::Duration;
+
+/// Polls the mirror until `done` holds for its objects.
+async fn mirror_until(
+    api: &Api<SelfUpgradeRequest>,
+    what: &str,
+    done: impl Fn(&[SelfUpgradeRequest]) -> bool,
+) -> Vec<SelfUpgradeRequest> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let objects = api.list(&Default::default()).await.expect("list").items;
+        if done(&objects) {
+            return objects;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {objects:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn status_of<'a>(objects: &'a [SelfUpgradeRequest], id: &str) -> Option<&'a str> {
+    objects
+        .iter()
+        .find(|o| o.spec.upgrade_request_id == id)
+        .and_then(|o| o.status.as_ref()?.request_status.as_deref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = vec![request("r-1"), request("r-2")];
+    let handle = SimHandle::new(world, FaultSettings::default(), 9);
+    let tuning = Tuning {
+        mirror_interval: Some(Duration::from_millis(300)),
+        ..Tuning::default()
+    };
+    let playground = start_tuned_playground(handle.clone(), tuning).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client.clone(), "default");
+
+    let objects = mirror_until(&mirror, "both requests mirrored", |o| o.len() == 2).await;
+    assert_eq!(status_of(&objects, "r-1"), Some("PENDING"));
+    let r1 = objects
+        .iter()
+        .find(|o| o.spec.upgrade_request_id == "r-1")
+        .expect("r-1");
+    assert_eq!(
+        r1.status.as_ref().and_then(|s| s.user_name.as_deref()),
+        Some("r-1@example.com")
+    );
+
+    // A decision: the object follows the request and links to the decision, and back.
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision("approve-r1", ACCOUNT, "r-1", Action::Approve),
+        )
+        .await
+        .expect("decision");
+    let decided = wait_for(&decisions, "approve-r1", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    let objects = mirror_until(&mirror, "r-1 approved and linked", |o| {
+        status_of(o, "r-1") == Some("APPROVED")
+            && o.iter().any(|r| {
+                r.labels()
+                    .get("quicksight.selfupgrade.io/decision")
+                    .map(String::as_str)
+                    == Some("approve-r1")
+            })
+    })
+    .await;
+    let r1 = objects
+        .iter()
+        .find(|o| o.spec.upgrade_request_id == "r-1")
+        .expect("r-1");
+    assert_eq!(
+        r1.status.as_ref().and_then(|s| s.decision.as_deref()),
+        Some("default/approve-r1")
+    );
+    assert_eq!(
+        decided.status.and_then(|s| s.mirrored_as),
+        Some(format!("default/{}", kube::ResourceExt::name_any(r1)))
+    );
+
+    // Unchanged requests are not written again.
+    let version = r1.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = mirror
+        .get(&kube::ResourceExt::name_any(r1))
+        .await
+        .expect("r-1");
+    assert_eq!(
+        again.metadata.resource_version, version,
+        "no write without a change"
+    );
+
+    // A request that disappears is removed; a new one appears.
+    handle
+        .remove_request(ACCOUNT, "default", "r-2")
+        .expect("removed");
+    handle
+        .add_request(ACCOUNT, "default", request("r-3"))
+        .expect("added");
+    let objects = mirror_until(&mirror, "r-2 removed, r-3 added", |o| {
+        status_of(o, "r-2").is_none() && status_of(o, "r-3") == Some("PENDING")
+    })
+    .await;
+    assert_eq!(objects.len(), 2);
+    playground.stop().await;
+}
