@@ -280,21 +280,48 @@ impl SelfUpgradeApi for Measured {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn metrics_are_served_as_openmetrics_text() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.leader.set(1);
+        let request = axum::http::Request::get("/metrics")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = router(metrics).oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert!(String::from_utf8_lossy(&body).contains("selfupgrade_leader 1"));
+    }
 
     #[test]
     fn the_exposition_names_every_metric_with_its_type() {
         let metrics = Metrics::default();
         metrics.observe_reconcile("satisfied", Instant::now());
+        metrics.observe_call(
+            "ListSelfUpgrades",
+            Instant::now(),
+            &Ok::<(), QuickSightError>(()),
+        );
         metrics.leader.set(1);
+        // Families without a series yet (the decision gauges before the first count) print
+        // nothing; tests/end_to_end.rs reads them after a run.
         let text = metrics.encode();
         for line in [
             "# TYPE selfupgrade_reconciles counter",
             "selfupgrade_reconciles_total{result=\"satisfied\"} 1",
             "# TYPE selfupgrade_reconcile_duration_seconds histogram",
             "# TYPE selfupgrade_quicksight_calls counter",
+            "selfupgrade_quicksight_calls_total{operation=\"ListSelfUpgrades\",outcome=\"ok\"} 1",
             "# TYPE selfupgrade_quicksight_call_duration_seconds histogram",
-            "# TYPE selfupgrade_decisions_by_request_status gauge",
-            "# TYPE selfupgrade_decisions_by_condition gauge",
             "# TYPE selfupgrade_retry_queue_depth gauge",
             "selfupgrade_leader 1",
             "# EOF",
