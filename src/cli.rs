@@ -52,6 +52,8 @@ pub enum Command {
     Apiserver(ApiserverArgs),
     /// The request inbox: list an account's self-upgrade requests, or turn them into decisions.
     Requests(crate::inbox_command::RequestsArgs),
+    /// The end-to-end benchmark (build with --release): prints a table, optionally writes it.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -335,6 +337,24 @@ pub struct ApiserverArgs {
     /// Changes kept for watches from older resourceVersions (older ones get 410 Gone).
     #[arg(long, default_value_t = 10_000)]
     pub history_limit: usize,
+    /// Enforce the RBAC objects (Roles, ClusterRoles, bindings) of this YAML file for
+    /// --service-account tokens.
+    #[arg(long)]
+    pub rbac: Option<std::path::PathBuf>,
+    /// `NAMESPACE/NAME=KUBECONFIG`: issue a token for this ServiceAccount and write a kubeconfig
+    /// that uses it (repeatable; needs --rbac).
+    #[arg(long = "service-account", requires = "rbac", value_parser = parse_service_account)]
+    pub service_accounts: Vec<(String, String, std::path::PathBuf)>,
+}
+
+fn parse_service_account(value: &str) -> Result<(String, String, std::path::PathBuf), String> {
+    let (account, path) = value
+        .split_once('=')
+        .ok_or("expected NAMESPACE/NAME=KUBECONFIG")?;
+    let (namespace, name) = account
+        .split_once('/')
+        .ok_or("expected NAMESPACE/NAME=KUBECONFIG")?;
+    Ok((namespace.to_string(), name.to_string(), path.into()))
 }
 
 /// `apiserver`: serves until Ctrl-C / SIGTERM.
@@ -344,10 +364,28 @@ pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
             port: args.port,
             crd_dir: args.crd_dir,
             history_limit: args.history_limit,
+            rbac: match &args.rbac {
+                None => None,
+                Some(path) => Some(crate::sim::apiserver::RbacSettings {
+                    manifests: std::fs::read_to_string(path)
+                        .with_context(|| format!("reading --rbac {}", path.display()))?,
+                    service_accounts: args
+                        .service_accounts
+                        .iter()
+                        .map(|(namespace, name, _)| (namespace.clone(), name.clone()))
+                        .collect(),
+                }),
+            },
             ..Default::default()
         })
         .await?;
     server.write_kubeconfig(&args.kubeconfig)?;
+    for (namespace, name, path) in &args.service_accounts {
+        let yaml = server
+            .service_account_kubeconfig_yaml(namespace, name)
+            .context("a --service-account without a token")?;
+        std::fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("{}", server.url());
     tracing::info!(url = %server.url(), kubeconfig = %args.kubeconfig.display(), "embedded API server listening");
     shutdown_signal().await;

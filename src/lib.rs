@@ -8,6 +8,7 @@
 
 pub mod account_status;
 pub mod api;
+pub mod bench;
 pub mod bindings;
 pub mod cli;
 pub mod conflicts;

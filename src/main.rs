@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Playground(args) => selfupgrade_operator::playground::run(args).await,
         Command::Apiserver(args) => cli::run_apiserver(args).await,
         Command::Requests(args) => selfupgrade_operator::inbox_command::run(args).await,
+        Command::Bench(args) => selfupgrade_operator::bench::run(args).await,
     }
 }
 

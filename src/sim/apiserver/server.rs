@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,9 +96,33 @@ pub struct ApiState {
     service_account_tokens: HashMap<String, String>,
     /// Every permission a service account used: (user, permission).
     audit: Mutex<BTreeSet<(String, Permission)>>,
+    /// Resource requests served, by user and verb (`GET /_apiserver/requests`).
+    request_counts: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
+/// How [`ApiState::request_counts`] names the admin token's user.
+pub const ADMIN_USER: &str = "admin";
+
 impl ApiState {
+    fn count_request(&self, user: &str, verb: &str) {
+        *self
+            .request_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(user.to_string())
+            .or_default()
+            .entry(verb.to_string())
+            .or_default() += 1;
+    }
+
+    /// Resource requests served so far, by user and verb (discovery not included).
+    pub fn request_counts(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.request_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The permissions `user` used so far (their namespace is where they were used).
     pub fn used_permissions(&self, user: &str) -> BTreeSet<Permission> {
         self.audit
@@ -231,6 +255,7 @@ impl RunningApiServer {
             rbac,
             service_account_tokens,
             audit: Mutex::new(BTreeSet::new()),
+            request_counts: Mutex::new(BTreeMap::new()),
         });
         let (handle, task) = serve(listener, tls.clone(), state.clone())?;
         Ok(Self {
@@ -419,6 +444,7 @@ fn fault_command(state: &ApiState, method: &Method, command: &str, body: &Bytes)
             state.lock_store().compact();
             StatusCode::NO_CONTENT.into_response()
         }
+        ("GET", "requests") => axum::Json(state.request_counts()).into_response(),
         _ => ApiError::no_route().into_response(),
     }
 }
@@ -500,8 +526,10 @@ async fn route(
     };
     let target = resolve(registry, group, version, rest).ok_or_else(ApiError::no_route)?;
     // Discovery above is open to every authenticated user, as `system:discovery` grants.
+    let request = attributes(registry, method, &target, query);
+    state.count_request(service_account.unwrap_or(ADMIN_USER), &request.verb);
     if let Some(user) = service_account {
-        state.authorize(user, attributes(registry, method, &target, query))?;
+        state.authorize(user, request)?;
     }
     objects::dispatch(state, method, target, query, headers, body, accept).await
 }
