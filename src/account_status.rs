@@ -6,13 +6,14 @@
 use crate::api::{QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision};
 use crate::quicksight::Credentials;
 use crate::reconcile::{Context, FIELD_MANAGER};
-use crate::tenancy;
+use crate::tenancy::{self, Grant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::warn;
 
@@ -77,9 +78,11 @@ pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfU
     let mut tick = tokio::time::interval(ctx.timing.account_status_interval);
     loop {
         tick.tick().await;
+        let bound = bound_decisions(&ctx, &decisions);
         for binding in ctx.bindings.accounts() {
             let Ok(binding) = &binding.0 else { continue };
-            let findings = find(&ctx, binding, &decisions).await;
+            let count = bound.get(&binding.name_any()).copied().unwrap_or(0);
+            let findings = find(&ctx, binding, count).await;
             let status = account_status(binding, &findings, Timestamp::now());
             if binding.status.as_ref() != Some(&status) {
                 write(&ctx.client, binding, &status).await;
@@ -88,28 +91,35 @@ pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfU
     }
 }
 
-async fn find(
+/// How many decisions each binding admits (by binding name): one authorization per decision
+/// per pass, whatever the number of bindings.
+fn bound_decisions(
     ctx: &Context,
-    binding: &QuickSightAccount,
     decisions: &Store<DeserializeGuard<SelfUpgradeDecision>>,
-) -> Findings {
-    let name = binding.name_any();
-    let bound_decisions = decisions
-        .state()
-        .iter()
-        .filter_map(|d| d.0.as_ref().ok())
-        .filter(|d| {
-            ctx.bindings
-                .authorize(&d.namespace().unwrap_or_default(), &d.spec)
-                .is_ok_and(|grant| grant.binding.as_deref() == Some(name.as_str()))
-        })
-        .count();
+) -> HashMap<String, i64> {
+    let mut counts = HashMap::new();
+    for decision in decisions.state() {
+        let Ok(decision) = &decision.0 else { continue };
+        if let Ok(Grant {
+            binding: Some(name),
+            ..
+        }) = ctx
+            .bindings
+            .authorize(&decision.namespace().unwrap_or_default(), &decision.spec)
+        {
+            *counts.entry(name).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+async fn find(ctx: &Context, binding: &QuickSightAccount, bound_decisions: i64) -> Findings {
     let usable = match tenancy::selector_of(binding) {
         Err(message) => Err(("InvalidNamespaceSelector".to_string(), message)),
         Ok(_) => check_credentials(ctx, binding).await,
     };
     Findings {
-        bound_decisions: i64::try_from(bound_decisions).unwrap_or(i64::MAX),
+        bound_decisions,
         usable,
     }
 }
