@@ -1,6 +1,7 @@
 //! Wires [`reconcile`] into a kube-runtime `Controller`: watch, reflector store, triggers.
 
 use crate::api::SelfUpgradeDecision;
+use crate::lenient::{Lenient, into_guarded};
 use crate::reconcile::{Context, error_policy_guarded, reconcile_guarded};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -31,13 +32,14 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<DeserializeGuard<SelfUpgradeDecision>> = match &scope {
+    let api: Api<Lenient<SelfUpgradeDecision>> = match &scope {
         WatchScope::AllNamespaces => Api::all(ctx.client.clone()),
         WatchScope::Namespace(ns) => Api::namespaced(ctx.client.clone(), ns),
     };
     let (store, writer) = reflector::store();
     let decisions = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .map_ok(into_guarded)
         // managedFields are never read and are often larger than the spec.
         .map_ok(|event| event.modify(|d| d.managed_fields_mut().clear()))
         .inspect_ok({

@@ -19,6 +19,7 @@ pub mod health;
 pub mod inbox;
 pub mod inbox_command;
 pub mod leader;
+pub mod lenient;
 pub mod metrics;
 pub mod mirror;
 pub mod playground;

@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::Event;
 use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,7 @@ pub struct Context {
     /// Which namespaces may act on which accounts, with which credentials.
     pub bindings: Bindings,
     /// Publishes one Event per transition (see [`crate::events`]).
-    recorder: Recorder,
+    events: crate::events::EventPublisher,
     /// Region for decisions without `spec.region`.
     pub default_region: Option<String>,
     pub timing: Timing,
@@ -83,7 +83,7 @@ impl Context {
         timing: Timing,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
+            events: crate::events::EventPublisher::new(client.clone(), FIELD_MANAGER),
             client,
             directory,
             bindings,
@@ -245,7 +245,7 @@ async fn reconcile_decision(
         if let Some(event) =
             crate::events::transition_event(decision.status.as_ref(), &status, &verdict)
         {
-            publish(&ctx.recorder, &event, &decision).await;
+            publish(&ctx.events, &event, &decision).await;
         }
     }
 
@@ -502,14 +502,19 @@ fn admit(
 }
 
 /// Events are for people: a failed publish is logged and never fails the reconcile.
-async fn publish(recorder: &Recorder, event: &Event, decision: &SelfUpgradeDecision) {
-    if let Err(error) = recorder.publish(event, &decision.object_ref(&())).await {
+async fn publish(
+    events: &crate::events::EventPublisher,
+    event: &Event,
+    decision: &SelfUpgradeDecision,
+) {
+    if let Err(error) = events.publish(event, &decision.object_ref(&())).await {
         warn!(%error, reason = %event.reason, "could not publish an Event");
     }
 }
 
 /// Server-side applies the status; with `if_version`, only if the object is still at that
-/// resourceVersion.
+/// resourceVersion. The object the API server answers with is not decoded: nothing reads it, and
+/// the watch brings the new version into the store anyway.
 async fn write_status(
     metadata: &kube::core::ObjectMeta,
     client: &kube::Client,
@@ -530,15 +535,18 @@ async fn write_status(
     if let Some(version) = if_version {
         patch["metadata"] = serde_json::json!({ "resourceVersion": version });
     }
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::WriteStatus {
+    let write_error = |source| Error::WriteStatus {
         object: format!("{namespace}/{name}"),
         source,
-    })?;
+    };
+    let request = kube::core::Request::new(api.resource_url())
+        .patch_subresource(
+            "status",
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .map_err(|e| write_error(kube::Error::BuildRequest(e)))?;
+    client.request_text(request).await.map_err(write_error)?;
     Ok(())
 }

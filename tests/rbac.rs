@@ -2,7 +2,7 @@
 //! the operator's ServiceAccount, the operator binary runs as that ServiceAccount (with leader
 //! election, account bindings and Events), and the scenario passes (the grants suffice). Then
 //! the permissions it used must equal the permissions granted (the grants are minimal): a grant
-//! never used fails the test unless `UNUSED_ON_PURPOSE` lists it with a reason.
+//! never used fails the test.
 
 mod common;
 
@@ -22,14 +22,6 @@ use std::time::Duration;
 
 const OPERATOR_NAMESPACE: &str = "selfupgrade-operator";
 const SERVICE_ACCOUNT: &str = "selfupgrade-operator";
-
-/// Grants the scenario cannot exercise, each with the reason it is still needed.
-const UNUSED_ON_PURPOSE: &[(&str, &str, &str, &str)] = &[(
-    "patch",
-    "events.k8s.io",
-    "events",
-    "kube's Recorder patches an Event only when the same Event recurs (a series)",
-)];
 
 fn permission_name(p: &Permission) -> (String, String, String) {
     (p.verb.clone(), p.group.clone(), p.resource.clone())
@@ -139,12 +131,6 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         .iter()
         .map(permission_name)
         .collect();
-    let unused_on_purpose: BTreeSet<_> = UNUSED_ON_PURPOSE
-        .iter()
-        .map(|(verb, group, resource, _)| {
-            (verb.to_string(), group.to_string(), resource.to_string())
-        })
-        .collect();
     // Lease renewals and the binding status come on their own schedules: wait for them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let used = loop {
@@ -154,10 +140,7 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .iter()
             .map(permission_name)
             .collect();
-        let all_used = granted
-            .difference(&unused_on_purpose)
-            .all(|p| used.contains(p));
-        if all_used || tokio::time::Instant::now() > deadline {
+        if granted.is_subset(&used) || tokio::time::Instant::now() > deadline {
             break used;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -179,10 +162,7 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
     }
 
     println!("granted: {granted:#?}\nused: {used:#?}");
-    let never_used: Vec<_> = granted
-        .difference(&used)
-        .filter(|p| !unused_on_purpose.contains(*p))
-        .collect();
+    let never_used: Vec<_> = granted.difference(&used).collect();
     assert!(
         never_used.is_empty(),
         "granted but never used (remove them from deploy/): {never_used:?}"

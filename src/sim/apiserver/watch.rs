@@ -164,7 +164,39 @@ fn event(state: &ApiState, request: &WatchRequest, kind: &str, object: &Value) -
 }
 
 async fn send(tx: &mut Sender, item: &Value) -> Result<(), mpsc::SendError> {
-    let mut line = serde_json::to_vec(item).unwrap_or_default();
-    line.push(b'\n');
-    tx.send(Ok(Bytes::from(line))).await
+    tx.send(Ok(Bytes::from(wire_line(item)))).await
+}
+
+/// One watch event as a line, `type` before `object` as the real API server writes it (a
+/// `Value` would sort `object` first). Clients decode the object straight from the text only in
+/// that order; in the other, serde buffers every object first.
+fn wire_line(item: &Value) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct WatchLine<'a> {
+        #[serde(rename = "type")]
+        kind: &'a Value,
+        object: &'a Value,
+    }
+    let line = WatchLine {
+        kind: &item["type"],
+        object: &item["object"],
+    };
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_line_names_its_type_first_and_ends_the_line() {
+        let item = json!({"type": "ADDED", "object": {"metadata": {"name": "a"}}});
+        let line = String::from_utf8(wire_line(&item)).expect("UTF-8");
+        assert_eq!(
+            line,
+            "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n"
+        );
+    }
 }
