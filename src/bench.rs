@@ -70,6 +70,24 @@ struct Figures {
 /// A child process of this binary, killed when dropped.
 struct Process(Child);
 
+impl Process {
+    /// Asks the process to stop (SIGTERM, through `kill(1)`) and waits up to `grace` for it, so
+    /// that a profiler it runs under can write its output; then it is killed when dropped.
+    async fn stop(mut self, grace: Duration) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + grace;
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -340,7 +358,8 @@ async fn run_configuration(
     let idle_quicksight = quicksight_calls(&endpoint)?;
     let idle_api = operator_requests(&client).await?;
     let (_, peak_rss_kib) = cpu_and_peak_rss(pid)?;
-    drop(operator);
+    // The operator drains and exits on SIGTERM; under a profiler, the profile is written then.
+    operator.stop(Duration::from_secs(120)).await;
 
     let pages_per_account = (decisions.div_ceil(accounts) as u64).div_ceil(100).max(1);
     Ok(Figures {
