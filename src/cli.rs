@@ -146,6 +146,10 @@ pub struct RunArgs {
     /// Reconciles running at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Wait this long after a decision changes before reconciling it, so that several edits in
+    /// quick succession cost one reconcile (status writes never trigger one).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
     /// Sustained QuickSight calls per second per account and region.
     #[arg(long, default_value_t = 5.0)]
     pub quicksight_rate: f64,
@@ -203,6 +207,7 @@ impl RunArgs {
             },
             call_timeout: self.call_timeout,
             account_status_interval: self.account_status_interval,
+            debounce: self.debounce,
         }
     }
 
@@ -562,5 +567,28 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["selfupgrade-operator", "run"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(args) => *args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debounce_is_off_unless_asked_for() {
+        assert_eq!(run_args(&[]).timing().debounce, Duration::ZERO);
+        assert_eq!(
+            run_args(&["--debounce", "2s"]).timing().debounce,
+            Duration::from_secs(2)
+        );
     }
 }

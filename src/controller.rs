@@ -71,7 +71,11 @@ pub async fn run(
         .map(|settings| tokio::spawn(crate::mirror::run(ctx.clone(), settings)));
     let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)
-        .with_config(controller::Config::default().concurrency(concurrency))
+        .with_config(
+            controller::Config::default()
+                .concurrency(concurrency)
+                .debounce(ctx.timing.debounce),
+        )
         // A binding or a namespace's labels changed: any decision may be admitted or refused
         // now. Such changes are rare; a reconcile that changes nothing writes nothing.
         .reconcile_all_on(ctx.bindings.changes())

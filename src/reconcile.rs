@@ -51,6 +51,8 @@ pub struct Timing {
     pub call_timeout: Duration,
     /// How often the `QuickSightAccount` statuses (bound decisions, credentials) are refreshed.
     pub account_status_interval: Duration,
+    /// How long a change to a decision waits before its reconcile, to fold quick edits into one.
+    pub debounce: Duration,
 }
 
 /// What every reconcile shares.

@@ -39,6 +39,7 @@ fn timing() -> Timing {
         },
         call_timeout: Duration::from_secs(30),
         account_status_interval: Duration::from_secs(60),
+        debounce: Duration::ZERO,
     }
 }
 
