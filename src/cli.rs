@@ -64,17 +64,45 @@ pub struct CrdArgs {
     pub out_dir: Option<std::path::PathBuf>,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Region for decisions without spec.region.
+/// Where to reach AWS: shared by `run` and `requests`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AwsEndpoints {
+    /// AWS region (for `run`: of decisions without spec.region); else the AWS profile's.
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
     /// QuickSight endpoint override (e.g. the simulator's address).
     #[arg(long, env = "AWS_ENDPOINT_URL_QUICKSIGHT")]
     pub quicksight_endpoint: Option<String>,
-    /// STS endpoint override for assuming bound accounts' roles (e.g. the simulator's address).
+    /// STS endpoint override for assuming roles (e.g. the simulator's address).
     #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
     pub sts_endpoint: Option<String>,
+}
+
+impl AwsEndpoints {
+    /// The QuickSight client these flags and the AWS configuration (environment, profile, pod
+    /// identity) describe, and the region: the flag's, else the configuration's.
+    pub async fn connect(&self, call_timeout: Duration) -> (SdkQuickSight, Option<String>) {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let region = self
+            .region
+            .clone()
+            .or_else(|| aws.region().map(|r| r.to_string()));
+        let quicksight = SdkQuickSight::new(
+            aws,
+            SdkSettings {
+                endpoint_url: self.quicksight_endpoint.clone(),
+                sts_endpoint_url: self.sts_endpoint.clone(),
+                call_timeout,
+            },
+        );
+        (quicksight, region)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub aws: AwsEndpoints,
     /// Let decisions act on accounts that no QuickSightAccount binds, with the operator's own
     /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
     #[arg(long)]
@@ -440,22 +468,10 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let default_region = args
-        .region
-        .clone()
-        .or_else(|| aws.region().map(|r| r.to_string()));
+    let (quicksight, default_region) = args.aws.connect(args.call_timeout).await;
     if default_region.is_none() {
         tracing::warn!("no default region: decisions without spec.region will be Stalled");
     }
-    let quicksight = SdkQuickSight::new(
-        aws,
-        SdkSettings {
-            endpoint_url: args.quicksight_endpoint.clone(),
-            sts_endpoint_url: args.sts_endpoint.clone(),
-            call_timeout: args.call_timeout,
-        },
-    );
     let metrics = Arc::new(Metrics::default());
     let measured = Measured::new(Arc::new(quicksight), metrics.clone());
     let paced = Paced::new(Arc::new(measured), args.pacing()).context("--quicksight-* flags")?;

@@ -2,10 +2,9 @@
 //! simulator), with the same credentials and endpoint options as `run`.
 
 use crate::api::Action;
+use crate::cli::AwsEndpoints;
 use crate::inbox::{self, InboxEntry};
-use crate::quicksight::{
-    AssumeRole, Credentials, RequestDetail, Scope, SdkQuickSight, SdkSettings, SelfUpgradeApi,
-};
+use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, SelfUpgradeApi};
 use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -36,15 +35,8 @@ pub struct Connection {
     /// The QuickSight namespace.
     #[arg(long, default_value = "default")]
     pub quicksight_namespace: String,
-    /// The region to call.
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
-    /// QuickSight endpoint override (e.g. the simulator's address).
-    #[arg(long, env = "AWS_ENDPOINT_URL_QUICKSIGHT")]
-    pub quicksight_endpoint: Option<String>,
-    /// STS endpoint override for --role-arn.
-    #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
-    pub sts_endpoint: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsEndpoints,
     /// A role in the account to assume (as a QuickSightAccount's roleArn).
     #[arg(long)]
     pub role_arn: Option<String>,
@@ -173,20 +165,8 @@ async fn fetch(connection: &Connection) -> anyhow::Result<Vec<RequestDetail>> {
     if connection.account.len() != 12 || !connection.account.bytes().all(|b| b.is_ascii_digit()) {
         bail!("--account must be 12 digits, got {:?}", connection.account);
     }
-    let base = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let region = connection
-        .region
-        .clone()
-        .or_else(|| base.region().map(|r| r.to_string()))
-        .context("no region: pass --region or set AWS_REGION")?;
-    let quicksight = SdkQuickSight::new(
-        base,
-        SdkSettings {
-            endpoint_url: connection.quicksight_endpoint.clone(),
-            sts_endpoint_url: connection.sts_endpoint.clone(),
-            call_timeout: connection.call_timeout,
-        },
-    );
+    let (quicksight, region) = connection.aws.connect(connection.call_timeout).await;
+    let region = region.context("no region: pass --region or set AWS_REGION")?;
     let scope = Scope {
         account_id: connection.account.clone(),
         region,

@@ -12,20 +12,6 @@ use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
 use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World, generate_requests};
 use std::time::{Duration, Instant};
 
-/// Sends one `/_apiserver/` command with the client's credentials.
-async fn command(client: &kube::Client, method: &str, path: &str, body: serde_json::Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("/_apiserver/{path}"))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&body).expect("json"))
-        .expect("request");
-    client
-        .request_text(request)
-        .await
-        .expect("command accepted");
-}
-
 async fn create(api: &Api<SelfUpgradeDecision>, ids: &[String], range: std::ops::Range<usize>) {
     for index in range {
         let decision = new_decision(
@@ -57,7 +43,7 @@ async fn the_operator_rides_out_a_misbehaving_api_server_without_duplicate_calls
     let started = Instant::now();
 
     // Slow answers, and the next ten status writes refused as conflicts.
-    command(
+    apiserver_command(
         &client,
         "PUT",
         "faults",
@@ -67,8 +53,8 @@ async fn the_operator_rides_out_a_misbehaving_api_server_without_duplicate_calls
     create(&api, &ids, 0..20).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Watches dropped mid-stream, then the history they would resume from compacted away.
-    command(&client, "POST", "drop-watches", serde_json::json!({})).await;
-    command(&client, "POST", "compact", serde_json::json!({})).await;
+    apiserver_command(&client, "POST", "drop-watches", serde_json::json!({})).await;
+    apiserver_command(&client, "POST", "compact", serde_json::json!({})).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     // A restart: every connection ends; the objects stay.
     playground
@@ -93,7 +79,7 @@ async fn the_operator_rides_out_a_misbehaving_api_server_without_duplicate_calls
         left.contains(r#""conflictStatusWrites":0"#),
         "all ten status writes were refused and retried: {left}"
     );
-    command(&client, "PUT", "faults", serde_json::json!({})).await;
+    apiserver_command(&client, "PUT", "faults", serde_json::json!({})).await;
 
     for index in 0..40 {
         wait_for(&api, &format!("d{index:02}"), 120, |d| {

@@ -1,11 +1,12 @@
 //! Two replicas with `--leader-elect` against the embedded API server and the simulator, each
 //! its own process: only the Lease holder calls QuickSight; when it is SIGKILLed the other takes
-//! over within the lease duration, with no duplicate update; SIGTERM releases the Lease.
+//! over within the lease duration, with no duplicate update; a leader that cannot renew its Lease
+//! stops acting before the Lease expires; SIGTERM releases the Lease.
 
 mod common;
 
-use common::is;
 use common::processes::*;
+use common::{apiserver_command, is};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use selfupgrade_operator::api::SelfUpgradeDecision;
@@ -158,6 +159,66 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
         .expect("exited");
     assert!(exit.success(), "{exit:?}");
     assert_eq!(holder(&leases).await, None, "the lease was released");
+}
+
+/// kube-lease-manager keeps reporting "leader" while its renewals fail. The operator acts only
+/// while it sees its own renewal on the Lease, so a leader cut off from its Lease stops before
+/// the Lease expires (when a standby could take it), and no replica calls QuickSight until one
+/// holds a renewed Lease again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_its_lease_stops_acting_before_it_expires() {
+    let servers = thirty_requests();
+    let (kubeconfig, endpoint) = (servers.kubeconfig.as_path(), servers.endpoint.as_str());
+    let client = client(kubeconfig).await;
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let _a = replica(kubeconfig, endpoint, "op-a");
+    let _b = replica(kubeconfig, endpoint, "op-b");
+    let leader = wait_for_holder(&leases, |_| true).await;
+
+    // The Lease's storage stops answering: the leader cannot renew, nobody can take over.
+    apiserver_command(
+        &client,
+        "PUT",
+        "faults",
+        serde_json::json!({"unavailableResources": ["leases"]}),
+    )
+    .await;
+    // Once the leader's last renewal has expired, decisions arrive.
+    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS)).await;
+    let names = decide_every_request(&api, endpoint).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls_while_cut_off: u64 = ["op-a", "op-b"]
+        .iter()
+        .map(|identity| calls_by_key(endpoint, &access_key(identity)))
+        .sum();
+
+    // The Lease answers again: a replica renews or takes it, and the work is done once.
+    apiserver_command(&client, "PUT", "faults", serde_json::json!({})).await;
+    let restored = Instant::now();
+    for name in &names {
+        common::wait_for(&api, name, 120, |d| {
+            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
+        })
+        .await;
+    }
+    let applied = updates_per_request(endpoint);
+    println!(
+        "lease cut off: {leader} led; QuickSight calls in the 3s after its lease ({LEASE_SECONDS}s) \
+         would have expired: {calls_while_cut_off}; Lease restored, {} decisions Ready {:.1}s \
+         later (held by {:?}); updates per request {applied:?}",
+        names.len(),
+        restored.elapsed().as_secs_f64(),
+        holder(&leases).await
+    );
+    assert_eq!(
+        calls_while_cut_off, 0,
+        "a leader that could not renew its lease kept calling QuickSight"
+    );
+    assert!(
+        applied.iter().all(|n| *n == 1),
+        "every request updated exactly once: {applied:?}"
+    );
 }
 
 /// The safety net under leadership: two replicas that both act (a split brain, or leader

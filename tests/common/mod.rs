@@ -158,3 +158,23 @@ pub fn is(decision: &SelfUpgradeDecision, type_: &str, status: &str, reason: &st
         && decision.status.as_ref().and_then(|s| s.observed_generation)
             == decision.metadata.generation
 }
+
+/// Sends one command to the embedded API server's `/_apiserver/` interface (faults, dropped
+/// watches, compaction) with the client's credentials.
+pub async fn apiserver_command(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("/_apiserver/{path}"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).expect("json"))
+        .expect("request");
+    client
+        .request_text(request)
+        .await
+        .expect("command accepted");
+}

@@ -1,6 +1,7 @@
 //! Misbehaviour on command, so that tests can prove the operator recovers from what real API
 //! servers do: slow answers, 409 on status writes, watches dropped mid-stream, history compacted
-//! (a resumed watch gets 410 Gone), and restarts (see `RunningApiServer::restart`).
+//! (a resumed watch gets 410 Gone), resources whose storage does not answer (504), and restarts
+//! (see `RunningApiServer::restart`).
 //!
 //! Driven through `/_apiserver/` (same bearer token as the API): `GET|PUT /_apiserver/faults`,
 //! `POST /_apiserver/drop-watches`, `POST /_apiserver/compact`.
@@ -18,6 +19,9 @@ pub struct ApiFaults {
     /// The next this many writes to a `status` subresource are answered 409 Conflict, as when
     /// another writer got there first.
     pub conflict_status_writes: u32,
+    /// Every request for these resources (plural names, e.g. `leases`) is answered 504 Timeout,
+    /// as when the storage behind them does not answer.
+    pub unavailable_resources: Vec<String>,
 }
 
 /// The live fault state of one API server.
@@ -57,6 +61,16 @@ impl FaultState {
         refuse
     }
 
+    /// Whether requests for `resource` (a plural name, with or without `/subresource`) are to
+    /// be answered as timed out.
+    pub fn unavailable(&self, resource: &str) -> bool {
+        let plural = resource.split('/').next().unwrap_or(resource);
+        self.lock()
+            .unavailable_resources
+            .iter()
+            .any(|r| r == plural)
+    }
+
     /// Ends every open watch.
     pub fn drop_watches(&self) {
         self.watch_epoch.send_modify(|epoch| *epoch += 1);
@@ -88,6 +102,20 @@ mod tests {
         });
         let refused: Vec<bool> = (0..4).map(|_| faults.refuse_status_write()).collect();
         assert_eq!(refused, [true, true, false, false]);
+    }
+
+    #[test]
+    fn unavailable_resources_cover_their_subresources_and_nothing_else() {
+        let faults = FaultState::default();
+        assert!(!faults.unavailable("leases"));
+        faults.set(ApiFaults {
+            unavailable_resources: vec!["leases".into()],
+            ..ApiFaults::default()
+        });
+        assert!(faults.unavailable("leases"));
+        assert!(faults.unavailable("leases/status"));
+        assert!(!faults.unavailable("selfupgradedecisions"));
+        assert!(!faults.unavailable("leasesx"));
     }
 
     #[tokio::test]

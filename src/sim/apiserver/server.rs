@@ -528,6 +528,11 @@ async fn route(
     // Discovery above is open to every authenticated user, as `system:discovery` grants.
     let request = attributes(registry, method, &target, query);
     state.count_request(service_account.unwrap_or(ADMIN_USER), &request.verb);
+    if state.faults.unavailable(&request.resource) {
+        return Err(ApiError::timeout(
+            "Timeout: request did not complete within the allotted timeout",
+        ));
+    }
     if let Some(user) = service_account {
         state.authorize(user, request)?;
     }
