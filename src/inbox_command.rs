@@ -4,7 +4,7 @@
 use crate::api::Action;
 use crate::cli::AwsEndpoints;
 use crate::inbox::{self, InboxEntry};
-use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, SelfUpgradeApi};
+use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, fetch_page};
 use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -184,8 +184,7 @@ async fn fetch(connection: &Connection) -> anyhow::Result<Vec<RequestDetail>> {
     let mut requests = Vec::new();
     let mut next_token: Option<String> = None;
     loop {
-        let page = quicksight
-            .list_page(&scope, next_token.as_deref())
+        let page = fetch_page(&quicksight, &scope, next_token.as_deref())
             .await
             .with_context(|| format!("listing the self-upgrade requests of {scope}"))?;
         requests.extend(page.requests);

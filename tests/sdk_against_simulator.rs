@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use selfupgrade_operator::api::Action;
 use selfupgrade_operator::quicksight::{
-    ErrorClass, RequestDirectory, RequestStatus, Scope, SelfUpgradeApi,
+    ErrorClass, Paced, PacingSettings, RequestDirectory, RequestStatus, Scope, SelfUpgradeApi,
 };
 use selfupgrade_operator::sim::quicksight::{
     EpochUnit, FaultSettings, RunningSim, SimHandle, World,
@@ -49,6 +49,45 @@ async fn listing_pages_through_250_requests_with_next_token() {
     // listed once more, since the cache was older than the question.
     assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 6);
     assert_eq!(sim.handle.counters().access_keys.get(ACCESS_KEY), Some(&6));
+}
+
+/// The SDK retries no page itself (its retries would bypass the pacer, and a throttled page
+/// would not pause the account); the directory asks for the failed page again, through the
+/// pacer, without starting the listing over.
+#[tokio::test]
+async fn a_throttled_page_is_one_sdk_call_and_is_asked_for_again_through_the_pacer() {
+    let requests = (0..250).map(|i| request(&format!("req-{i:03}"))).collect();
+    let sim = start_sim(requests).await;
+    let qs = Arc::new(quicksight(&sim));
+    sim.handle
+        .force_error("ListSelfUpgrades", "ThrottlingException");
+    let error = qs
+        .list_page(&scope(ACCOUNT), None)
+        .await
+        .expect_err("throttled");
+    assert_eq!(error.class, ErrorClass::Throttled);
+    assert_eq!(sim.handle.counters().total("ListSelfUpgrades"), 1);
+
+    let paced = Paced::new(
+        qs,
+        PacingSettings {
+            rate_per_second: 100.0,
+            burst: 10,
+            concurrency: 4,
+            throttle_pause: Duration::from_millis(100),
+            throttle_pause_cap: Duration::from_secs(1),
+        },
+    )
+    .expect("settings");
+    let directory = RequestDirectory::new(Arc::new(paced), Duration::from_secs(60));
+    sim.handle
+        .force_error("ListSelfUpgrades", "ThrottlingException");
+    let listed = directory.list(&scope(ACCOUNT)).await.expect("listed");
+    assert_eq!(listed.len(), 250);
+    let counters = sim.handle.counters();
+    assert_eq!(counters.count("ListSelfUpgrades", "ThrottlingException"), 2);
+    // Three pages, none fetched twice.
+    assert_eq!(counters.count("ListSelfUpgrades", "ok"), 3);
 }
 
 #[tokio::test]

@@ -7,8 +7,11 @@
 //! the update's own answer, or forgotten when the call failed (unless it was throttled, which
 //! QuickSight refuses before acting), so no read of that request ever comes from before the call.
 
-use super::{Credentials, QuickSightError, RequestDetail, Scope, SelfUpgradeApi, UpdateResult};
+use super::{
+    Credentials, QuickSightError, RequestDetail, RequestPage, Scope, SelfUpgradeApi, UpdateResult,
+};
 use crate::api::Action;
+use crate::retry::{backoff_delay, full_jitter};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +22,34 @@ use tokio::time::Instant;
 const MAX_LISTING_RESTARTS: usize = 3;
 /// Guards against a server that never stops returning a next-token.
 const MAX_PAGES: usize = 10_000;
+/// A page that failed retryably (throttled, 5xx, timeout) is asked for this often in all before
+/// the listing fails, as the SDK's standard retry mode would.
+const PAGE_ATTEMPTS: u32 = 4;
+/// Backoff between attempts at one page (full jitter under a doubling ceiling).
+const PAGE_BACKOFF_BASE: Duration = Duration::from_millis(200);
+const PAGE_BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// One page of the account's requests, asked for again while it fails retryably, so that one
+/// throttled page neither fails a whole listing nor restarts it from the first page. Through
+/// [`super::Paced`], a throttled attempt also pauses the account, and the next attempt waits
+/// for that pause.
+pub async fn fetch_page(
+    api: &dyn SelfUpgradeApi,
+    scope: &Scope,
+    next_token: Option<&str>,
+) -> Result<RequestPage, QuickSightError> {
+    let mut attempt = 1;
+    loop {
+        match api.list_page(scope, next_token).await {
+            Err(error) if error.is_retryable() && attempt < PAGE_ATTEMPTS => {
+                let ceiling = backoff_delay(attempt, PAGE_BACKOFF_BASE, PAGE_BACKOFF_CAP);
+                tokio::time::sleep(full_jitter(ceiling, rand::random::<f64>())).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
 
 struct Listing {
     fetched_at: Instant,
@@ -209,7 +240,7 @@ impl RequestDirectory {
             let mut by_id = HashMap::new();
             let mut next_token: Option<String> = None;
             for _ in 0..MAX_PAGES {
-                let page = match self.api.list_page(scope, next_token.as_deref()).await {
+                let page = match fetch_page(self.api.as_ref(), scope, next_token.as_deref()).await {
                     Ok(page) => page,
                     Err(e) if e.is_invalid_next_token() && restarts < MAX_LISTING_RESTARTS => {
                         restarts += 1;
@@ -239,4 +270,132 @@ fn endless_listing(scope: &Scope, what: &str) -> QuickSightError {
         "EndlessListing",
         format!("listing {scope} {what}; giving up on this listing"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quicksight::RequestStatus;
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+    use std::collections::VecDeque;
+
+    /// Three pages (`None` → "p2" → "p3" → end), each answering first the failures queued for
+    /// it; records every page asked for.
+    #[derive(Default)]
+    struct ScriptedPages {
+        failures: Mutex<HashMap<Option<String>, VecDeque<QuickSightError>>>,
+        asked: Mutex<Vec<Option<String>>>,
+    }
+
+    impl ScriptedPages {
+        fn failing(page: Option<&str>, failures: Vec<QuickSightError>) -> Self {
+            let scripted = Self::default();
+            lock(&scripted.failures).insert(page.map(str::to_string), failures.into());
+            scripted
+        }
+
+        fn asked(&self) -> Vec<Option<String>> {
+            lock(&self.asked).clone()
+        }
+    }
+
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        mutex.lock().expect("not poisoned")
+    }
+
+    impl SelfUpgradeApi for ScriptedPages {
+        fn list_page<'a>(
+            &'a self,
+            _: &'a Scope,
+            next_token: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
+            let token = next_token.map(str::to_string);
+            lock(&self.asked).push(token.clone());
+            let failure = lock(&self.failures)
+                .get_mut(&token)
+                .and_then(VecDeque::pop_front);
+            let (id, next) = match next_token {
+                None => ("r-1", Some("p2")),
+                Some("p2") => ("r-2", Some("p3")),
+                _ => ("r-3", None),
+            };
+            let answer = match failure {
+                Some(error) => Err(error),
+                None => Ok(RequestPage {
+                    requests: vec![RequestDetail::new(id, RequestStatus::Pending)],
+                    next_token: next.map(str::to_string),
+                }),
+            };
+            futures::future::ready(answer).boxed()
+        }
+
+        fn update<'a>(
+            &'a self,
+            _: &'a Scope,
+            _: &'a str,
+            _: Action,
+        ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
+            unreachable!("these tests only list")
+        }
+    }
+
+    fn failure(code: &str, status: u16) -> QuickSightError {
+        QuickSightError::from_service("ListSelfUpgrades", code, "m", Some(status), None)
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            account_id: "111122223333".into(),
+            region: "us-east-1".into(),
+            namespace: "default".into(),
+            credentials: Credentials::default(),
+        }
+    }
+
+    fn pages(tokens: &[Option<&str>]) -> Vec<Option<String>> {
+        tokens.iter().map(|t| t.map(str::to_string)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_page_is_asked_for_again_without_restarting_the_listing() {
+        let api = Arc::new(ScriptedPages::failing(
+            Some("p2"),
+            vec![
+                failure("ThrottlingException", 429),
+                failure("InternalFailureException", 500),
+            ],
+        ));
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(60));
+        let listed = directory.list(&scope()).await.expect("listed");
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            api.asked(),
+            pages(&[None, Some("p2"), Some("p2"), Some("p2"), Some("p3")])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_terminal_page_error_fails_the_listing_at_once() {
+        let api = Arc::new(ScriptedPages::failing(
+            Some("p2"),
+            vec![failure("AccessDeniedException", 401)],
+        ));
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(60));
+        let error = directory.list(&scope()).await.expect_err("refused");
+        assert_eq!(error.code, "AccessDeniedException");
+        assert_eq!(api.asked(), pages(&[None, Some("p2")]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_that_keeps_failing_fails_the_listing_after_the_last_attempt() {
+        let failures = (0..PAGE_ATTEMPTS + 1)
+            .map(|_| failure("ResourceUnavailableException", 503))
+            .collect();
+        let api = Arc::new(ScriptedPages::failing(None, failures));
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(60));
+        let error = directory.list(&scope()).await.expect_err("gave up");
+        assert_eq!(error.code, "ResourceUnavailableException");
+        assert_eq!(api.asked().len(), PAGE_ATTEMPTS as usize);
+    }
 }

@@ -7,7 +7,7 @@ mod model;
 mod pacing;
 mod sdk;
 
-pub use directory::RequestDirectory;
+pub use directory::{RequestDirectory, fetch_page};
 pub use error::{ErrorClass, QuickSightError};
 pub use model::{
     AssumeRole, Credentials, RequestDetail, RequestStatus, Scope, UpdateResult,

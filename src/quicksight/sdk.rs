@@ -32,7 +32,7 @@ pub struct SdkSettings {
     /// Overrides the STS endpoint used to assume bound accounts' roles; `None` uses AWS's
     /// regional STS endpoint.
     pub sts_endpoint_url: Option<String>,
-    /// Upper bound for one call including the SDK's own retries of reads.
+    /// Upper bound for one call.
     pub call_timeout: Duration,
 }
 
@@ -50,6 +50,11 @@ const CREDENTIAL_CHECK_TTL: Duration = Duration::from_secs(600);
 /// reused, so that connections and cached credentials are shared by every decision that calls
 /// with the same identity; an assumed role's client refreshes its credentials before they
 /// expire (the SDK's identity cache).
+///
+/// The SDK retries nothing itself: one method call is one HTTP call. An update whose answer was
+/// lost (timeout, 5xx) might have taken effect, so the reconciler re-reads the request before
+/// sending again; a failed page is asked for again by [`super::fetch_page`], through the pacer,
+/// so that a throttled page pauses the whole account and every attempt is paced and counted.
 pub struct SdkQuickSight {
     base: aws_config::SdkConfig,
     settings: SdkSettings,
@@ -97,6 +102,7 @@ impl SdkQuickSight {
         let region = Region::new(region.to_string());
         let mut config = aws_sdk_quicksight::config::Builder::from(&self.base)
             .region(region.clone())
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(self.settings.call_timeout)
@@ -186,14 +192,6 @@ impl SelfUpgradeApi for SdkQuickSight {
                 .namespace(&scope.namespace)
                 .upgrade_request_id(upgrade_request_id)
                 .action(SelfUpgradeAdminAction::from(action.as_str()))
-                .customize()
-                // The SDK would resend an update whose answer was lost (timeout, 5xx) without
-                // knowing whether it took effect. The reconciler instead re-reads the request
-                // first, so a lost answer never turns into a second update.
-                .config_override(
-                    aws_sdk_quicksight::config::Builder::default()
-                        .retry_config(RetryConfig::disabled()),
-                )
                 .send()
                 .await
                 .map_err(|e| classify("UpdateSelfUpgrade", e))?;
