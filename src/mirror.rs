@@ -191,6 +191,14 @@ fn scopes(ctx: &Context, settings: &MirrorSettings) -> Vec<Scope> {
     scopes.into_iter().collect()
 }
 
+/// Whether the mirror holds the requests of `scope`: only then may a decision's
+/// `status.mirroredAs` name an object (a binding that allows every QuickSight namespace is
+/// mirrored for `default` only, and a decision's own `spec.region` may differ from the
+/// binding's).
+pub fn covers(ctx: &Context, settings: &MirrorSettings, scope: &Scope) -> bool {
+    scopes(ctx, settings).contains(scope)
+}
+
 /// Syncs the mirror every `settings.interval`, until dropped.
 pub async fn run(ctx: Arc<Context>, settings: MirrorSettings) {
     let mut tick = tokio::time::interval(settings.interval);

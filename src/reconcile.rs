@@ -227,9 +227,9 @@ async fn reconcile_decision(
     let mut status = status::carry_over(decision.status.as_ref(), generation);
     let verdict = match admit(&decision, &ctx) {
         Err(stall) => Verdict::Stalled(stall),
-        Ok((scope, retry, bound)) => {
+        Ok((scope, retry)) => {
             status.mirrored_as = ctx.mirror.as_ref().and_then(|mirror| {
-                (bound || mirror.accounts.contains(&scope.account_id)).then(|| {
+                crate::mirror::covers(&ctx, mirror, &scope).then(|| {
                     let name = crate::mirror::object_name(
                         &scope.account_id,
                         &scope.namespace,
@@ -455,13 +455,8 @@ fn result_label(verdict: &Verdict) -> &'static str {
 
 /// Step 1 of the path: what must hold before QuickSight is touched — a readable spec, a
 /// binding that admits the decision, a valid retry policy, and no older decision for the same
-/// request. Yields where to call and with which credentials.
-/// Yields where to call and with which credentials, the retry policy, and whether a binding
-/// (not `--allow-unbound-accounts`) admitted the decision.
-fn admit(
-    decision: &SelfUpgradeDecision,
-    ctx: &Context,
-) -> Result<(Scope, RetrySettings, bool), Stall> {
+/// request. Yields where to call and with which credentials, and the retry policy.
+fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<(Scope, RetrySettings), Stall> {
     let spec = &decision.spec;
     if let Some(problem) = crate::validate::spec_problem(spec) {
         return Err(Stall::InvalidSpec(problem));
@@ -499,7 +494,6 @@ fn admit(
             credentials: grant.credentials,
         },
         retry,
-        grant.binding.is_some(),
     ))
 }
 

@@ -43,6 +43,8 @@ fn status_of<'a>(objects: &'a [SelfUpgradeRequest], id: &str) -> Option<&'a str>
 async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = vec![request("r-1"), request("r-2")];
+    // Mirrored for `default` only: a decision here links to nothing.
+    world.ensure_namespace(ACCOUNT, "analytics").requests = vec![request("r-9")];
     let handle = SimHandle::new(world, FaultSettings::default(), 9);
     let tuning = Tuning {
         mirror_interval: Some(Duration::from_millis(300)),
@@ -97,6 +99,29 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     assert_eq!(
         decided.status.and_then(|s| s.mirrored_as),
         Some(format!("default/{}", kube::ResourceExt::name_any(r1)))
+    );
+
+    // A decision in a QuickSight namespace the mirror does not hold names no mirror object.
+    let mut elsewhere = new_decision("approve-r9", ACCOUNT, "r-9", Action::Approve);
+    elsewhere.spec.quicksight_namespace = "analytics".into();
+    decisions
+        .create(&PostParams::default(), &elsewhere)
+        .await
+        .expect("decision");
+    let decided = wait_for(&decisions, "approve-r9", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    assert_eq!(decided.status.and_then(|s| s.mirrored_as), None);
+    assert_eq!(
+        mirror
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2,
+        "analytics is not mirrored"
     );
 
     // Unchanged requests are not written again.
