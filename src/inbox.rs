@@ -6,7 +6,7 @@ use crate::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
 use crate::quicksight::{RequestDetail, RequestStatus};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Annotations a generated decision carries, so that a reviewer sees who asks for what.
 pub const USER_ANNOTATION: &str = "quicksight.selfupgrade.io/user";
@@ -117,8 +117,88 @@ pub fn age(since: Timestamp, now: Timestamp) -> String {
 
 /// A Kubernetes name for the decision on `request`: `<action>-<user>-<id>`, lower case, only
 /// `[a-z0-9-]`, at most 63 characters, so that it is a valid name (and label value) whatever
-/// the user name and id contain. The id part keeps names of one user's requests apart.
+/// the user name and id contain. The id part (its first 8 letters and digits) keeps names of
+/// one user's requests apart; [`decision_names`] handles ids that share those 8.
 pub fn decision_name(action: Action, user: Option<&str>, request_id: &str) -> String {
+    name_with_id(action, user, &short_id(request_id))
+}
+
+/// The first 8 letters and digits of the id; a hash of it when it has none.
+fn short_id(request_id: &str) -> String {
+    let id: String = request_id
+        .chars()
+        .flat_map(char::to_lowercase)
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    // An id with no letters or digits still needs a stable, distinct name part.
+    if id.is_empty() {
+        format!("{:08x}", fnv1a(request_id))
+    } else {
+        id
+    }
+}
+
+/// The short id and a hash of the whole id: distinct for ids that share their first 8
+/// letters and digits (or differ only in punctuation).
+fn long_id(request_id: &str) -> String {
+    format!("{}{:08x}", short_id(request_id), fnv1a(request_id))
+}
+
+/// Names for the decisions on `requests` (one `action` for all), distinct from each other and
+/// from the names `taken_by` reports in use for another request id (`--out-dir` files): each
+/// keeps its short [`decision_name`] unless that is shared, then gets a hash of its whole id.
+/// `Err` names the requests that still cannot be told apart, rather than overwrite one.
+pub fn decision_names(
+    action: Action,
+    requests: &[&RequestDetail],
+    taken_by: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let short: Vec<String> = requests
+        .iter()
+        .map(|r| decision_name(action, r.user_name.as_deref(), &r.upgrade_request_id))
+        .collect();
+    let mut ids_per_name: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (name, request) in short.iter().zip(requests) {
+        ids_per_name
+            .entry(name)
+            .or_default()
+            .insert(&request.upgrade_request_id);
+    }
+    let clashes = |name: &str, id: &str| {
+        ids_per_name.get(name).is_some_and(|ids| ids.len() > 1)
+            || taken_by(name).is_some_and(|other| other != id)
+    };
+    let names: Vec<String> = short
+        .iter()
+        .zip(requests)
+        .map(|(name, request)| {
+            let id = &request.upgrade_request_id;
+            if clashes(name, id) {
+                name_with_id(action, request.user_name.as_deref(), &long_id(id))
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for (name, request) in names.iter().zip(requests) {
+        let id = request.upgrade_request_id.as_str();
+        let other = owner
+            .insert(name, id)
+            .filter(|other| *other != id)
+            .map(str::to_string)
+            .or_else(|| taken_by(name).filter(|other| other != id));
+        if let Some(other) = other {
+            return Err(format!(
+                "requests {other} and {id} would both be named {name}; decide them one at a time"
+            ));
+        }
+    }
+    Ok(names)
+}
+
+fn name_with_id(action: Action, user: Option<&str>, id: &str) -> String {
     let slug = |text: &str| -> String {
         let mut slug = String::new();
         for c in text.chars().flat_map(char::to_lowercase) {
@@ -131,17 +211,6 @@ pub fn decision_name(action: Action, user: Option<&str>, request_id: &str) -> St
         slug.trim_matches('-').to_string()
     };
     let user = slug(user.and_then(|u| u.split('@').next()).unwrap_or("user"));
-    let id: String = slug(request_id)
-        .chars()
-        .filter(|c| *c != '-')
-        .take(8)
-        .collect();
-    // An id with no letters or digits still needs a stable, distinct name part.
-    let id = if id.is_empty() {
-        format!("{:08x}", fnv1a(request_id))
-    } else {
-        id
-    };
     let action = action.as_str().to_ascii_lowercase();
     let budget = 63 - action.len() - id.len() - 2;
     let user: String = user.chars().take(budget).collect();
@@ -158,21 +227,18 @@ fn fnv1a(text: &str) -> u32 {
     })
 }
 
-/// The decision for `request` in `namespace` (unset: the namespace `kubectl apply` uses).
+/// The decision `name` for `request` in `namespace` (unset: the namespace `kubectl apply`
+/// uses).
 pub fn decision_for(
+    name: &str,
     request: &RequestDetail,
     account: &str,
     quicksight_namespace: &str,
     action: Action,
     namespace: Option<&str>,
 ) -> SelfUpgradeDecision {
-    let name = decision_name(
-        action,
-        request.user_name.as_deref(),
-        &request.upgrade_request_id,
-    );
     let mut decision = SelfUpgradeDecision::new(
-        &name,
+        name,
         SelfUpgradeDecisionSpec {
             aws_account_id: account.to_string(),
             quicksight_namespace: quicksight_namespace.to_string(),
@@ -285,8 +351,50 @@ mod tests {
     }
 
     #[test]
+    fn names_in_one_batch_or_beside_existing_files_never_collide() {
+        let alice_1 = request("5c1e7a52-0b7d", "alice@example.com", RequestStatus::Pending);
+        let alice_2 = request("5c1e7a52-9f00", "alice@example.com", RequestStatus::Pending);
+        let bob = request("5c1e7a52-0b7d-b", "bob@example.com", RequestStatus::Pending);
+        let free = |_: &str| None;
+        let names =
+            decision_names(Action::Approve, &[&alice_1, &alice_2, &bob], &free).expect("named");
+        assert_eq!(names[2], "approve-bob-5c1e7a52", "no clash: the short name");
+        assert_ne!(names[0], names[1]);
+        for name in &names[..2] {
+            assert!(name.starts_with("approve-alice-5c1e7a52"), "{name}");
+            assert_eq!(name.len(), "approve-alice-5c1e7a52".len() + 8, "{name}");
+        }
+        // The same request twice is one name, not a clash.
+        assert_eq!(
+            decision_names(Action::Approve, &[&bob, &bob], &free).expect("named"),
+            ["approve-bob-5c1e7a52", "approve-bob-5c1e7a52"]
+        );
+
+        // A name already used for another request (a file in --out-dir) is not reused; one
+        // used for this request is.
+        let taken_by_other =
+            |name: &str| (name == "approve-bob-5c1e7a52").then(|| "someone-else".to_string());
+        let renamed = decision_names(Action::Approve, &[&bob], &taken_by_other).expect("named");
+        assert_ne!(renamed[0], "approve-bob-5c1e7a52");
+        let taken_by_same = |_: &str| Some(bob.upgrade_request_id.clone());
+        assert_eq!(
+            decision_names(Action::Approve, &[&bob], &taken_by_same).expect("named"),
+            ["approve-bob-5c1e7a52"]
+        );
+
+        // Nothing free at all: refused, naming both requests, rather than overwritten.
+        let all_taken = |_: &str| Some("r-0".to_string());
+        let refused = decision_names(Action::Approve, &[&bob], &all_taken).expect_err("refused");
+        assert!(
+            refused.contains("r-0") && refused.contains("5c1e7a52-0b7d-b"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn a_decision_carries_the_request_as_annotations() {
         let decision = decision_for(
+            "approve-alice-r1",
             &request("r-1", "alice@example.com", RequestStatus::Pending),
             "111122223333",
             "default",

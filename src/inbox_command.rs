@@ -1,7 +1,7 @@
 //! `selfupgrade-operator requests list|decide`: the inbox against QuickSight (or the
 //! simulator), with the same credentials and endpoint options as `run`.
 
-use crate::api::Action;
+use crate::api::{Action, SelfUpgradeDecision};
 use crate::cli::AwsEndpoints;
 use crate::inbox::{self, InboxEntry};
 use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, fetch_page};
@@ -9,7 +9,7 @@ use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug, Clone)]
@@ -124,9 +124,14 @@ pub async fn run(args: RequestsArgs) -> anyhow::Result<()> {
             let chosen = inbox::select(&requests, &decide.ids, decide.all_pending)
                 .map_err(anyhow::Error::msg)?;
             let connection = &decide.connection;
+            let out_dir = decide.out_dir.as_deref();
+            let taken_by = |name: &str| out_dir.and_then(|dir| request_id_in(dir, name));
+            let names = inbox::decision_names(decide.action, &chosen, &taken_by)
+                .map_err(anyhow::Error::msg)?;
             let mut documents = Vec::new();
-            for request in chosen {
+            for (name, request) in names.iter().zip(chosen) {
                 let decision = inbox::decision_for(
+                    name,
                     request,
                     &connection.account,
                     &connection.quicksight_namespace,
@@ -157,6 +162,18 @@ pub async fn run(args: RequestsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The request id of the decision in `<dir>/<name>.yaml`, if that file exists; a file that is
+/// not such a decision counts as taken by it, so that it is never overwritten.
+fn request_id_in(dir: &Path, name: &str) -> Option<String> {
+    let path = dir.join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some(
+        serde_yaml::from_str::<SelfUpgradeDecision>(&text)
+            .map(|decision| decision.spec.upgrade_request_id)
+            .unwrap_or_else(|_| format!("(another document in {})", path.display())),
+    )
 }
 
 /// Every request of the account's QuickSight namespace, page by page (progress on stderr once

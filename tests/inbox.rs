@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::PostParams;
 use selfupgrade_operator::api::SelfUpgradeDecision;
 use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
-use selfupgrade_operator::sim::quicksight::{RunningSim, SimStatus};
+use selfupgrade_operator::sim::quicksight::{RunningSim, SimRequest, SimStatus};
 use serde::Deserialize;
 use std::process::{Command, Output};
 
@@ -152,6 +152,72 @@ async fn decide_prints_yaml_the_api_server_accepts() {
         files,
         ["deny-req-007-req007.yaml", "deny-req-249-req249.yaml"]
     );
+
+    // Names never collide and no file of another decision is overwritten: two requests of one
+    // user whose ids share their first 8 characters, and a file already holding another
+    // request's decision under the name req-008's would get, are told apart by a hash of the id.
+    for id in ["5c1e7a52-aaaa", "5c1e7a52-bbbb"] {
+        sim.handle
+            .add_request(
+                ACCOUNT,
+                "default",
+                SimRequest::pending(id, "dana@example.com", 1_764_115_200_000),
+            )
+            .expect("added");
+    }
+    let foreign = dir.path().join("deny-req-008-req008.yaml");
+    std::fs::write(&foreign, "kept: true\n").expect("written");
+    stdout(&requests(
+        &sim,
+        &[
+            "decide",
+            "5c1e7a52-aaaa",
+            "5c1e7a52-bbbb",
+            "req-008",
+            "req-007",
+            "--action",
+            "deny",
+            "--out-dir",
+            out,
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&foreign).expect("kept"),
+        "kept: true\n"
+    );
+    let mut decided: Vec<(String, String)> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let decision: SelfUpgradeDecision =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+            Some((
+                decision.spec.upgrade_request_id,
+                path.file_name()?.to_str()?.to_string(),
+            ))
+        })
+        .collect();
+    decided.sort();
+    assert_eq!(decided.len(), 5, "{decided:?}");
+    let file_of = |id: &str| {
+        decided
+            .iter()
+            .find(|(decided_id, _)| decided_id == id)
+            .map(|(_, file)| file.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        file_of("req-007"),
+        "deny-req-007-req007.yaml",
+        "same request, same file"
+    );
+    for id in ["5c1e7a52-aaaa", "5c1e7a52-bbbb", "req-008"] {
+        assert!(
+            file_of(id).len() > "deny-req-008-req008.yaml".len(),
+            "{id} gets a longer name: {decided:?}"
+        );
+    }
+    assert_ne!(file_of("5c1e7a52-aaaa"), file_of("5c1e7a52-bbbb"));
 
     // An unknown id is an error naming it, and nothing is printed.
     let unknown = requests(&sim, &["decide", "req-007", "nope", "--action", "APPROVE"]);
