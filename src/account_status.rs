@@ -7,13 +7,13 @@ use crate::api::{QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision
 use crate::quicksight::Credentials;
 use crate::reconcile::{Context, FIELD_MANAGER};
 use crate::tenancy::{self, Grant};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::warn;
 
@@ -73,21 +73,69 @@ pub fn account_status(
     }
 }
 
+/// The status of a binding the operator cannot read (see [`crate::tenancy::Unreadable`]).
+pub fn unreadable_status(
+    metadata: &ObjectMeta,
+    error: &str,
+    now: Timestamp,
+) -> QuickSightAccountStatus {
+    QuickSightAccountStatus {
+        observed_generation: metadata.generation,
+        bound_decisions: Some(0),
+        conditions: vec![Condition {
+            type_: "Ready".to_string(),
+            status: "False".to_string(),
+            reason: "InvalidSpec".to_string(),
+            message: format!(
+                "the operator cannot read this QuickSightAccount ({error}); it binds no \
+                 decision until it is fixed"
+            ),
+            observed_generation: metadata.generation,
+            last_transition_time: Time(now),
+        }],
+    }
+}
+
 /// Refreshes every binding's status each `ctx.timing.account_status_interval`, until dropped.
 pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfUpgradeDecision>>) {
     let mut tick = tokio::time::interval(ctx.timing.account_status_interval);
+    // An unreadable binding's own status cannot be read back to compare with, so what was
+    // written is remembered (by UID and generation) to write it once, not every interval.
+    let mut reported_unreadable: HashMap<(String, Option<i64>), String> = HashMap::new();
     loop {
         tick.tick().await;
         let bound = bound_decisions(&ctx, &decisions);
+        let mut still_unreadable = HashSet::new();
         for binding in ctx.bindings.accounts() {
-            let Ok(binding) = &binding.0 else { continue };
-            let count = bound.get(&binding.name_any()).copied().unwrap_or(0);
-            let findings = find(&ctx, binding, count).await;
-            let status = account_status(binding, &findings, Timestamp::now());
-            if binding.status.as_ref() != Some(&status) {
-                write(&ctx.client, binding, &status).await;
+            match &binding.0 {
+                Ok(binding) => {
+                    let count = bound.get(&binding.name_any()).copied().unwrap_or(0);
+                    let findings = find(&ctx, binding, count).await;
+                    let status = account_status(binding, &findings, Timestamp::now());
+                    if binding.status.as_ref() != Some(&status) {
+                        write(&ctx.client, &binding.name_any(), &status).await;
+                    }
+                }
+                Err(invalid) => {
+                    let key = (
+                        invalid.metadata.uid.clone().unwrap_or_default(),
+                        invalid.metadata.generation,
+                    );
+                    still_unreadable.insert(key.clone());
+                    if reported_unreadable.get(&key) == Some(&invalid.error) {
+                        continue;
+                    }
+                    let name = invalid.metadata.name.clone().unwrap_or_default();
+                    warn!(binding = %name, error = %invalid.error, "cannot read a QuickSightAccount");
+                    let status =
+                        unreadable_status(&invalid.metadata, &invalid.error, Timestamp::now());
+                    if write(&ctx.client, &name, &status).await {
+                        reported_unreadable.insert(key, invalid.error.clone());
+                    }
+                }
             }
         }
+        reported_unreadable.retain(|key, _| still_unreadable.contains(key));
     }
 }
 
@@ -148,11 +196,8 @@ async fn check_credentials(
         })
 }
 
-async fn write(
-    client: &kube::Client,
-    binding: &QuickSightAccount,
-    status: &QuickSightAccountStatus,
-) {
+/// Whether the status was written.
+async fn write(client: &kube::Client, name: &str, status: &QuickSightAccountStatus) -> bool {
     let api: Api<QuickSightAccount> = Api::all(client.clone());
     let patch = serde_json::json!({
         "apiVersion": QuickSightAccount::api_version(&()),
@@ -161,11 +206,12 @@ async fn write(
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     // The next interval writes it again; a failed write is only logged.
-    if let Err(error) = api
-        .patch_status(&binding.name_any(), &params, &Patch::Apply(&patch))
-        .await
-    {
-        warn!(%error, binding = %binding.name_any(), "could not write the QuickSightAccount status");
+    match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
+        Ok(_) => true,
+        Err(error) => {
+            warn!(%error, binding = %name, "could not write the QuickSightAccount status");
+            false
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! starts with warm caches. Judgement lives in [`crate::tenancy`]; this module only feeds it.
 
 use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
-use crate::tenancy::{self, Grant, NamespaceView};
+use crate::lenient::{Lenient, into_guarded};
+use crate::tenancy::{self, Grant, NamespaceView, Unreadable};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
@@ -44,7 +45,9 @@ impl Bindings {
     pub fn watch(client: kube::Client, allow_unbound_accounts: bool) -> Self {
         let (changed, _) = watch::channel(0);
         let (accounts, accounts_task) = spawn_reflector(
-            Api::<DeserializeGuard<QuickSightAccount>>::all(client.clone()),
+            // Lenient: an unreadable binding is kept (and reported), its bad field named.
+            Api::<Lenient<QuickSightAccount>>::all(client.clone()),
+            into_guarded,
             // Status writes do not change the generation: only spec edits (and deletions)
             // re-reconcile decisions.
             |binding| binding.meta().generation,
@@ -52,6 +55,7 @@ impl Bindings {
         );
         let (namespaces, namespaces_task) = spawn_reflector(
             Api::<Namespace>::all(client),
+            std::convert::identity,
             |namespace| namespace.labels().clone(),
             changed.clone(),
         );
@@ -97,7 +101,7 @@ impl Bindings {
         })
     }
 
-    /// The readable bindings (objects that do not deserialize are skipped; see `accounts_report`).
+    /// Every binding, readable (`Ok`) or not (`Err`: it does not deserialize).
     pub fn accounts(&self) -> Vec<Arc<DeserializeGuard<QuickSightAccount>>> {
         self.accounts.state()
     }
@@ -115,12 +119,21 @@ impl Bindings {
         let accounts = self.accounts();
         let readable: Vec<&QuickSightAccount> =
             accounts.iter().filter_map(|a| a.0.as_ref().ok()).collect();
+        let unreadable: Vec<Unreadable> = accounts
+            .iter()
+            .filter_map(|a| a.0.as_ref().err())
+            .map(|invalid| Unreadable {
+                name: invalid.metadata.name.clone().unwrap_or_default(),
+                error: invalid.error.clone(),
+            })
+            .collect();
         let known = self.namespace(namespace);
         let view = NamespaceView {
             name: namespace,
             labels: known.as_ref().map(|ns| ns.labels()),
         };
-        tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts)
+        let verdict = tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts);
+        tenancy::considering_unreadable(verdict, &unreadable)
     }
 }
 
@@ -138,21 +151,24 @@ fn both_ready(
     .shared()
 }
 
-/// Starts a reflector for `api` on its own task; bumps `changed` whenever an object's
-/// `fingerprint` changes or the object is deleted.
-fn spawn_reflector<K, F>(
-    api: Api<K>,
+/// Starts a reflector for `api` on its own task, storing what `convert` makes of each watched
+/// object; bumps `changed` whenever an object's `fingerprint` changes or the object is deleted.
+fn spawn_reflector<W, K, F>(
+    api: Api<W>,
+    convert: fn(watcher::Event<W>) -> watcher::Event<K>,
     fingerprint: impl Fn(&K) -> F + Send + 'static,
     changed: watch::Sender<u64>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-    K: Send + Sync + 'static,
+    W: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    W: Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     F: PartialEq + Send + 'static,
 {
     let (store, writer) = reflector::store();
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
+        .map_ok(convert)
         // managedFields are never read.
         .map_ok(|event| event.modify(|o| o.managed_fields_mut().clear()))
         .reflect(writer);

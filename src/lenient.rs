@@ -35,8 +35,13 @@ where
                 let PartialObjectMeta { metadata, .. } =
                     PartialObjectMeta::<K>::deserialize(&value)
                         .map_err(serde::de::Error::custom)?;
+                // Decoded once more, tracking where, only for an object that does not fit, so
+                // that the message names the bad field (`spec.action: unknown variant ...`).
+                let located = serde_path_to_error::deserialize::<_, K>(&value)
+                    .err()
+                    .map(|located| located.to_string());
                 Err(InvalidObject {
-                    error: error.to_string(),
+                    error: located.unwrap_or_else(|| error.to_string()),
                     metadata,
                 })
             }
@@ -129,7 +134,13 @@ mod tests {
         let invalid = guarded.0.expect_err("MAYBE is no action");
         assert_eq!(invalid.metadata.name.as_deref(), Some("approve-alice"));
         assert_eq!(invalid.metadata.uid.as_deref(), Some("u-1"));
-        assert!(invalid.error.contains("MAYBE"), "{}", invalid.error);
+        assert!(
+            invalid
+                .error
+                .starts_with("spec.action: unknown variant `MAYBE`"),
+            "{}",
+            invalid.error
+        );
     }
 
     #[test]

@@ -161,6 +161,43 @@ pub fn credentials_of(binding: &QuickSightAccount) -> Credentials {
     }
 }
 
+/// A binding the operator cannot read (it does not match the operator's types: the CRD was
+/// installed without validation, or from another version): its name and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub name: String,
+    pub error: String,
+}
+
+/// [`authorize`]'s verdict, given the bindings the operator cannot read. An unreadable binding
+/// may be the one that binds the decision's account, so a grant that rests on no binding
+/// binding it (`--allow-unbound-accounts`) is refused rather than let the decision bypass it,
+/// and a refusal names it. A grant by a readable binding stands: one broken binding does not
+/// stop the accounts others bind.
+pub fn considering_unreadable(
+    verdict: Result<Grant, String>,
+    unreadable: &[Unreadable],
+) -> Result<Grant, String> {
+    if unreadable.is_empty() {
+        return verdict;
+    }
+    let named = unreadable
+        .iter()
+        .map(|u| format!("{} ({})", u.name, u.error))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match verdict {
+        Ok(grant) if grant.binding.is_some() => Ok(grant),
+        Ok(_) => Err(format!(
+            "QuickSightAccount {named} cannot be read and may bind this account; accounts no \
+             binding binds are refused until it is fixed"
+        )),
+        Err(refusal) => Err(format!(
+            "{refusal}; QuickSightAccount {named} cannot be read"
+        )),
+    }
+}
+
 fn names(bindings: &[&QuickSightAccount]) -> String {
     bindings
         .iter()
@@ -252,6 +289,46 @@ mod tests {
         let allowed = authorize(ns("team-a", None), &spec("default"), &[], true).expect("allowed");
         assert_eq!(allowed.credentials, Credentials::Operator);
         assert_eq!(allowed.binding, None);
+    }
+
+    #[test]
+    fn an_unreadable_binding_closes_unbound_accounts_and_is_named_in_refusals() {
+        let broken = [Unreadable {
+            name: "broken".into(),
+            error: "spec.namespaces: invalid type: string".into(),
+        }];
+        let unbound = authorize(ns("team-a", None), &spec("default"), &[], true);
+        assert!(unbound.is_ok());
+        let refused = considering_unreadable(unbound.clone(), &broken).expect_err("refused");
+        assert!(
+            refused.contains("broken") && refused.contains("invalid type"),
+            "{refused}"
+        );
+        assert!(considering_unreadable(unbound, &[]).is_ok());
+
+        let bound = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&binding("a", |_| {})],
+            false,
+        );
+        assert_eq!(
+            considering_unreadable(bound.clone(), &broken),
+            bound,
+            "a binding's grant stands"
+        );
+
+        let not_bound = authorize(
+            ns("team-b", None),
+            &spec("default"),
+            &[&binding("a", |_| {})],
+            false,
+        );
+        let refusal = considering_unreadable(not_bound, &broken).expect_err("still refused");
+        assert!(
+            refusal.contains("team-b") && refusal.contains("broken"),
+            "{refusal}"
+        );
     }
 
     #[test]

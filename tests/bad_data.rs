@@ -1,35 +1,48 @@
 //! Objects that bypass the schema (here: the CRD installed without validation) must not stop the
 //! controller: each gets `Stalled` naming the bad field, no AWS call, and every other decision
-//! is still served.
+//! is still served. An unreadable account binding is reported on itself, and is never bypassed.
 
 mod common;
 
 use common::*;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, PostParams};
-use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use selfupgrade_operator::api::{Action, QuickSightAccount, SelfUpgradeDecision};
 use selfupgrade_operator::playground::{Playground, PlaygroundArgs};
 use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A copy of the CRD whose spec accepts anything.
-fn crd_without_validation(dir: &std::path::Path) {
-    let text = include_str!("../crds/selfupgradedecision.yaml");
-    let mut crd: Value = serde_yaml::from_str(text).expect("crd");
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
-        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-    std::fs::write(
-        dir.join("crd.yaml"),
-        serde_yaml::to_string(&crd).expect("yaml"),
-    )
-    .expect("write");
-    // The account bindings' CRD as shipped: the operator reads bindings before deciding.
-    std::fs::write(
-        dir.join("quicksightaccount.yaml"),
-        include_str!("../crds/quicksightaccount.yaml"),
-    )
-    .expect("write");
+/// Both CRDs (the operator reads bindings before deciding), the one named `loose` with a spec
+/// that accepts anything.
+fn crds_with_one_without_validation(dir: &std::path::Path, loose: &str) {
+    for (file, text) in [
+        (
+            "selfupgradedecision.yaml",
+            include_str!("../crds/selfupgradedecision.yaml"),
+        ),
+        (
+            "quicksightaccount.yaml",
+            include_str!("../crds/quicksightaccount.yaml"),
+        ),
+    ] {
+        let mut crd: Value = serde_yaml::from_str(text).expect("crd");
+        if file == loose {
+            crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        }
+        std::fs::write(dir.join(file), serde_yaml::to_string(&crd).expect("yaml")).expect("write");
+    }
+}
+
+async fn start_with_crds(dir: &std::path::Path, handle: SimHandle) -> Playground {
+    let args = PlaygroundArgs {
+        kubeconfig: dir.join("kubeconfig"),
+        crd_dir: dir.to_path_buf(),
+        apiserver_port: 0,
+        quicksight_port: 0,
+    };
+    Playground::start(&args, handle).await.expect("starts")
 }
 
 async fn stalled_message(api: &Api<DynamicObject>, name: &str) -> String {
@@ -59,19 +72,11 @@ async fn stalled_message(api: &Api<DynamicObject>, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_and_invalid_objects_stall_and_the_rest_are_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    crd_without_validation(dir.path());
+    crds_with_one_without_validation(dir.path(), "selfupgradedecision.yaml");
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = vec![request("req-1")];
     let handle = SimHandle::new(world, FaultSettings::default(), 1);
-    let args = PlaygroundArgs {
-        kubeconfig: dir.path().join("kubeconfig"),
-        crd_dir: dir.path().to_path_buf(),
-        apiserver_port: 0,
-        quicksight_port: 0,
-    };
-    let playground = Playground::start(&args, handle.clone())
-        .await
-        .expect("starts");
+    let playground = start_with_crds(dir.path(), handle.clone()).await;
     let client = playground.apiserver.client().await.expect("client");
     let raw: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -110,7 +115,10 @@ async fn unreadable_and_invalid_objects_stall_and_the_rest_are_served() {
 
     wait_for(&typed, "good", 30, |d| is(d, "Ready", "True", "Applied")).await;
     let message = stalled_message(&raw, "maybe").await;
-    assert!(message.contains("MAYBE"), "{message}");
+    assert!(
+        message.contains("spec.action") && message.contains("MAYBE"),
+        "{message}"
+    );
     let message = stalled_message(&raw, "long-account").await;
     assert!(message.contains("spec.awsAccountId"), "{message}");
     assert_eq!(
@@ -118,5 +126,100 @@ async fn unreadable_and_invalid_objects_stall_and_the_rest_are_served() {
         1,
         "only the good decision called"
     );
+    playground.stop().await;
+}
+
+/// A binding that does not deserialize (its `namespaces` a string, not a list) gets
+/// `Ready=False` InvalidSpec on itself. It may be the binding meant for an account, so the
+/// playground's `--allow-unbound-accounts` no longer lets a decision act on an account no
+/// readable binding binds: the decision stalls NotAuthorized naming it, with no call, until the
+/// binding is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_binding_is_reported_on_itself_and_never_bypassed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crds_with_one_without_validation(dir.path(), "quicksightaccount.yaml");
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = vec![request("req-1")];
+    let handle = SimHandle::new(world, FaultSettings::default(), 1);
+    let playground = start_with_crds(dir.path(), handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let bindings: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<QuickSightAccount>(&()),
+    );
+    let broken: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "QuickSightAccount",
+        "metadata": {"name": "broken"},
+        "spec": {"accountId": ACCOUNT, "namespaces": "default"},
+    }))
+    .expect("object");
+    bindings
+        .create(&PostParams::default(), &broken)
+        .await
+        .expect("accepted without validation");
+
+    // Reported on the binding (which also shows the operator has read it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let object = bindings.get("broken").await.expect("exists");
+        if let Some(ready) = object.data["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        {
+            break ready.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status on the binding"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("spec.namespaces: invalid type"),
+        "{ready}"
+    );
+
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client, "default");
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision("approve", ACCOUNT, "req-1", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let stalled = wait_for(&decisions, "approve", 30, |d| {
+        is(d, "Stalled", "True", "NotAuthorized")
+    })
+    .await;
+    let message = stalled
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains("broken") && message.contains("spec.namespaces"),
+        "{message}"
+    );
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 0);
+
+    // Fixed, the binding binds the account to this namespace and the decision goes ahead.
+    bindings
+        .patch(
+            "broken",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"namespaces": ["default"]}})),
+        )
+        .await
+        .expect("fixed");
+    wait_for(&decisions, "approve", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
     playground.stop().await;
 }
