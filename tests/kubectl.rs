@@ -140,9 +140,34 @@ async fn the_readme_walkthrough_works_with_real_kubectl() {
         ]
     );
 
-    let described = kubectl(&kubeconfig, &["describe", "sud/verify-carol"]).await;
-    assert!(described.status.success(), "{:?}", text(&described));
-    assert!(text(&described).0.contains("Upgrade Request Id:"));
+    // The operator writes events.k8s.io Events; `describe` reads core ones, as on a cluster.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let described = loop {
+        let described = kubectl(&kubeconfig, &["describe", "sud/verify-carol"]).await;
+        assert!(described.status.success(), "{:?}", text(&described));
+        let (out, _) = text(&described);
+        if out.contains("VerifyFailed") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert!(described.contains("Upgrade Request Id:"), "{described}");
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        events.contains("Warning") && events.contains("VerifyFailed"),
+        "{described}"
+    );
+    let listed = kubectl(&kubeconfig, &["get", "events"]).await;
+    let (out, err) = text(&listed);
+    assert!(listed.status.success(), "{err}");
+    assert!(
+        out.starts_with("LAST SEEN") && out.contains("selfupgradedecision/verify-carol"),
+        "{out}"
+    );
 
     let invalid = "apiVersion: quicksight.selfupgrade.io/v1alpha1\nkind: SelfUpgradeDecision\nmetadata:\n  name: bad\nspec:\n  awsAccountId: \"1234\"\n  upgradeRequestId: x\n  action: APPROVE\n";
     let bad_file = dir.path().join("bad.yaml");

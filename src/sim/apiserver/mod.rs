@@ -7,6 +7,7 @@
 mod apply;
 mod discovery;
 mod errors;
+mod event_views;
 mod faults;
 mod objects;
 pub mod rbac;

@@ -4,6 +4,7 @@
 
 use super::apply;
 use super::errors::ApiError;
+use super::event_views::{self, EventShape};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::{ApiState, Target};
 use super::store::{ChangeKind, ObjectKey, Store};
@@ -510,14 +511,14 @@ fn delete(state: &ApiState, target: &Target, body: &Bytes) -> Result<Response, A
             let mut marked = current.clone();
             marked["metadata"]["deletionTimestamp"] = json!(now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            return ok(store.put(key, marked, ChangeKind::Modified));
+            return ok(put(state, &mut store, key, marked, ChangeKind::Modified));
         }
         return ok(current);
     }
     if resource.group.is_empty() && resource.plural == "namespaces" {
         remove_namespace_contents(state, &mut store, &name);
     }
-    let removed = store.remove(&key).unwrap_or(current);
+    let removed = remove(state, &mut store, &key).unwrap_or(current);
     ok(json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": name, "group": resource.group, "kind": resource.plural, "uid": removed["metadata"]["uid"]},
@@ -531,9 +532,46 @@ fn remove_namespace_contents(state: &ApiState, store: &mut Store, namespace: &st
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            store.remove(&key);
+            // Each view of an Event is listed under its own type.
+            store.remove(&key, None);
         }
     }
+}
+
+/// Stores `object`, and an Event in both its shapes (see [`event_views`]).
+fn put(
+    state: &ApiState,
+    store: &mut Store,
+    key: ObjectKey,
+    object: Value,
+    kind: ChangeKind,
+) -> Value {
+    match view_key(state, &key) {
+        Some((view_key, shape)) => {
+            let view = event_views::convert(&object, shape);
+            store.put_with_view(key, object, (view_key, view), kind)
+        }
+        None => store.put(key, object, kind),
+    }
+}
+
+/// Removes an object, and an Event in both its shapes.
+fn remove(state: &ApiState, store: &mut Store, key: &ObjectKey) -> Option<Value> {
+    let view = view_key(state, key).map(|(view_key, _)| view_key);
+    store.remove(key, view.as_ref())
+}
+
+/// Where the other shape of an Event is stored, and the shape `key`'s type writes.
+fn view_key(state: &ApiState, key: &ObjectKey) -> Option<(ObjectKey, EventShape)> {
+    let shape = event_views::shape_of(&state.registry, key.type_id)?;
+    let type_id = event_views::other_type(&state.registry, shape)?;
+    Some((
+        ObjectKey {
+            type_id,
+            ..key.clone()
+        },
+        shape,
+    ))
 }
 
 /// Everything a write must hold to: identity, status isolation, admission, generation, field
@@ -679,9 +717,8 @@ fn commit(
             .as_array()
             .is_none_or(|f| f.is_empty());
     if finalized {
-        store.put(key.clone(), object, ChangeKind::Modified);
-        return store
-            .remove(&key)
+        put(state, store, key.clone(), object, ChangeKind::Modified);
+        return remove(state, store, &key)
             .ok_or_else(|| ApiError::internal("object vanished while finalizing"));
     }
     let kind = if old.is_some() {
@@ -693,7 +730,7 @@ fn commit(
         // A no-op write does not bump the resourceVersion, as on a real API server.
         return Ok(old.cloned().unwrap_or(object));
     }
-    Ok(store.put(key, object, kind))
+    Ok(put(state, store, key, object, kind))
 }
 
 fn object_with_version(object: &Value, old: &Value) -> Value {

@@ -88,21 +88,47 @@ impl Store {
     }
 
     /// Stores `object` under a new revision and returns it with that `resourceVersion`.
-    pub fn put(&mut self, key: ObjectKey, mut object: Value, kind: ChangeKind) -> Value {
+    pub fn put(&mut self, key: ObjectKey, object: Value, kind: ChangeKind) -> Value {
         self.revision += 1;
+        self.write(key, object, kind)
+    }
+
+    /// Stores `object` and `view` — the same object as another API serves it (see
+    /// `event_views`) — under one new revision; returns `object` with it.
+    pub fn put_with_view(
+        &mut self,
+        key: ObjectKey,
+        object: Value,
+        (view_key, view): (ObjectKey, Value),
+        kind: ChangeKind,
+    ) -> Value {
+        self.revision += 1;
+        self.write(view_key, view, kind);
+        self.write(key, object, kind)
+    }
+
+    fn write(&mut self, key: ObjectKey, mut object: Value, kind: ChangeKind) -> Value {
         object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
         self.objects.insert(key.clone(), object.clone());
         self.record(key, kind, object.clone());
         object
     }
 
-    /// Removes an object; watches see it with a new revision.
-    pub fn remove(&mut self, key: &ObjectKey) -> Option<Value> {
-        let mut object = self.objects.remove(key)?;
+    /// Removes an object, and its view under `view_key` if any; watches see them with a new
+    /// revision.
+    pub fn remove(&mut self, key: &ObjectKey, view_key: Option<&ObjectKey>) -> Option<Value> {
+        let object = self.objects.remove(key)?;
         self.revision += 1;
+        if let Some(view) = view_key.and_then(|k| Some((k, self.objects.remove(k)?))) {
+            self.record_removal(view.0.clone(), view.1);
+        }
+        Some(self.record_removal(key.clone(), object))
+    }
+
+    fn record_removal(&mut self, key: ObjectKey, mut object: Value) -> Value {
         object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
-        self.record(key.clone(), ChangeKind::Deleted, object.clone());
-        Some(object)
+        self.record(key, ChangeKind::Deleted, object.clone());
+        object
     }
 
     fn record(&mut self, key: ObjectKey, kind: ChangeKind, object: Value) {
@@ -175,9 +201,44 @@ mod tests {
                 .and_then(|s| s.parse::<u64>().ok())
         };
         assert!(rv(&b) > rv(&a));
-        let removed = store.remove(&key("a")).expect("present");
+        let removed = store.remove(&key("a"), None).expect("present");
         assert!(rv(&removed) > rv(&b));
         assert_eq!(store.revision(), rv(&removed).expect("rv"));
+    }
+
+    #[test]
+    fn an_object_and_its_view_change_together_under_one_revision() {
+        let mut store = Store::new(10);
+        let view_key = ObjectKey {
+            type_id: 1,
+            ..key("a")
+        };
+        let written = store.put_with_view(
+            key("a"),
+            json!({"metadata": {}, "note": "n"}),
+            (view_key.clone(), json!({"metadata": {}, "message": "n"})),
+            ChangeKind::Added,
+        );
+        let view = store.get(&view_key).expect("view stored").clone();
+        assert_eq!(view["message"], "n");
+        assert_eq!(
+            view["metadata"]["resourceVersion"],
+            written["metadata"]["resourceVersion"]
+        );
+        store.remove(&key("a"), Some(&view_key)).expect("present");
+        assert!(store.get(&view_key).is_none());
+        let (replay, _) = store.changes_since(1).expect("retained");
+        let kinds: Vec<(usize, ChangeKind)> =
+            replay.iter().map(|c| (c.key.type_id, c.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, ChangeKind::Added),
+                (0, ChangeKind::Added),
+                (1, ChangeKind::Deleted),
+                (0, ChangeKind::Deleted)
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Server-side printing: `meta.k8s.io/v1` `Table`s built from a CRD's
-//! `additionalPrinterColumns`, which is how `kubectl get` shows custom columns.
+//! `additionalPrinterColumns`, which is how `kubectl get` shows custom columns, and Events'
+//! built-in columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE).
 
+use super::event_views::{self, EventShape};
 use super::registry::ResourceType;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -22,6 +24,40 @@ pub fn table(
     include_object: &str,
     now: Timestamp,
 ) -> Value {
+    let (columns, cells) = match EventShape::of(&resource.group, &resource.plural) {
+        Some(shape) => (
+            event_columns(),
+            objects.iter().map(|o| event_cells(o, shape, now)).collect(),
+        ),
+        None => custom_columns(resource, objects, now),
+    };
+    let rows: Vec<Value> = objects
+        .iter()
+        .zip(cells)
+        .map(|(object, cells)| {
+            let row_object = if include_object == "Object" {
+                (*object).clone()
+            } else {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
+            };
+            json!({"cells": cells, "object": row_object})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// The Name column, then the CRD's printer columns (or Age).
+fn custom_columns(
+    resource: &ResourceType,
+    objects: &[&Value],
+    now: Timestamp,
+) -> (Vec<Value>, Vec<Vec<Value>>) {
     let mut columns = vec![json!({
         "name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace.",
@@ -57,28 +93,69 @@ pub fn table(
         };
         columns.push(json!({"name": name, "type": shown_type, "format": "", "description": description, "priority": priority}));
     }
-    let rows: Vec<Value> = objects
+    let cells = objects
         .iter()
         .map(|object| {
             let mut cells = vec![object["metadata"]["name"].clone()];
             for (_, type_, path) in &custom {
                 cells.push(cell(object, type_, path, now));
             }
-            let row_object = if include_object == "Object" {
-                (*object).clone()
-            } else {
-                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
-            };
-            json!({"cells": cells, "object": row_object})
+            cells
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    (columns, cells)
+}
+
+/// The columns the real API server prints Events with (the wide-only ones reduced to Name).
+fn event_columns() -> Vec<Value> {
+    let column = |name: &str, priority: u8, description: &str| {
+        json!({"name": name, "type": "string", "format": if name == "Name" { "name" } else { "" },
+               "priority": priority, "description": description})
+    };
+    vec![
+        column("Last Seen", 0, "When the event was last seen"),
+        column("Type", 0, "Type of this event (Normal, Warning)"),
+        column("Reason", 0, "Why the action was taken"),
+        column("Object", 0, "The object this event is about"),
+        column(
+            "Message",
+            0,
+            "A human-readable description of the status of this operation",
+        ),
+        column("Name", 1, "Name must be unique within a namespace."),
+    ]
+}
+
+/// An Event's row, read in its core shape whichever API it was asked through.
+fn event_cells(object: &Value, shape: EventShape, now: Timestamp) -> Vec<Value> {
+    let core = match shape {
+        EventShape::Core => object.clone(),
+        EventShape::EventsV1 => event_views::convert(object, shape),
+    };
+    let last_seen = [
+        &core["series"]["lastObservedTime"],
+        &core["lastTimestamp"],
+        &core["eventTime"],
+        &core["metadata"]["creationTimestamp"],
+    ]
+    .into_iter()
+    .find_map(|time| time.as_str()?.parse::<Timestamp>().ok())
+    .map(|then| human_age(now, then))
+    .unwrap_or_else(|| "<unknown>".to_string());
+    let regarding = &core["involvedObject"];
+    let kind = regarding["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    let name = regarding["name"].as_str().unwrap_or_default();
+    vec![
+        json!(last_seen),
+        core["type"].clone(),
+        core["reason"].clone(),
+        json!(format!("{kind}/{name}")),
+        core["message"].clone(),
+        core["metadata"]["name"].clone(),
+    ]
 }
 
 fn cell(object: &Value, type_: &str, json_path: &str, now: Timestamp) -> Value {
@@ -141,6 +218,38 @@ mod tests {
         let table = table(&resource, &[&object], "7", "Metadata", now);
         assert_eq!(table["rows"][0]["cells"], json!(["x", "True", "5m"]));
         assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn events_print_like_kubectl_shows_them_through_either_api() {
+        let registry = crate::sim::apiserver::registry::Registry::with_builtins();
+        let event = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "verify-carol.1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "regarding": {"kind": "SelfUpgradeDecision", "name": "verify-carol"},
+            "note": "QuickSight could not complete VERIFY", "reason": "VerifyFailed",
+            "type": "Warning", "eventTime": "2026-01-01T00:01:00.000000Z",
+        });
+        let core = event_views::convert(&event, EventShape::EventsV1);
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().expect("time");
+        let expected = json!([
+            "4m",
+            "Warning",
+            "VerifyFailed",
+            "selfupgradedecision/verify-carol",
+            "QuickSight could not complete VERIFY",
+            "verify-carol.1"
+        ]);
+        for (object, group) in [(&event, "events.k8s.io"), (&core, "")] {
+            let resource = registry
+                .types
+                .iter()
+                .find(|t| t.group == group && t.plural == "events")
+                .expect("events");
+            let table = table(resource, &[object], "7", "Metadata", now);
+            assert_eq!(table["rows"][0]["cells"], expected, "{group}");
+            assert_eq!(table["columnDefinitions"][0]["name"], "Last Seen");
+        }
     }
 
     #[test]
