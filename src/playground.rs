@@ -1,5 +1,8 @@
 //! `selfupgrade-operator playground`: the embedded API server, the QuickSight simulator (seeded
-//! with the requests `examples/` decides) and the operator, in one process.
+//! with the requests `examples/` decides) and the operator, in one process. The operator runs
+//! as its ServiceAccount under the RBAC `deploy/` ships, which the API server enforces, so that
+//! every scenario played here (and every test built on the playground) also proves those
+//! grants suffice.
 
 use crate::bindings::Bindings;
 use crate::controller::{self, WatchScope};
@@ -7,7 +10,7 @@ use crate::metrics::{Measured, Metrics};
 use crate::mirror::MirrorSettings;
 use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
 use crate::reconcile::{Context, Timing};
-use crate::sim::apiserver::{ApiServerConfig, RunningApiServer};
+use crate::sim::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
 use crate::sim::quicksight::{
     self as qs_sim, FaultSettings, RunningSim, SeedFile, SimHandle, World,
 };
@@ -21,6 +24,13 @@ use std::time::Duration;
 const PLAYGROUND_SEED: &str = include_str!("../examples/simulator/seed.yaml");
 /// The region the playground's operator uses for decisions without one.
 pub const PLAYGROUND_REGION: &str = "us-east-1";
+/// The operator's ServiceAccount, as `deploy/` names it.
+pub const OPERATOR_NAMESPACE: &str = "selfupgrade-operator";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "selfupgrade-operator";
+/// Where the playground mirrors requests (`kubectl get selfupgraderequests`).
+const MIRROR_NAMESPACE: &str = "default";
+const BASE_RBAC: &str = include_str!("../deploy/base/rbac.yaml");
+const MIRROR_RBAC: &str = include_str!("../deploy/overlays/mirror/mirror-role.yaml");
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlaygroundArgs {
@@ -115,9 +125,18 @@ impl Playground {
             .map(|(account, _)| account)
             .collect();
         seed_accounts.dedup();
+        let mirror_namespace = tuning.mirror_interval.map(|_| MIRROR_NAMESPACE);
         let apiserver = RunningApiServer::start(ApiServerConfig {
             port: args.apiserver_port,
             crd_dir: args.crd_dir.clone(),
+            namespaces: vec!["default".to_string(), OPERATOR_NAMESPACE.to_string()],
+            rbac: Some(RbacSettings {
+                manifests: operator_rbac(mirror_namespace)?,
+                service_accounts: vec![(
+                    OPERATOR_NAMESPACE.to_string(),
+                    OPERATOR_SERVICE_ACCOUNT.to_string(),
+                )],
+            }),
             ..ApiServerConfig::default()
         })
         .await
@@ -126,9 +145,9 @@ impl Playground {
             .await
             .context("starting the QuickSight simulator")?;
         let client = apiserver
-            .client()
+            .service_account_client(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
             .await
-            .context("connecting to the embedded API server")?;
+            .context("connecting to the embedded API server as the operator")?;
         let metrics = Arc::new(Metrics::default());
         let measured = Measured::new(
             Arc::new(simulator_client(&quicksight.endpoint())),
@@ -149,7 +168,7 @@ impl Playground {
         .with_metrics(metrics.clone());
         let ctx = Arc::new(match tuning.mirror_interval {
             Some(interval) => ctx.with_mirror(MirrorSettings {
-                namespace: "default".to_string(),
+                namespace: MIRROR_NAMESPACE.to_string(),
                 accounts: seed_accounts,
                 interval,
             }),
@@ -206,6 +225,28 @@ pub fn simulator_client(endpoint: &str) -> SdkQuickSight {
     )
 }
 
+/// The RBAC `deploy/` ships for the operator, with the mirror's Role (`deploy/overlays/mirror`)
+/// moved to the namespace the playground mirrors into, when it mirrors.
+fn operator_rbac(mirror_namespace: Option<&str>) -> anyhow::Result<String> {
+    let mut manifests = BASE_RBAC.to_string();
+    let Some(namespace) = mirror_namespace else {
+        return Ok(manifests);
+    };
+    for document in serde_yaml::Deserializer::from_str(MIRROR_RBAC) {
+        let mut object = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+            .context("parsing deploy/overlays/mirror/mirror-role.yaml")?;
+        if let Some(metadata) = object
+            .get_mut("metadata")
+            .and_then(serde_yaml::Value::as_mapping_mut)
+        {
+            metadata.insert("namespace".into(), namespace.into());
+        }
+        manifests.push_str("\n---\n");
+        manifests.push_str(&serde_yaml::to_string(&object)?);
+    }
+    Ok(manifests)
+}
+
 /// The simulator state the playground starts with.
 pub fn playground_seed() -> anyhow::Result<SimHandle> {
     let mut world = World::default();
@@ -231,7 +272,7 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
         "Playground running.\n\
          \n  Kubernetes API server   {api}  (kubeconfig: {kc})\
          \n  QuickSight simulator    {qs}  (admin: {qs}/_sim/requests)\
-         \n  Operator                watching all namespaces, region {region}\n\
+         \n  Operator                watching all namespaces, region {region}, as ServiceAccount         \n                          {OPERATOR_NAMESPACE}/{OPERATOR_SERVICE_ACCOUNT} under deploy/'s RBAC\n\
          \nIn another terminal:\n\
          \n  export KUBECONFIG={kc}\
          \n  kubectl apply -f examples/\

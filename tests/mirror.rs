@@ -1,6 +1,7 @@
 //! The request mirror (`--mirror-requests`): one read-only `SelfUpgradeRequest` per remote
 //! request, created, updated and removed as the requests change, linked to the decision that
-//! decides it (and back), written only when something changed.
+//! decides it (and back), written only when something changed — by the operator's
+//! ServiceAccount under the RBAC `deploy/overlays/mirror` grants.
 
 mod common;
 
@@ -8,7 +9,8 @@ use common::{ACCOUNT, is, new_decision, request, start_tuned_playground, wait_fo
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeRequest};
-use selfupgrade_operator::playground::Tuning;
+use selfupgrade_operator::playground::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, Tuning};
+use selfupgrade_operator::sim::apiserver::rbac::service_account_user;
 use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World};
 use std::time::Duration;
 
@@ -148,5 +150,23 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     })
     .await;
     assert_eq!(objects.len(), 2);
+
+    // All of it was done as the operator's ServiceAccount, within the shipped grants (the API
+    // server refuses anything else with 403).
+    let operator = service_account_user(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
+    let used: Vec<String> = playground
+        .apiserver
+        .state
+        .used_permissions(&operator)
+        .iter()
+        .map(|p| format!("{} {}", p.verb, p.resource))
+        .collect();
+    for expected in [
+        "patch selfupgradedecisions/status",
+        "patch selfupgraderequests",
+        "delete selfupgraderequests",
+    ] {
+        assert!(used.iter().any(|u| u == expected), "{expected}: {used:?}");
+    }
     playground.stop().await;
 }

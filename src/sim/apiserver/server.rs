@@ -327,9 +327,20 @@ impl RunningApiServer {
 
     /// A kube-rs client for this server.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        Ok(kube::Client::try_from(config)?)
+        client_of(&self.kubeconfig_yaml()).await
+    }
+
+    /// A client that acts as the service account `namespace/name` (one of
+    /// [`RbacSettings::service_accounts`]).
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<kube::Client> {
+        let yaml = self
+            .service_account_kubeconfig_yaml(namespace, name)
+            .ok_or_else(|| anyhow::anyhow!("no token was issued for {namespace}/{name}"))?;
+        client_of(&yaml).await
     }
 
     pub async fn stop(mut self) {
@@ -338,6 +349,12 @@ impl RunningApiServer {
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
         self.task.abort();
     }
+}
+
+async fn client_of(kubeconfig_yaml: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 type Serving = (axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<()>);
