@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::is;
 use common::processes::*;
 use kube::Api;
 use rand::{Rng, SeedableRng};
@@ -56,12 +55,7 @@ async fn sigkill_at_random_moments_never_duplicates_an_update() {
     }
     let before_final_run = updates_applied(&endpoint);
     let _final_run = chaos_operator(&kubeconfig, &endpoint);
-    for name in &names {
-        common::wait_for(&api, name, 120, |d| {
-            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
-        })
-        .await;
-    }
+    wait_until_all_applied(&api, &names).await;
     let converged = started.elapsed();
 
     let counters = admin_get(&endpoint, "/_sim/counters");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::processes::*;
-use common::{apiserver_command, is};
+use common::apiserver_command;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use selfupgrade_operator::api::SelfUpgradeDecision;
@@ -115,12 +115,7 @@ async fn only_the_leader_calls_and_a_killed_leader_is_replaced_within_the_lease(
     wait_for_holder(&leases, |h| h == standby).await;
     let handover = killed_at.elapsed();
 
-    for name in &names {
-        common::wait_for(&api, name, 120, |d| {
-            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
-        })
-        .await;
-    }
+    wait_until_all_applied(&api, &names).await;
     let applied = updates_per_request(endpoint);
     println!(
         "leader election: {leader} killed after {updates_by_killed_leader} updates; {standby} \
@@ -196,12 +191,7 @@ async fn a_leader_that_cannot_renew_its_lease_stops_acting_before_it_expires() {
     // The Lease answers again: a replica renews or takes it, and the work is done once.
     apiserver_command(&client, "PUT", "faults", serde_json::json!({})).await;
     let restored = Instant::now();
-    for name in &names {
-        common::wait_for(&api, name, 120, |d| {
-            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
-        })
-        .await;
-    }
+    wait_until_all_applied(&api, &names).await;
     let applied = updates_per_request(endpoint);
     println!(
         "lease cut off: {leader} led; QuickSight calls in the 3s after its lease ({LEASE_SECONDS}s) \
@@ -233,12 +223,7 @@ async fn two_active_replicas_without_a_lease_still_never_duplicate_an_update() {
     let names = decide_every_request(&api, endpoint).await;
     let _a = operator(kubeconfig, endpoint, "AKIDSPLITA", &["--concurrency", "4"]);
     let _b = operator(kubeconfig, endpoint, "AKIDSPLITB", &["--concurrency", "4"]);
-    for name in &names {
-        common::wait_for(&api, name, 120, |d| {
-            is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied")
-        })
-        .await;
-    }
+    wait_until_all_applied(&api, &names).await;
     let applied = updates_per_request(endpoint);
     let counters = admin_get(endpoint, "/_sim/counters");
     println!(

@@ -184,3 +184,15 @@ pub fn updates_per_request(endpoint: &str) -> Vec<u64> {
         .map(|r| r["updatesApplied"].as_u64().unwrap_or(0))
         .collect()
 }
+
+/// Waits until every decision in `names` is Ready because its action took effect (sent by the
+/// operator, or found already done), for up to two minutes each.
+pub async fn wait_until_all_applied(api: &Api<SelfUpgradeDecision>, names: &[String]) {
+    for name in names {
+        super::wait_for(api, name, 120, |d| {
+            super::is(d, "Ready", "True", "Applied")
+                || super::is(d, "Ready", "True", "AlreadyApplied")
+        })
+        .await;
+    }
+}
