@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The annotation `kubectl apply` keeps the applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Decisions in the main run.
@@ -238,7 +241,7 @@ async fn run_configuration(
     targets.truncate(decisions);
     let decision = |index: usize| {
         let (account, id) = &targets[index];
-        SelfUpgradeDecision::new(
+        let mut decision = SelfUpgradeDecision::new(
             &format!("d{index:05}"),
             SelfUpgradeDecisionSpec {
                 aws_account_id: account.clone(),
@@ -248,7 +251,12 @@ async fn run_configuration(
                 region: None,
                 retry: None,
             },
-        )
+        );
+        // As `kubectl apply` and Argo CD (client-side apply) write them: the applied object
+        // itself in an annotation.
+        let applied = serde_json::to_string(&decision).unwrap_or_default();
+        decision.metadata.annotations = Some([(LAST_APPLIED.to_string(), applied)].into());
+        decision
     };
 
     // Startup: one decision exists before the operator starts; time until it is reconciled.
@@ -498,7 +506,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
              `--quicksight-rate`, `--concurrency`, `--profile-with`). The API server, the \
              simulator and the operator run as separate release processes; the operator runs as \
              its ServiceAccount under `deploy/base/rbac.yaml`, with --quicksight-rate {} and \
-             --concurrency {}. CPU and peak RSS are the operator process's own \
+             --concurrency {}. Each decision carries the `last-applied-configuration` \
+             annotation, as `kubectl apply` and Argo CD write them. CPU and peak RSS are the \
+             operator process's own \
              (/proc: utime+stime, VmHWM). The floor is one UpdateSelfUpgrade per decision plus \
              one listing of ⌈requests/100⌉ pages per account.\n\nMachine: {}.\n\n{results}",
             args.quicksight_rate,

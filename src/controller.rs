@@ -40,8 +40,7 @@ pub async fn run(
     let decisions = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .map_ok(into_guarded)
-        // managedFields are never read and are often larger than the spec.
-        .map_ok(|event| event.modify(|d| d.managed_fields_mut().clear()))
+        .map_ok(|event| event.modify(keep_what_is_read))
         .inspect_ok({
             let ctx = ctx.clone();
             move |event| ctx.claims.on_event(event)
@@ -122,5 +121,55 @@ async fn prune_backoff(
         tick.tick().await;
         let live: HashSet<String> = store.state().iter().filter_map(|d| d.uid()).collect();
         ctx.retain_backoff(&live);
+    }
+}
+
+/// Trims a decision to what the operator reads before the store keeps it: managedFields and
+/// annotations are never read, and are often larger than the spec (`kubectl apply` and Argo
+/// CD's default client-side apply keep the whole applied object in an annotation).
+fn keep_what_is_read(decision: &mut DeserializeGuard<SelfUpgradeDecision>) {
+    decision.managed_fields_mut().clear();
+    decision.annotations_mut().clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Action, SelfUpgradeDecisionSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn the_store_keeps_what_the_reconciler_reads_and_drops_the_rest() {
+        let spec = SelfUpgradeDecisionSpec {
+            aws_account_id: "111122223333".into(),
+            quicksight_namespace: "default".into(),
+            upgrade_request_id: "r-1".into(),
+            action: Action::Approve,
+            region: None,
+            retry: None,
+        };
+        let mut decision = SelfUpgradeDecision::new("approve-r1", spec);
+        decision.metadata.uid = Some("u-1".into());
+        decision.metadata.generation = Some(2);
+        decision.metadata.labels = Some([("team".into(), "a".into())].into());
+        decision.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/last-applied-configuration".into(),
+                "{\"spec\":{}}".into(),
+            )]
+            .into(),
+        );
+        decision.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        let mut kept = DeserializeGuard(Ok(decision.clone()));
+        keep_what_is_read(&mut kept);
+        let kept = kept.0.expect("readable");
+        assert!(kept.annotations().is_empty());
+        assert!(kept.managed_fields().is_empty());
+        decision.metadata.annotations = None;
+        decision.metadata.managed_fields = None;
+        assert_eq!(kept.spec, decision.spec);
+        assert_eq!(kept.metadata.uid, decision.metadata.uid);
+        assert_eq!(kept.metadata.generation, decision.metadata.generation);
+        assert_eq!(kept.labels(), decision.labels());
     }
 }

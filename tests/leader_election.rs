@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::processes::*;
 use common::apiserver_command;
+use common::processes::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use selfupgrade_operator::api::SelfUpgradeDecision;
