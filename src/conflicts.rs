@@ -10,8 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// (AWS account, QuickSight namespace, request id).
 type RequestKey = (String, String, String);
@@ -46,8 +46,13 @@ fn claim_of(decision: &SelfUpgradeDecision) -> Claim {
 /// Which decisions claim which request.
 #[derive(Default)]
 pub struct ClaimIndex {
-    by_request: HashMap<RequestKey, BTreeSet<Claim>>,
-    by_object: HashMap<ObjectKey, (RequestKey, Claim)>,
+    /// Each request's claims, oldest first. A sorted `Vec`, not a `BTreeSet`: nearly every
+    /// request has one claim, and a B-tree allocates a node for eleven (~0.8 KB per decision
+    /// at 10,000 decisions).
+    by_request: HashMap<Arc<RequestKey>, Vec<Claim>>,
+    /// Each decision's request (shared with `by_request`) and creation time: with the key,
+    /// its claim.
+    by_object: HashMap<ObjectKey, (Arc<RequestKey>, Option<Timestamp>)>,
 }
 
 impl ClaimIndex {
@@ -59,24 +64,35 @@ impl ClaimIndex {
             return;
         }
         let request = request_of(decision);
-        self.by_request
-            .entry(request.clone())
-            .or_default()
-            .insert(claim.clone());
-        self.by_object.insert(
-            (claim.namespace.clone(), claim.name.clone()),
-            (request, claim),
-        );
+        let request = match self.by_request.get_key_value(&request) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(request),
+        };
+        let object = (claim.namespace.clone(), claim.name.clone());
+        let created = claim.created;
+        let claims = self.by_request.entry(request.clone()).or_default();
+        if let Err(position) = claims.binary_search(&claim) {
+            claims.insert(position, claim);
+        }
+        self.by_object.insert(object, (request, created));
     }
 
     /// Drops the claim of a deleted (or unreadable) decision.
     pub fn forget(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        let Some((request, claim)) = self.by_object.remove(&key) else {
+        let Some((request, created)) = self.by_object.remove(&key) else {
             return;
         };
+        let (namespace, name) = key;
+        let claim = Claim {
+            created,
+            namespace,
+            name,
+        };
         if let Some(claims) = self.by_request.get_mut(&request) {
-            claims.remove(&claim);
+            if let Ok(position) = claims.binary_search(&claim) {
+                claims.remove(position);
+            }
             if claims.is_empty() {
                 self.by_request.remove(&request);
             }
@@ -225,6 +241,29 @@ mod tests {
             index.observe(decision);
         }
         index
+    }
+
+    #[test]
+    fn claims_stay_oldest_first_whatever_order_they_arrive_and_leave_in() {
+        let claims: Vec<SelfUpgradeDecision> = [300, 100, 500, 200, 400]
+            .iter()
+            .map(|created| decision("ns", &format!("d{created}"), *created, "r1"))
+            .collect();
+        let mut index = index(&claims.iter().collect::<Vec<_>>());
+        let decider = |index: &ClaimIndex| index.decider("111122223333", "default", "r1", anywhere);
+        assert_eq!(decider(&index).as_deref(), Some("ns/d100"));
+        for (gone, next) in [
+            ("d100", "ns/d200"),
+            ("d300", "ns/d200"),
+            ("d200", "ns/d400"),
+        ] {
+            index.forget("ns", gone);
+            assert_eq!(decider(&index).as_deref(), Some(next), "after {gone}");
+        }
+        // Seen again (every watch event re-observes), a claim is not counted twice.
+        index.observe(&claims[2]);
+        index.observe(&claims[2]);
+        assert_eq!(index.by_request[&request_of(&claims[2])].len(), 2);
     }
 
     #[test]
