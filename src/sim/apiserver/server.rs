@@ -545,13 +545,15 @@ async fn route(
     // Discovery above is open to every authenticated user, as `system:discovery` grants.
     let request = attributes(registry, method, &target, query);
     state.count_request(service_account.unwrap_or(ADMIN_USER), &request.verb);
-    if state.faults.unavailable(&request.resource) {
+    let resource = request.resource.clone();
+    if let Some(user) = service_account {
+        state.authorize(user, request)?;
+    }
+    // Authorized first, as a real API server does before its storage is reached.
+    if state.faults.unavailable(&resource) {
         return Err(ApiError::timeout(
             "Timeout: request did not complete within the allotted timeout",
         ));
-    }
-    if let Some(user) = service_account {
-        state.authorize(user, request)?;
     }
     objects::dispatch(state, method, target, query, headers, body, accept).await
 }
