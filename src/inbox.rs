@@ -165,34 +165,32 @@ pub fn decision_names(
             .or_default()
             .insert(&request.upgrade_request_id);
     }
-    let clashes = |name: &str, id: &str| {
-        ids_per_name.get(name).is_some_and(|ids| ids.len() > 1)
-            || taken_by(name).is_some_and(|other| other != id)
+    let clash = |other: &str, id: &str, name: &str| {
+        format!("requests {other} and {id} would both be named {name}; decide them one at a time")
     };
-    let names: Vec<String> = short
-        .iter()
-        .zip(requests)
-        .map(|(name, request)| {
-            let id = &request.upgrade_request_id;
-            if clashes(name, id) {
-                name_with_id(action, request.user_name.as_deref(), &long_id(id))
-            } else {
-                name.clone()
-            }
-        })
-        .collect();
+    // Each name is looked up in `taken_by` once (the long one only when the short one clashes).
+    let mut names = Vec::with_capacity(requests.len());
+    for (name, request) in short.iter().zip(requests) {
+        let id = request.upgrade_request_id.as_str();
+        let shared = ids_per_name
+            .get(name.as_str())
+            .is_some_and(|ids| ids.len() > 1);
+        if !shared && taken_by(name).is_none_or(|other| other == id) {
+            names.push(name.clone());
+            continue;
+        }
+        let long = name_with_id(action, request.user_name.as_deref(), &long_id(id));
+        if let Some(other) = taken_by(&long).filter(|other| other != id) {
+            return Err(clash(&other, id, &long));
+        }
+        names.push(long);
+    }
+    // Long names carry a 32-bit hash: two of one batch could still meet.
     let mut owner: HashMap<&str, &str> = HashMap::new();
     for (name, request) in names.iter().zip(requests) {
         let id = request.upgrade_request_id.as_str();
-        let other = owner
-            .insert(name, id)
-            .filter(|other| *other != id)
-            .map(str::to_string)
-            .or_else(|| taken_by(name).filter(|other| other != id));
-        if let Some(other) = other {
-            return Err(format!(
-                "requests {other} and {id} would both be named {name}; decide them one at a time"
-            ));
+        if let Some(other) = owner.insert(name, id).filter(|other| *other != id) {
+            return Err(clash(other, id, name));
         }
     }
     Ok(names)

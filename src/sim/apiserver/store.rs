@@ -119,8 +119,10 @@ impl Store {
     pub fn remove(&mut self, key: &ObjectKey, view_key: Option<&ObjectKey>) -> Option<Value> {
         let object = self.objects.remove(key)?;
         self.revision += 1;
-        if let Some(view) = view_key.and_then(|k| Some((k, self.objects.remove(k)?))) {
-            self.record_removal(view.0.clone(), view.1);
+        if let Some(view_key) = view_key
+            && let Some(view) = self.objects.remove(view_key)
+        {
+            self.record_removal(view_key.clone(), view);
         }
         Some(self.record_removal(key.clone(), object))
     }
