@@ -307,6 +307,13 @@ pub struct SimArgs {
     /// Latency added to every call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Fraction of UpdateSelfUpgrade calls that take effect and then lose their answer (a 500,
+    /// a dropped connection, or an answer later than --slow-answer-ms).
+    #[arg(long, default_value_t = 0.0)]
+    pub lost_answer_fraction: f64,
+    /// How late a slow lost answer comes, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub slow_answer_ms: u64,
     /// Unit of CreationTime / lastUpdateAttemptTime on the wire.
     #[arg(long, value_enum, default_value_t = EpochUnit::Milliseconds)]
     pub epoch_unit: EpochUnit,
@@ -315,7 +322,11 @@ pub struct SimArgs {
 impl SimArgs {
     /// Builds the simulator's state from the flags.
     pub fn handle(&self) -> anyhow::Result<SimHandle> {
-        for fraction in [self.throttle_fraction, self.internal_failure_fraction] {
+        for fraction in [
+            self.throttle_fraction,
+            self.internal_failure_fraction,
+            self.lost_answer_fraction,
+        ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&fraction),
                 "fault fractions must lie in 0..=1, got {fraction}"
@@ -351,6 +362,8 @@ impl SimArgs {
             rate_limit: self.rate_limit,
             latency_ms: self.latency_ms,
             forced: Default::default(),
+            lost_answer_fraction: self.lost_answer_fraction,
+            slow_answer_ms: self.slow_answer_ms,
         };
         Ok(SimHandle::new(world, faults, self.seed))
     }
@@ -370,6 +383,10 @@ pub struct ApiserverArgs {
     /// Changes kept for watches from older resourceVersions (older ones get 410 Gone).
     #[arg(long, default_value_t = 10_000)]
     pub history_limit: usize,
+    /// Keep the objects, certificate and token here, so that the server started again with the
+    /// same --port and --state-dir is the same cluster to its clients.
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Enforce the RBAC objects (Roles, ClusterRoles, bindings) of this YAML file for
     /// --service-account tokens.
     #[arg(long)]
@@ -397,6 +414,7 @@ pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
             port: args.port,
             crd_dir: args.crd_dir,
             history_limit: args.history_limit,
+            state_dir: args.state_dir,
             rbac: match &args.rbac {
                 None => None,
                 Some(path) => Some(crate::sim::apiserver::RbacSettings {

@@ -182,29 +182,94 @@ pub fn unsettled_intent<'a>(
         .filter(|intent| !remote.is_some_and(|r| seen_since(intent, r)))
 }
 
-/// How much longer a call announced by `intent` may still be in flight: until `window` (the
-/// call timeout) has passed since the intent was written, whoever wrote it. Sending again
-/// before then could duplicate a call that a crashed process or a second replica is making.
-pub fn in_flight_for(intent: &UpdateIntent, now: Timestamp, window: Duration) -> Option<Duration> {
-    let recorded = intent.recorded_at.as_ref()?.0;
-    let elapsed = now.duration_since(recorded);
-    let window = SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX);
-    (elapsed < window)
-        .then(|| Duration::try_from(window - elapsed.max(SignedDuration::ZERO)).ok())
-        .flatten()
+/// How far apart the replicas' clocks may be. An intent's window is read by other replicas
+/// against their own clocks; this much is added before they take it as closed. NTP keeps the
+/// nodes of a cluster within milliseconds; see docs/reliability.md.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
+
+/// The window a write-ahead intent announces for its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallWindow {
+    /// The call is sent by then or not at all: the pacer may hold it at most one call timeout.
+    pub send_by: Duration,
+    /// The call has been answered or abandoned by then (sent by `send_by`, given at most the
+    /// call timeout), measured from the intent's writing.
+    pub expires_after: Duration,
+}
+
+impl CallWindow {
+    pub fn new(call_timeout: Duration) -> Self {
+        Self {
+            send_by: call_timeout,
+            expires_after: call_timeout.saturating_mul(2),
+        }
+    }
+
+    /// Until when an intent written at `recorded` for this window may still have a call in
+    /// flight, as its `expiresAt` says.
+    pub fn expires_at(&self, recorded: Timestamp) -> Timestamp {
+        let after = SignedDuration::try_from(self.expires_after).unwrap_or(SignedDuration::MAX);
+        recorded.saturating_add(after).unwrap_or(recorded)
+    }
+}
+
+/// How much longer a call announced by `intent` may still be in flight, whoever wrote it: until
+/// its `expiresAt`, plus [`CLOCK_SKEW_MARGIN`]. Sending again before then could duplicate a call
+/// that a crashed process or a second replica is making. Intents of older versions have no
+/// `expiresAt`: theirs is `recordedAt` (stored to the second, so one second later) plus the
+/// call timeout. The wait is never longer than a whole window, so that an intent from a clock
+/// far ahead cannot hold a decision for long.
+pub fn in_flight_for(
+    intent: &UpdateIntent,
+    now: Timestamp,
+    window: CallWindow,
+) -> Option<Duration> {
+    let legacy_window = window.send_by + Duration::from_secs(1);
+    let closes = match (&intent.expires_at, &intent.recorded_at) {
+        (Some(expires), _) => expires.0,
+        (None, Some(recorded)) => recorded
+            .0
+            .saturating_add(SignedDuration::try_from(legacy_window).ok()?)
+            .ok()?,
+        (None, None) => return None,
+    }
+    .saturating_add(SignedDuration::try_from(CLOCK_SKEW_MARGIN).ok()?)
+    .ok()?;
+    let left = Duration::try_from(now.duration_until(closes)).ok()?;
+    let longest = window.expires_after.max(legacy_window) + CLOCK_SKEW_MARGIN;
+    (!left.is_zero()).then_some(left.min(longest))
 }
 
 /// Whether the request changed since the intent was written: then the call took effect (the
-/// operator crashed before recording the answer) and must not be sent again.
+/// operator crashed before recording the answer, or the answer was lost) and must not be sent
+/// again.
 pub fn seen_since(intent: &UpdateIntent, remote: &RequestDetail) -> bool {
     intent.request_status.as_deref() != Some(remote.request_status.as_str())
-        || intent.last_update_attempt_time.as_ref().map(|t| t.0) != remote.last_update_attempt_time
+        || !same_time_as_stored(
+            intent.last_update_attempt_time.as_ref().map(|t| t.0),
+            remote.last_update_attempt_time,
+        )
+}
+
+/// Whether `remote` is the time that was stored as `stored`, compared at the precision it was
+/// stored in: microseconds, or whole seconds for an intent written by an older version (whose
+/// times carry no fraction).
+fn same_time_as_stored(stored: Option<Timestamp>, remote: Option<Timestamp>) -> bool {
+    match (stored, remote) {
+        (None, None) => true,
+        (Some(stored), Some(remote)) if stored.subsec_nanosecond() == 0 => {
+            stored.as_second() == remote.as_second()
+        }
+        (Some(stored), Some(remote)) => stored.as_microsecond() == remote.as_microsecond(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::RequestRejection;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
     const GENERATION: i64 = 3;
 
@@ -382,41 +447,58 @@ mod tests {
                 request_status: Some(status.as_str().to_string()),
                 last_update_attempt_time: None,
                 recorded_at: None,
+                expires_at: None,
             }),
             ..Default::default()
         }
     }
 
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("time")
+    }
+
     #[test]
-    fn an_unsettled_intent_is_in_flight_until_the_call_timeout_has_passed() {
+    fn an_unsettled_intent_is_in_flight_until_its_window_and_the_skew_margin_have_passed() {
         let mut record = intent(Action::Approve, RequestStatus::Pending);
         let pending = remote(RequestStatus::Pending);
         let unsettled =
             unsettled_intent(Some(&record), Action::Approve, GENERATION, Some(&pending))
                 .expect("unsettled")
                 .clone();
-        // Written by an older version: no time, so nothing to wait for.
-        let now = Timestamp::from_second(1_000).expect("time");
+        let window = CallWindow::new(Duration::from_secs(30));
+        // No time at all: nothing to wait for.
+        assert_eq!(in_flight_for(&unsettled, at(1_000), window), None);
+
+        // Sent by 30 s after writing, answered or abandoned by 60 s, plus the margin.
+        let mut timed = unsettled.clone();
+        timed.expires_at = Some(MicroTime(window.expires_at(at(990))));
+        assert_eq!(timed.expires_at, Some(MicroTime(at(1_050))));
+        let margin = CLOCK_SKEW_MARGIN;
         assert_eq!(
-            in_flight_for(&unsettled, now, Duration::from_secs(30)),
+            in_flight_for(&timed, at(1_000), window),
+            Some(Duration::from_secs(50) + margin)
+        );
+        assert_eq!(in_flight_for(&timed, at(1_050), window), Some(margin));
+        assert_eq!(
+            in_flight_for(
+                &timed,
+                at(1_050) + SignedDuration::try_from(margin).expect("d"),
+                window
+            ),
             None
         );
-
-        let written = Timestamp::from_second(990).expect("time");
-        let mut timed = unsettled.clone();
-        timed.recorded_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            written,
-        ));
+        // A clock far behind the writer's waits one whole window at most.
         assert_eq!(
-            in_flight_for(&timed, now, Duration::from_secs(30)),
-            Some(Duration::from_secs(20))
+            in_flight_for(&timed, at(0), window),
+            Some(Duration::from_secs(60) + margin)
         );
-        assert_eq!(in_flight_for(&timed, now, Duration::from_secs(10)), None);
-        // A clock behind the writer's still waits the whole window, not more.
-        let earlier = Timestamp::from_second(980).expect("time");
+
+        // An older version's intent: recordedAt (whole seconds) plus the call timeout.
+        let mut legacy = unsettled.clone();
+        legacy.recorded_at = Some(Time(at(990)));
         assert_eq!(
-            in_flight_for(&timed, earlier, Duration::from_secs(30)),
-            Some(Duration::from_secs(30))
+            in_flight_for(&legacy, at(1_000), window),
+            Some(Duration::from_secs(21) + margin)
         );
 
         // Settled intents (the request changed) and other actions or generations are not.
@@ -442,13 +524,55 @@ mod tests {
         );
     }
 
+    /// QuickSight reports milliseconds; a status read back from Kubernetes holds what was
+    /// stored. An unchanged request must not look changed, or a call refused before its
+    /// effect would never be sent again.
+    #[test]
+    fn an_attempt_time_is_compared_at_the_precision_it_was_stored_in() {
+        let before = at(1_800_000_000) + SignedDuration::from_millis(250);
+        let mut record = intent(Action::Deny, RequestStatus::VerifyFailed);
+        let stored = record.intent.as_mut().expect("intent");
+        stored.last_update_attempt_time = Some(MicroTime(before));
+        // The stored form is what the API server gives back.
+        let round_trip: UpdateIntent =
+            serde_json::from_value(serde_json::to_value(&*stored).expect("json"))
+                .expect("read back");
+        *stored = round_trip;
+        let mut unchanged = remote(RequestStatus::VerifyFailed);
+        unchanged.last_update_attempt_time = Some(before);
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&unchanged), Some(&record)),
+            send(Action::Deny),
+            "unchanged to the millisecond: not seen, so sent"
+        );
+        let mut retried = unchanged.clone();
+        retried.last_update_attempt_time = Some(before + SignedDuration::from_millis(1));
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&retried), Some(&record)),
+            awaiting(),
+            "a millisecond later: QuickSight saw the call"
+        );
+
+        // An older version stored whole seconds: compared to the second.
+        let stored = record.intent.as_mut().expect("intent");
+        stored.last_update_attempt_time = Some(MicroTime(at(1_800_000_000)));
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&unchanged), Some(&record)),
+            send(Action::Deny)
+        );
+        unchanged.last_update_attempt_time = Some(at(1_800_000_001));
+        assert_eq!(
+            decide(Action::Deny, GENERATION, Some(&unchanged), Some(&record)),
+            awaiting()
+        );
+    }
+
     /// A crash between the call and the status write leaves only the intent behind.
     #[test]
     fn an_intent_whose_request_changed_counts_as_applied_and_is_not_sent_again() {
         let record = intent(Action::Verify, RequestStatus::Pending);
         let mut after_call = remote(RequestStatus::VerifyFailed);
-        after_call.last_update_attempt_time =
-            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).ok();
+        after_call.last_update_attempt_time = Timestamp::from_second(1_800_000_000).ok();
         assert_eq!(
             decide(Action::Verify, GENERATION, Some(&after_call), Some(&record)),
             failed(RequestStatus::VerifyFailed)

@@ -154,6 +154,8 @@ impl Metrics {
     ) {
         let outcome = match result {
             Ok(_) => "ok".to_string(),
+            // Abandoned before it left: not a call QuickSight saw.
+            Err(error) if error.class == crate::quicksight::ErrorClass::NotSent => return,
             Err(error) => error.code.clone(),
         };
         self.quicksight_calls
@@ -257,10 +259,14 @@ impl SelfUpgradeApi for Measured {
         scope: &'a Scope,
         upgrade_request_id: &'a str,
         action: Action,
+        send_by: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
         async move {
             let started = Instant::now();
-            let result = self.inner.update(scope, upgrade_request_id, action).await;
+            let result = self
+                .inner
+                .update(scope, upgrade_request_id, action, send_by)
+                .await;
             self.metrics
                 .observe_call("UpdateSelfUpgrade", started, &result);
             result

@@ -5,7 +5,9 @@
 
 use crate::api::{Action as DecisionAction, SelfUpgradeDecision, SelfUpgradeDecisionStatus};
 use crate::bindings::Bindings;
-use crate::decide::{Plan, Stall, Verdict, decide, in_flight_for, intent_for, unsettled_intent};
+use crate::decide::{
+    CallWindow, Plan, Stall, Verdict, decide, in_flight_for, intent_for, unsettled_intent,
+};
 use crate::metrics::Metrics;
 use crate::quicksight::{RequestDirectory, Scope};
 use crate::retry::{RetrySettings, RetryStep, backoff_delay, full_jitter, retry_step};
@@ -323,6 +325,7 @@ async fn observe_and_act(
         }
         other => other,
     };
+    let window = CallWindow::new(ctx.timing.call_timeout);
     if matches!(plan, Plan::Send(_))
         && let Some(wait) = unsettled_intent(
             decision.status.as_ref(),
@@ -330,7 +333,7 @@ async fn observe_and_act(
             generation,
             remote.as_ref(),
         )
-        .and_then(|intent| in_flight_for(intent, Timestamp::now(), ctx.timing.call_timeout))
+        .and_then(|intent| in_flight_for(intent, Timestamp::now(), window))
     {
         info!(
             ?wait,
@@ -338,23 +341,59 @@ async fn observe_and_act(
         );
         return Ok(Verdict::AwaitingResult);
     }
-    let (action, remote) = match (plan, remote) {
-        (Plan::Report(verdict), _) => return Ok(verdict),
-        (Plan::Send(action), Some(remote)) => (action, remote),
+    match (plan, remote) {
+        (Plan::Report(verdict), _) => Ok(verdict),
+        (Plan::Send(action), Some(remote)) => {
+            let call = Call {
+                action,
+                window,
+                retry,
+            };
+            send_once(decision, ctx, scope, call, &remote, status).await
+        }
         // `decide` sends only for a request it found; without one there is nothing to send to.
-        (Plan::Send(_), None) => return Ok(Verdict::Stalled(Stall::RequestNotFound)),
-    };
+        (Plan::Send(_), None) => Ok(Verdict::Stalled(Stall::RequestNotFound)),
+    }
+}
 
+/// The one call a reconcile may make: what to send, the window its intent announces, and the
+/// retry policy that judges a failed outcome.
+struct Call {
+    action: DecisionAction,
+    window: CallWindow,
+    retry: RetrySettings,
+}
+
+/// Step 4, act: the write-ahead intent, then at most one `UpdateSelfUpgrade`, sent only within
+/// the window the intent announces.
+async fn send_once(
+    decision: &SelfUpgradeDecision,
+    ctx: &Context,
+    scope: &Scope,
+    call: Call,
+    remote: &crate::quicksight::RequestDetail,
+    status: &mut SelfUpgradeDecisionStatus,
+) -> Result<Verdict, Error> {
+    let Call {
+        action,
+        window,
+        retry,
+    } = call;
+    let generation = decision.metadata.generation.unwrap_or(0);
+    // The send window starts before the intent is written, so the write itself counts against
+    // it: a call never leaves later than the intent says, however long the write or the pacer
+    // takes.
+    let send_by = tokio::time::Instant::now() + window.send_by;
+    let announced = Timestamp::now();
     // Write-ahead: the intent is stored before the call, so a crash between the call and the
     // status write below cannot lead to a second call (see `decide::seen_since`).
-    status::record_intent(status, action, generation, &remote, Timestamp::now());
-    status::record_attempt(status);
+    status::record_intent(status, action, generation, remote, announced, window);
     status::set_conditions(
         status,
         &Verdict::AwaitingResult,
         action,
         generation,
-        Timestamp::now(),
+        announced,
     );
     // Conditional on the version this reconcile read: if another writer (a second replica that
     // also believes it leads, or a reconcile working from a stale cache) got there first, the
@@ -367,28 +406,87 @@ async fn observe_and_act(
     )
     .await?;
 
-    match ctx.directory.update(scope, request_id, action).await {
+    let request_id = &decision.spec.upgrade_request_id;
+    match ctx
+        .directory
+        .update(scope, request_id, action, send_by)
+        .await
+    {
         Ok(answer) => {
             info!(request_status = %answer.detail.request_status, "UpdateSelfUpgrade applied");
+            status::count_attempt(status);
             status::record_applied(status, action, generation, answer.aws_request_id);
             status::record_remote(status, Some(&answer.detail));
-            Ok(verdict_after_call(
+            let verdict = verdict_after_call(action, generation, &answer.detail, status);
+            Ok(judge_failed_outcome(
                 action,
-                generation,
-                &answer.detail,
+                verdict,
+                retry,
                 status,
+                &answer.detail,
             ))
         }
-        Err(error) => {
+        Err(error) if error.is_retryable() => {
             status::record_failed_call(status, action, generation, &error);
-            if error.is_retryable() {
-                Ok(Verdict::Retrying(error))
-            } else {
-                Ok(Verdict::Stalled(Stall::Rejected {
-                    error: error.code,
-                    message: error.message,
-                }))
-            }
+            Ok(Verdict::Retrying(error))
+        }
+        Err(error) => Ok(judge_refusal(decision, ctx, scope, action, error, status).await),
+    }
+}
+
+/// A terminal refusal of `UpdateSelfUpgrade`. When it may only mean that the request moved on
+/// since it was read (an admin decided it in the console, QuickSight dropped it), the request
+/// is read afresh and decided from what it shows now; only a refusal that the fresh read does
+/// not explain is remembered as a rejection.
+async fn judge_refusal(
+    decision: &SelfUpgradeDecision,
+    ctx: &Context,
+    scope: &Scope,
+    action: DecisionAction,
+    error: crate::quicksight::QuickSightError,
+    status: &mut SelfUpgradeDecisionStatus,
+) -> Verdict {
+    warn!(
+        exception = %error.code,
+        message = %error.message,
+        aws_request_id = error.aws_request_id.as_deref().unwrap_or("none"),
+        "QuickSight refused UpdateSelfUpgrade"
+    );
+    let generation = decision.metadata.generation.unwrap_or(0);
+    let rejected = |status: &mut SelfUpgradeDecisionStatus,
+                    error: crate::quicksight::QuickSightError| {
+        status::record_failed_call(status, action, generation, &error);
+        Verdict::Stalled(Stall::Rejected {
+            error: error.code,
+            message: error.message,
+        })
+    };
+    if !error.may_be_a_stale_read() {
+        return rejected(status, error);
+    }
+    // The refused call changed nothing: its intent is over either way.
+    status::record_overtaken_call(status, &error);
+    let fresh = match ctx
+        .directory
+        .find_fresh(scope, &decision.spec.upgrade_request_id)
+        .await
+    {
+        Ok(fresh) => fresh,
+        Err(read_error) if read_error.is_retryable() => return Verdict::Retrying(read_error),
+        Err(_) => return rejected(status, error),
+    };
+    status::record_remote(status, fresh.as_ref());
+    match decide(action, generation, fresh.as_ref(), Some(status)) {
+        // Still open to this action: the refusal is not explained by a stale read.
+        Plan::Send(_) | Plan::Report(Verdict::AwaitingResult | Verdict::ActionFailed { .. }) => {
+            rejected(status, error)
+        }
+        Plan::Report(verdict) => {
+            info!(
+                request_status = ?fresh.map(|r| r.request_status),
+                "the request had moved on before the call; reporting what QuickSight shows now"
+            );
+            verdict
         }
     }
 }
@@ -425,6 +523,32 @@ fn retry_failed(
             request_status,
             reason,
         })),
+    }
+}
+
+/// An outcome QuickSight reports as failed, judged by the retry policy at once: the status then
+/// says when the action is sent again, or that the attempts are spent, without waiting for the
+/// next look.
+fn judge_failed_outcome(
+    action: DecisionAction,
+    verdict: Verdict,
+    retry: RetrySettings,
+    status: &SelfUpgradeDecisionStatus,
+    detail: &crate::quicksight::RequestDetail,
+) -> Verdict {
+    if !matches!(verdict, Verdict::ActionFailed { .. }) {
+        return verdict;
+    }
+    match retry_failed(action, verdict.clone(), retry, status, Some(detail)) {
+        Plan::Report(judged) => judged,
+        // No backoff to wait out: look again at once, and send from there.
+        Plan::Send(_) => {
+            let mut again = verdict;
+            if let Verdict::ActionFailed { next_retry, .. } = &mut again {
+                *next_retry = Some(Duration::ZERO);
+            }
+            again
+        }
     }
 }
 

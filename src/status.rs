@@ -6,9 +6,9 @@
 //! reconciler skips the write (and does not trigger itself).
 
 use crate::api::{Action, RequestRejection, SelfUpgradeDecisionStatus, UpdateIntent};
-use crate::decide::{Stall, Verdict};
+use crate::decide::{CallWindow, Stall, Verdict};
 use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 
 pub const READY: &str = "Ready";
@@ -40,24 +40,35 @@ pub fn record_remote(status: &mut SelfUpgradeDecisionStatus, remote: Option<&Req
     status.original_role = remote.and_then(|r| r.original_role.clone());
     status.requested_role = remote.and_then(|r| r.requested_role.clone());
     status.request_note = remote.and_then(|r| r.request_note.clone());
-    status.creation_time = remote.and_then(|r| r.creation_time).map(Time);
-    status.last_update_attempt_time = remote.and_then(|r| r.last_update_attempt_time).map(Time);
+    status.creation_time = remote.and_then(|r| r.creation_time).map(whole_second);
+    status.last_update_attempt_time = remote
+        .and_then(|r| r.last_update_attempt_time)
+        .map(whole_second);
 }
 
-/// Records the write-ahead intent of a call: the action and the request as it is before it.
+/// A `Time` as Kubernetes keeps it (`Time` serializes whole seconds), so that a status read back
+/// compares equal to one built from the same request and no write is made for nothing new.
+fn whole_second(time: Timestamp) -> Time {
+    Time(Timestamp::from_second(time.as_second()).unwrap_or(time))
+}
+
+/// Records the write-ahead intent of a call: the action, the request as it is before it, and
+/// the window the call lives in.
 pub fn record_intent(
     status: &mut SelfUpgradeDecisionStatus,
     action: Action,
     generation: i64,
     remote: &RequestDetail,
     now: Timestamp,
+    window: CallWindow,
 ) {
     status.intent = Some(UpdateIntent {
         action,
         generation,
         request_status: Some(remote.request_status.as_str().to_string()),
-        last_update_attempt_time: remote.last_update_attempt_time.map(Time),
+        last_update_attempt_time: remote.last_update_attempt_time.map(MicroTime),
         recorded_at: Some(Time(now)),
+        expires_at: Some(MicroTime(window.expires_at(now))),
     });
 }
 
@@ -69,20 +80,29 @@ pub fn settle_intent(
     generation: i64,
     remote: Option<&RequestDetail>,
 ) {
-    let took_effect = crate::decide::intent_for(Some(status), action, generation)
-        .is_some_and(|intent| remote.is_some_and(|r| crate::decide::seen_since(intent, r)));
-    if took_effect {
-        let request_id = status.last_aws_request_id.take();
-        record_applied(status, action, generation, request_id);
+    let Some(intent) = crate::decide::intent_for(Some(status), action, generation) else {
+        return;
+    };
+    if !remote.is_some_and(|r| crate::decide::seen_since(intent, r)) {
+        return;
+    }
+    // Versions that wrote no `expiresAt` counted the attempt when they wrote the intent.
+    let counted_when_written = intent.expires_at.is_none();
+    let request_id = status.last_aws_request_id.take();
+    record_applied(status, action, generation, request_id);
+    if !counted_when_written {
+        count_attempt(status);
     }
 }
 
-/// Counts one `UpdateSelfUpgrade` call for this generation.
-pub fn record_attempt(status: &mut SelfUpgradeDecisionStatus) {
+/// Counts one attempt QuickSight saw for this generation: a call it answered, or one whose
+/// effect the request shows although its answer never arrived. Calls that failed before their
+/// effect are not counted.
+pub fn count_attempt(status: &mut SelfUpgradeDecisionStatus) {
     status.attempts = Some(status.attempts.unwrap_or(0) + 1);
 }
 
-/// Records a successful `UpdateSelfUpgrade`.
+/// Records a successful `UpdateSelfUpgrade` (or one whose effect the request shows).
 pub fn record_applied(
     status: &mut SelfUpgradeDecisionStatus,
     action: Action,
@@ -108,9 +128,9 @@ pub fn record_failed_call(
         status.last_aws_request_id = error.aws_request_id.clone();
     }
     // A retryable failure (a timeout, a 5xx) may or may not have taken effect: the intent stays,
-    // and the next reconcile tells from the request. A throttled call did not (QuickSight
-    // refuses those before acting), nor did a terminal one, which is also remembered.
-    if error.is_throttling() {
+    // and the next reconcile tells from the request. A throttled or unsent call did not, nor
+    // did a terminal one, which is also remembered.
+    if error.took_no_effect() {
         status.intent = None;
     } else if !error.is_retryable() {
         status.intent = None;
@@ -121,6 +141,15 @@ pub fn record_failed_call(
             message: error.message.clone(),
         });
     }
+}
+
+/// Records a call QuickSight refused because the request had already moved on (a fresh read
+/// showed it decided or gone): nothing is held against the action, and the intent is over.
+pub fn record_overtaken_call(status: &mut SelfUpgradeDecisionStatus, error: &QuickSightError) {
+    if error.aws_request_id.is_some() {
+        status.last_aws_request_id = error.aws_request_id.clone();
+    }
+    status.intent = None;
 }
 
 /// Sets the three kstatus conditions for `verdict`.
@@ -277,6 +306,10 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("valid")
+    }
+
+    fn window() -> CallWindow {
+        CallWindow::new(std::time::Duration::from_secs(30))
     }
 
     fn later() -> Timestamp {
@@ -487,7 +520,7 @@ mod tests {
     #[test]
     fn a_new_generation_resets_attempts_and_rejection_but_keeps_what_was_applied() {
         let mut status = carry_over(None, 1);
-        record_attempt(&mut status);
+        count_attempt(&mut status);
         record_applied(&mut status, Action::Verify, 1, Some("rid-1".into()));
         status.rejection = Some(RequestRejection {
             generation: 1,
@@ -519,13 +552,13 @@ mod tests {
     fn only_terminal_call_failures_are_remembered_as_rejections() {
         let pending = RequestDetail::new("r", RequestStatus::Pending);
         let mut status = carry_over(None, 1);
-        record_intent(&mut status, Action::Approve, 1, &pending, now());
+        record_intent(&mut status, Action::Approve, 1, &pending, now(), window());
         // Throttled: refused before QuickSight acted, so no intent remains and nothing is held
         // against the action.
         record_failed_call(&mut status, Action::Approve, 1, &throttled());
         assert_eq!((&status.intent, &status.rejection), (&None, &None));
         // A 5xx may have taken effect: the intent stays for the next reconcile to judge.
-        record_intent(&mut status, Action::Approve, 1, &pending, now());
+        record_intent(&mut status, Action::Approve, 1, &pending, now(), window());
         let failed = QuickSightError::from_service(
             "UpdateSelfUpgrade",
             "InternalFailureException",

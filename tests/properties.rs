@@ -59,8 +59,9 @@ prop_compose! {
                 request_status: Some(status.as_str().to_string()),
                 last_update_attempt_time: time
                     .and_then(|s| Timestamp::from_second(s).ok())
-                    .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+                    .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime),
                 recorded_at: None,
+                expires_at: None,
             }),
             rejection: rejection.map(|(action, generation)| RequestRejection {
                 generation,

@@ -80,6 +80,7 @@ fn normalize_times(mut value: Value) -> Value {
                 if key == "lastTransitionTime"
                     || key == "lastUpdateAttemptTime"
                     || key == "recordedAt"
+                    || key == "expiresAt"
                 {
                     *field = json!("<time>");
                 } else if key == "lastAwsRequestId" {
@@ -236,8 +237,8 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
         detail("PENDING"),
         json!({
             "observedGeneration": 1,
-            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING", "recordedAt": "<time>"},
-            "attempts": 1,
+            "intent": {"action": "APPROVE", "generation": 1, "requestStatus": "PENDING", "recordedAt": "<time>", "expiresAt": "<time>"},
+            // Not counted yet: an attempt counts once QuickSight shows it.
             "conditions": conditions(
                 ("False", "AwaitingResult"), ("True", "AwaitingResult"), ("False", "AwaitingResult"), [waiting; 3]),
         }),
@@ -313,6 +314,7 @@ async fn after_a_crash_between_call_and_status_write_the_call_is_not_repeated() 
             request_status: Some("PENDING".into()),
             last_update_attempt_time: None,
             recorded_at: None,
+            expires_at: None,
         }),
         attempts: Some(1),
         ..Default::default()
@@ -327,6 +329,7 @@ async fn after_a_crash_between_call_and_status_write_the_call_is_not_repeated() 
             },
             "req-1",
             Action::Verify,
+            soon(),
         )
         .await
         .expect("the call before the crash");
@@ -357,6 +360,7 @@ async fn after_a_crash_before_the_call_the_call_is_made() {
             request_status: Some("PENDING".into()),
             last_update_attempt_time: None,
             recorded_at: None,
+            expires_at: None,
         }),
         ..Default::default()
     });
@@ -457,8 +461,8 @@ async fn a_throttled_update_is_reported_as_reconciling_and_retried_with_backoff(
         json!({
             "observedGeneration": 1,
             "lastAwsRequestId": "<request-id>",
-            // QuickSight refuses a throttled call before acting on it: no intent remains.
-            "attempts": 1,
+            // QuickSight refuses a throttled call before acting on it: no intent remains, and
+            // no attempt is counted.
             "conditions": conditions(
                 ("False", "ThrottlingException"),
                 ("True", "ThrottlingException"),
@@ -526,7 +530,8 @@ async fn an_unchanged_status_is_not_written_again() {
         ))
         .expect("status"),
     );
-    // The request's lastUpdateAttemptTime is part of the status: take it from the simulator.
+    // The request's lastUpdateAttemptTime is part of the status: take it from the simulator,
+    // as Kubernetes keeps it (whole seconds; the simulator's has milliseconds).
     let stored = sim
         .handle
         .request(ACCOUNT, "default", "req-1")
@@ -536,8 +541,11 @@ async fn an_unchanged_status_is_not_written_again() {
         .as_mut()
         .expect("status")
         .last_update_attempt_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::from_millisecond(
-            stored.last_update_attempt_ms.expect("updated"),
+        k8s_openapi::jiff::Timestamp::from_second(
+            stored
+                .last_update_attempt_ms
+                .expect("updated")
+                .div_euclid(1000),
         )
         .expect("time"),
     ));
@@ -607,7 +615,10 @@ async fn a_call_that_may_still_be_in_flight_is_not_sent_again_before_the_call_ti
     // the call (here: another replica's, or one cut off by a crash) may still land.
     let mut again = first;
     let mut status = failed.clone();
-    status["intent"]["recordedAt"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let window = selfupgrade_operator::decide::CallWindow::new(timing().call_timeout);
+    status["intent"]["recordedAt"] = json!(now.to_string());
+    status["intent"]["expiresAt"] = json!(window.expires_at(now).to_string());
     again.status = Some(serde_json::from_value(reconstruct_times(status)).expect("status"));
     let (requeue, patches) = reconcile_once(&sim, again).await;
     assert_eq!(

@@ -137,7 +137,7 @@ async fn each_action_moves_the_request_as_quicksight_does() {
     let account = scope(ACCOUNT);
 
     let approved = qs
-        .update(&account, "approve-me", Action::Approve)
+        .update(&account, "approve-me", Action::Approve, soon())
         .await
         .expect("approve");
     assert_eq!(approved.detail.request_status, RequestStatus::Approved);
@@ -145,13 +145,13 @@ async fn each_action_moves_the_request_as_quicksight_does() {
     assert!(approved.detail.last_update_attempt_time.is_some());
 
     let denied = qs
-        .update(&account, "deny-me", Action::Deny)
+        .update(&account, "deny-me", Action::Deny, soon())
         .await
         .expect("deny");
     assert_eq!(denied.detail.request_status, RequestStatus::Denied);
 
     let failed = qs
-        .update(&account, "verify-me", Action::Verify)
+        .update(&account, "verify-me", Action::Verify, soon())
         .await
         .expect("verify");
     assert_eq!(failed.detail.request_status, RequestStatus::VerifyFailed);
@@ -160,13 +160,13 @@ async fn each_action_moves_the_request_as_quicksight_does() {
         .set_group_membership(ACCOUNT, "default", "verify-me", true)
         .expect("exists");
     let verified = qs
-        .update(&account, "verify-me", Action::Verify)
+        .update(&account, "verify-me", Action::Verify, soon())
         .await
         .expect("verify again");
     assert_eq!(verified.detail.request_status, RequestStatus::Approved);
 
     let ok = qs
-        .update(&account, "verify-ok", Action::Verify)
+        .update(&account, "verify-ok", Action::Verify, soon())
         .await
         .expect("verify");
     assert_eq!(ok.detail.request_status, RequestStatus::Approved);
@@ -192,7 +192,7 @@ async fn every_error_class_reaches_the_operator_with_its_category() {
     for (code, class) in cases {
         sim.handle.force_error("UpdateSelfUpgrade", code);
         let error = qs
-            .update(&account, "r-1", Action::Approve)
+            .update(&account, "r-1", Action::Approve, soon())
             .await
             .expect_err(code);
         assert_eq!(error.code, code);
@@ -222,7 +222,7 @@ async fn real_validation_errors_come_from_the_simulator_not_from_forcing() {
     let qs = quicksight(&sim);
 
     let unknown_id = qs
-        .update(&scope(ACCOUNT), "nope", Action::Approve)
+        .update(&scope(ACCOUNT), "nope", Action::Approve, soon())
         .await
         .expect_err("unknown id");
     assert_eq!(unknown_id.code, "ResourceNotFoundException");
@@ -240,11 +240,11 @@ async fn real_validation_errors_come_from_the_simulator_not_from_forcing() {
         .expect_err("bad token");
     assert_eq!(bad_token.code, "InvalidNextTokenException");
 
-    qs.update(&scope(ACCOUNT), "r-1", Action::Deny)
+    qs.update(&scope(ACCOUNT), "r-1", Action::Deny, soon())
         .await
         .expect("deny");
     let twice = qs
-        .update(&scope(ACCOUNT), "r-1", Action::Approve)
+        .update(&scope(ACCOUNT), "r-1", Action::Approve, soon())
         .await
         .expect_err("decided");
     assert_eq!(twice.code, "PreconditionNotMetException");
@@ -345,7 +345,7 @@ async fn an_update_refreshes_the_cached_entry_without_listing_again() {
     let account = scope(ACCOUNT);
     directory.find(&account, "a").await.expect("listed");
     directory
-        .update(&account, "a", Action::Approve)
+        .update(&account, "a", Action::Approve, soon())
         .await
         .expect("approved");
     let a = directory
@@ -361,7 +361,7 @@ async fn an_update_refreshes_the_cached_entry_without_listing_again() {
     sim.handle
         .force_error("UpdateSelfUpgrade", "InternalFailureException");
     directory
-        .update(&account, "b", Action::Deny)
+        .update(&account, "b", Action::Deny, soon())
         .await
         .expect_err("forced failure");
     directory.find(&account, "b").await.expect("listed again");
@@ -371,7 +371,7 @@ async fn an_update_refreshes_the_cached_entry_without_listing_again() {
     sim.handle
         .force_error("UpdateSelfUpgrade", "ThrottlingException");
     directory
-        .update(&account, "b", Action::Deny)
+        .update(&account, "b", Action::Deny, soon())
         .await
         .expect_err("forced throttling");
     directory.find(&account, "b").await.expect("cached");
@@ -419,7 +419,7 @@ async fn a_refused_connection_is_a_retryable_dispatch_failure() {
         },
     );
     let error = qs
-        .update(&scope(ACCOUNT), "r-1", Action::Approve)
+        .update(&scope(ACCOUNT), "r-1", Action::Approve, soon())
         .await
         .expect_err("refused");
     assert_eq!(error.code, "DispatchFailure");
@@ -442,7 +442,7 @@ async fn a_call_slower_than_the_timeout_is_a_retryable_timeout() {
         },
     );
     let error = qs
-        .update(&scope(ACCOUNT), "r-1", Action::Approve)
+        .update(&scope(ACCOUNT), "r-1", Action::Approve, soon())
         .await
         .expect_err("too slow");
     assert_eq!(error.code, "TimeoutError");

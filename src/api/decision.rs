@@ -1,7 +1,7 @@
 //! `SelfUpgradeDecision` (quicksight.selfupgrade.io/v1alpha1): an admin's action on one QuickSight
 //! self-upgrade request, and what the operator observed and did about it.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -189,12 +189,20 @@ pub struct UpdateIntent {
     pub generation: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_status: Option<String>,
+    /// The request's `LastUpdateAttemptTime` before the call, to the microsecond (QuickSight
+    /// reports milliseconds; a `Time` would keep whole seconds and make an unchanged request
+    /// look changed). Intents written by older versions hold whole seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_attempt_time: Option<Time>,
-    /// When the intent was written. Until the call timeout has passed since, the call may still
-    /// be in flight (from this or another replica) and is not sent again.
+    pub last_update_attempt_time: Option<MicroTime>,
+    /// When the intent was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<Time>,
+    /// By when the announced call has been answered or abandoned: its writer sends it only
+    /// within its send window and gives it the call timeout. Until then (plus a margin for
+    /// clock skew between replicas) nobody sends the action again. Older versions wrote no
+    /// such time; their intents last `recordedAt` plus the call timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<MicroTime>,
 }
 
 /// A terminal error QuickSight answered to `UpdateSelfUpgrade`.

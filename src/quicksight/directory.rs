@@ -155,18 +155,23 @@ impl RequestDirectory {
         });
     }
 
-    /// Sends `action` for one request and keeps the cache coherent with the answer.
+    /// Sends `action` for one request, not after `send_by` (see [`SelfUpgradeApi::update`]),
+    /// and keeps the cache coherent with the answer.
     pub async fn update(
         &self,
         scope: &Scope,
         upgrade_request_id: &str,
         action: Action,
+        send_by: Instant,
     ) -> Result<UpdateResult, QuickSightError> {
-        let result = self.api.update(scope, upgrade_request_id, action).await;
+        let result = self
+            .api
+            .update(scope, upgrade_request_id, action, send_by)
+            .await;
         match &result {
             Ok(answer) => self.record_update(scope, &answer.detail),
-            // QuickSight refuses a throttled call before acting on it: nothing changed.
-            Err(error) if error.is_throttling() => {}
+            // Throttled (QuickSight refuses those before acting) or never sent: nothing changed.
+            Err(error) if error.took_no_effect() => {}
             Err(_) => self.forget(scope, upgrade_request_id),
         }
         result
@@ -335,6 +340,7 @@ mod tests {
             _: &'a Scope,
             _: &'a str,
             _: Action,
+            _: Instant,
         ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
             unreachable!("these tests only list")
         }

@@ -10,6 +10,9 @@ pub enum ErrorClass {
     Retryable,
     /// The request itself is wrong or not allowed: retrying the same call cannot succeed.
     Terminal,
+    /// The call was never sent: its send window closed while it waited for the pacer. Try
+    /// again later; it certainly had no effect.
+    NotSent,
 }
 
 /// A failed QuickSight call.
@@ -72,12 +75,40 @@ impl QuickSightError {
         }
     }
 
+    /// A call abandoned before it was sent (see [`ErrorClass::NotSent`]).
+    pub fn not_sent(operation: &'static str, message: String) -> Self {
+        Self {
+            operation,
+            code: "SendWindowClosed".to_string(),
+            message,
+            aws_request_id: None,
+            class: ErrorClass::NotSent,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         self.class != ErrorClass::Terminal
     }
 
     pub fn is_throttling(&self) -> bool {
         self.class == ErrorClass::Throttled
+    }
+
+    /// Whether the call certainly changed nothing in QuickSight: it was throttled (QuickSight
+    /// refuses those before acting) or never sent. Other failures (a 5xx, a timeout, a dropped
+    /// connection) may have taken effect before the answer was lost.
+    pub fn took_no_effect(&self) -> bool {
+        matches!(self.class, ErrorClass::Throttled | ErrorClass::NotSent)
+    }
+
+    /// A refusal that may only mean the request moved on between the operator's read and its
+    /// call (an admin acted in the console, QuickSight dropped the request): worth a fresh read
+    /// before it is taken as final.
+    pub fn may_be_a_stale_read(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "PreconditionNotMetException" | "ResourceNotFoundException"
+        )
     }
 
     /// `InvalidNextTokenException` while paging means the listing changed under us; the caller

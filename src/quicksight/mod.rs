@@ -37,12 +37,15 @@ pub trait SelfUpgradeApi: Send + Sync {
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>>;
 
-    /// Send `action` for one request (QuickSight `UpdateSelfUpgrade`).
+    /// Send `action` for one request (QuickSight `UpdateSelfUpgrade`), but not after `send_by`:
+    /// a call that could not leave by then fails with [`ErrorClass::NotSent`] unsent, so that it
+    /// never outlives the window its write-ahead intent announced.
     fn update<'a>(
         &'a self,
         scope: &'a Scope,
         upgrade_request_id: &'a str,
         action: Action,
+        send_by: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>>;
 
     /// Whether calls with `credentials` in `region` can be signed (for an assumed role: whether

@@ -44,6 +44,15 @@ pub enum PacingError {
     Zero,
 }
 
+/// Why a call with a send window was abandoned before it was sent.
+#[derive(Debug, thiserror::Error)]
+enum PacerWait {
+    #[error("the account is paused after throttling beyond the call's send window")]
+    PausedPastWindow,
+    #[error("the call's send window closed while it waited for the account's rate limit")]
+    WindowClosed,
+}
+
 /// An account's pause after throttling.
 struct Pause {
     until: Instant,
@@ -84,36 +93,86 @@ impl Paced {
         })
     }
 
-    /// Runs one call once the account may make it, and learns from its outcome.
+    /// Runs one call once the account may make it, and learns from its outcome. With
+    /// `send_by`, the wait ends there: the call is then abandoned unsent
+    /// ([`QuickSightError::not_sent`]), at once when the account's pause outlasts it.
     async fn paced<T>(
         &self,
         scope: &Scope,
+        operation: &'static str,
+        send_by: Option<Instant>,
         call: impl Future<Output = Result<T, QuickSightError>>,
     ) -> Result<T, QuickSightError> {
         let key = format!("{}/{}", scope.account_id, scope.region);
-        self.wait_for_pause(&key).await;
-        self.buckets.until_key_ready(&key).await;
-        // The semaphore is never closed, so acquiring cannot fail; were it closed, calling
-        // without a permit is still correct, only less paced.
-        let _permit = self.in_flight.acquire().await.ok();
+        let admission = self.admit(&key, send_by);
+        let admitted = match send_by {
+            None => admission.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, admission)
+                .await
+                .unwrap_or(Err(PacerWait::WindowClosed)),
+        };
+        // `timeout_at` lets an admission that is ready at once through even past the deadline.
+        let closed = send_by.is_some_and(|deadline| Instant::now() > deadline);
+        let _permit = match admitted {
+            Ok(_) if closed => Err(PacerWait::WindowClosed),
+            other => other,
+        }
+        .map_err(|wait| QuickSightError::not_sent(operation, wait.to_string()))?;
         let result = call.await;
         match &result {
             Err(error) if error.is_throttling() => self.pause(&key),
             Err(_) => {}
-            Ok(_) => {
-                self.lock_pauses().remove(&key);
-            }
+            Ok(_) => self.end_pause(&key),
         }
         result
     }
 
-    async fn wait_for_pause(&self, key: &str) {
+    /// Waits until the account may call: its pause over, a token in its bucket, a slot among the
+    /// calls in flight — and the account still not paused once all three are had, so that a
+    /// call that queued for a token or a slot before a pause began does not go out during it.
+    async fn admit(
+        &self,
+        key: &str,
+        send_by: Option<Instant>,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, PacerWait> {
+        let bucket = key.to_string();
+        loop {
+            self.wait_for_pause(key, send_by).await?;
+            self.buckets.until_key_ready(&bucket).await;
+            // The semaphore is never closed, so acquiring cannot fail; were it closed, calling
+            // without a permit is still correct, only less paced.
+            let permit = self.in_flight.acquire().await.ok();
+            if !self.is_paused(key) {
+                return Ok(permit);
+            }
+        }
+    }
+
+    fn is_paused(&self, key: &str) -> bool {
+        self.lock_pauses()
+            .get(key)
+            .is_some_and(|p| p.until > Instant::now())
+    }
+
+    async fn wait_for_pause(&self, key: &str, send_by: Option<Instant>) -> Result<(), PacerWait> {
         loop {
             let until = self.lock_pauses().get(key).map(|p| p.until);
             match until {
+                Some(until) if send_by.is_some_and(|deadline| until > deadline) => {
+                    return Err(PacerWait::PausedPastWindow);
+                }
                 Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => return,
+                _ => return Ok(()),
             }
+        }
+    }
+
+    /// A successful answer ends the throttling streak, but not a pause that began while the
+    /// call was in flight: that pause answers a later overload signal than this call saw.
+    fn end_pause(&self, key: &str) {
+        let mut pauses = self.lock_pauses();
+        if pauses.get(key).is_some_and(|p| p.until <= Instant::now()) {
+            pauses.remove(key);
         }
     }
 
@@ -155,8 +214,13 @@ impl SelfUpgradeApi for Paced {
         scope: &'a Scope,
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
-        self.paced(scope, self.inner.list_page(scope, next_token))
-            .boxed()
+        self.paced(
+            scope,
+            "ListSelfUpgrades",
+            None,
+            self.inner.list_page(scope, next_token),
+        )
+        .boxed()
     }
 
     fn update<'a>(
@@ -164,9 +228,16 @@ impl SelfUpgradeApi for Paced {
         scope: &'a Scope,
         upgrade_request_id: &'a str,
         action: Action,
+        send_by: Instant,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
-        self.paced(scope, self.inner.update(scope, upgrade_request_id, action))
-            .boxed()
+        self.paced(
+            scope,
+            "UpdateSelfUpgrade",
+            Some(send_by),
+            self.inner
+                .update(scope, upgrade_request_id, action, send_by),
+        )
+        .boxed()
     }
 
     /// Not paced: STS calls do not count against QuickSight's quota.
@@ -182,7 +253,7 @@ impl SelfUpgradeApi for Paced {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quicksight::RequestPage;
+    use crate::quicksight::{RequestDetail, RequestPage, RequestStatus};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Answers every call at once: throttled while `throttling` is set, otherwise an empty page.
@@ -216,10 +287,20 @@ mod tests {
         fn update<'a>(
             &'a self,
             _: &'a Scope,
-            _: &'a str,
+            upgrade_request_id: &'a str,
             _: Action,
+            _: Instant,
         ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
-            unreachable!("these tests only list")
+            // Counted when sent (polled), not when the pacer is handed the future.
+            async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let detail = RequestDetail::new(upgrade_request_id, RequestStatus::Approved);
+                Ok(UpdateResult {
+                    detail,
+                    aws_request_id: None,
+                })
+            }
+            .boxed()
         }
     }
 
@@ -285,6 +366,92 @@ mod tests {
         fake.throttling.store(true, Ordering::SeqCst);
         list(&paced, "111122223333", 1).await;
         assert!(list(&paced, "444455556666", 1).await < NO_WAIT);
+    }
+
+    async fn update(paced: &Paced, send_by: Instant) -> Result<UpdateResult, QuickSightError> {
+        paced
+            .update(&scope("111122223333"), "r-1", Action::Approve, send_by)
+            .await
+    }
+
+    /// The intent announced this call's window; a call that cannot leave within it must not
+    /// leave at all (another replica may send the action once the window has passed). Real
+    /// time, as governor keeps its own clock.
+    #[tokio::test]
+    async fn an_update_that_cannot_leave_within_its_send_window_is_abandoned_unsent() {
+        let fake = Arc::new(Fake::default());
+        let paced = Paced::new(fake.clone(), settings(1.0, 1)).expect("valid");
+        assert!(
+            update(&paced, Instant::now() + Duration::from_secs(5))
+                .await
+                .is_ok()
+        );
+        // The bucket is empty for a second: a window of 300 ms closes first.
+        let started = Instant::now();
+        let error = update(&paced, started + Duration::from_millis(300))
+            .await
+            .expect_err("abandoned");
+        assert_eq!(error.class, crate::quicksight::ErrorClass::NotSent);
+        assert!(error.took_no_effect());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // A window already closed is not entered.
+        let closed = update(&paced, Instant::now() - Duration::from_millis(1)).await;
+        assert!(closed.is_err());
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "only the first call left"
+        );
+        // A window long enough waits for the token and sends.
+        assert!(
+            update(&paced, Instant::now() + Duration::from_secs(5))
+                .await
+                .is_ok()
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_longer_than_the_send_window_abandons_the_update_at_once() {
+        let fake = Arc::new(Fake::default());
+        let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
+        fake.throttling.store(true, Ordering::SeqCst);
+        list(&paced, "111122223333", 1).await; // paused for 100 ms
+        let started = Instant::now();
+        let error = update(&paced, started + Duration::from_millis(50))
+            .await
+            .expect_err("abandoned");
+        assert_eq!(error.class, crate::quicksight::ErrorClass::NotSent);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait for a pause it cannot outlast"
+        );
+        // A window that outlasts the pause waits for it.
+        assert!(
+            update(&paced, started + Duration::from_secs(1))
+                .await
+                .is_ok()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    /// An answer to a call that was in flight when the account was paused says nothing about
+    /// the overload that paused it.
+    #[tokio::test(start_paused = true)]
+    async fn a_success_does_not_end_a_pause_that_began_after_its_call_was_sent() {
+        let fake = Arc::new(Fake::default());
+        let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
+        fake.throttling.store(true, Ordering::SeqCst);
+        list(&paced, "111122223333", 1).await; // paused for 100 ms
+        paced.end_pause("111122223333/us-east-1");
+        let started = Instant::now();
+        fake.throttling.store(false, Ordering::SeqCst);
+        list(&paced, "111122223333", 1).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "the pause held"
+        );
     }
 
     #[test]

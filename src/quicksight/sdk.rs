@@ -182,11 +182,19 @@ impl SelfUpgradeApi for SdkQuickSight {
         scope: &'a Scope,
         upgrade_request_id: &'a str,
         action: Action,
+        send_by: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
         async move {
-            let output = self
-                .client(scope)
-                .await
+            // Getting the client may assume a role first (an STS call): check the send window
+            // after it, right before the request leaves.
+            let client = self.client(scope).await;
+            if tokio::time::Instant::now() > send_by {
+                return Err(QuickSightError::not_sent(
+                    "UpdateSelfUpgrade",
+                    "the call's send window closed while its credentials were fetched".into(),
+                ));
+            }
+            let output = client
                 .update_self_upgrade()
                 .aws_account_id(&scope.account_id)
                 .namespace(&scope.namespace)

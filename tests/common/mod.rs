@@ -15,6 +15,11 @@ pub const OTHER_ACCOUNT: &str = "444455556666";
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY: &str = "AKIDTESTFIXTURE";
 
+/// A send window that does not close during a test (see `SelfUpgradeApi::update`).
+pub fn soon() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+}
+
 pub fn request(id: &str) -> SimRequest {
     SimRequest {
         note: Some("needs dashboards".into()),

@@ -67,17 +67,35 @@ pub fn start_servers(sim_args: &[&str]) -> Servers {
 
 /// A plain HTTP GET of the simulator's admin interface.
 pub fn admin_get(endpoint: &str, path: &str) -> Value {
+    let body = admin_call(endpoint, "GET", path, None);
+    serde_json::from_str(&body).expect("json body")
+}
+
+/// A `method` (POST, PUT, DELETE) of the simulator's admin interface with a JSON body; panics
+/// unless it succeeds.
+pub fn admin_send(endpoint: &str, method: &str, path: &str, body: Value) {
+    admin_call(endpoint, method, path, Some(body));
+}
+
+fn admin_call(endpoint: &str, method: &str, path: &str, body: Option<Value>) -> String {
     let address = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("write");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read");
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).expect("json body")
+    let (head, answer) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    assert!(
+        head.starts_with("HTTP/1.1 2"),
+        "{method} {path}: {head}\n{answer}"
+    );
+    answer.to_string()
 }
 
 /// Successful `UpdateSelfUpgrade` calls the simulator has answered.

@@ -10,6 +10,7 @@ mod errors;
 mod event_views;
 mod faults;
 mod objects;
+mod persist;
 pub mod rbac;
 mod registry;
 mod selectors;

@@ -5,6 +5,7 @@ use super::discovery;
 use super::errors::ApiError;
 use super::faults::{ApiFaults, FaultState};
 use super::objects;
+use super::persist::{Identity, StateDir};
 use super::rbac::{Attributes, Permission, Rbac, service_account_user};
 use super::registry::Registry;
 use super::store::{ChangeKind, ObjectKey, Store};
@@ -36,6 +37,9 @@ pub struct ApiServerConfig {
     pub namespaces: Vec<String>,
     /// RBAC for service-account identities; `None`: only the admin token, allowed everything.
     pub rbac: Option<RbacSettings>,
+    /// Where the objects, certificate and admin token are kept across restarts of the process
+    /// (see `persist`); `None`: in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The authorization mode: service accounts that get tokens, and the RBAC objects that say
@@ -57,6 +61,7 @@ impl Default for ApiServerConfig {
             bookmark_interval: Duration::from_secs(60),
             namespaces: vec!["default".to_string()],
             rbac: None,
+            state_dir: None,
         }
     }
 }
@@ -73,6 +78,8 @@ pub enum StartError {
     Bind(#[source] std::io::Error),
     #[error("creating the API server's TLS certificate: {0}")]
     Certificate(String),
+    #[error("the API server's --state-dir: {0}")]
+    State(#[from] super::persist::PersistError),
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
         path: String,
@@ -180,6 +187,58 @@ pub struct Target {
     pub subresource: Option<String>,
 }
 
+/// The certificate, key and admin token: an earlier run's from the state directory, else new
+/// (and kept there).
+fn identity(state_dir: Option<&StateDir>) -> Result<Identity, StartError> {
+    if let Some(kept) = state_dir.map(StateDir::identity).transpose()?.flatten() {
+        return Ok(kept);
+    }
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(|e| StartError::Certificate(e.to_string()))?;
+    let identity = Identity {
+        certificate_pem: certified.cert.pem(),
+        key_pem: certified.signing_key.serialize_pem(),
+        token: random_token(),
+    };
+    if let Some(dir) = state_dir {
+        dir.save_identity(&identity)?;
+    }
+    Ok(identity)
+}
+
+/// The objects an earlier run left in the state directory, else the namespaces that exist at
+/// start; written through to the state directory from here on.
+fn initial_store(
+    config: &ApiServerConfig,
+    registry: &Registry,
+    state_dir: Option<StateDir>,
+) -> Result<Store, StartError> {
+    let mut store = Store::new(config.history_limit);
+    match state_dir
+        .as_ref()
+        .map(StateDir::objects)
+        .transpose()?
+        .flatten()
+    {
+        Some((revision, objects)) => store.restore(revision, objects),
+        None => {
+            for namespace in &config.namespaces {
+                let key = ObjectKey {
+                    type_id: registry.namespace_type_id(),
+                    namespace: String::new(),
+                    name: namespace.clone(),
+                };
+                store.put(key, objects::new_namespace(namespace), ChangeKind::Added);
+            }
+        }
+    }
+    if let Some(dir) = state_dir {
+        store.persist_to(dir);
+    }
+    Ok(store)
+}
+
 /// A running API server (HTTPS with a self-signed certificate: kubectl sends bearer tokens
 /// only over TLS).
 pub struct RunningApiServer {
@@ -213,19 +272,22 @@ impl RunningApiServer {
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(StartError::Bind)?;
         listener.set_nonblocking(true).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let certified = rcgen::generate_simple_self_signed(vec![
-            "127.0.0.1".to_string(),
-            "localhost".to_string(),
-        ])
-        .map_err(|e| StartError::Certificate(e.to_string()))?;
-        let certificate_pem = certified.cert.pem();
+        let state_dir = match &config.state_dir {
+            Some(dir) => Some(StateDir::new(
+                dir,
+                registry.types.iter().map(|t| t.resource_name()).collect(),
+            )?),
+            None => None,
+        };
+        let identity = identity(state_dir.as_ref())?;
+        let certificate_pem = identity.certificate_pem.clone();
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-            certificate_pem.clone().into_bytes(),
-            certified.signing_key.serialize_pem().into_bytes(),
+            identity.certificate_pem.into_bytes(),
+            identity.key_pem.into_bytes(),
         )
         .await
         .map_err(|e| StartError::Certificate(e.to_string()))?;
-        let token = random_token();
+        let token = identity.token;
         let rbac_settings = config.rbac.clone().unwrap_or_default();
         let rbac = Rbac::from_manifests(&rbac_settings.manifests).map_err(StartError::Rbac)?;
         let service_account_tokens = rbac_settings
@@ -233,17 +295,7 @@ impl RunningApiServer {
             .iter()
             .map(|(namespace, name)| (random_token(), service_account_user(namespace, name)))
             .collect();
-        let mut store = Store::new(config.history_limit);
-        let namespace_type = registry.namespace_type_id();
-        for namespace in &config.namespaces {
-            let object = objects::new_namespace(namespace);
-            let key = ObjectKey {
-                type_id: namespace_type,
-                namespace: String::new(),
-                name: namespace.clone(),
-            };
-            store.put(key, object, ChangeKind::Added);
-        }
+        let store = initial_store(&config, &registry, state_dir)?;
         let state = Arc::new(ApiState {
             registry,
             validators,

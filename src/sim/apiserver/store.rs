@@ -1,6 +1,7 @@
 //! The in-memory object store: objects by (type, namespace, name), one global resourceVersion
 //! that increases on every write, and a bounded history of changes that watches replay from.
 
+use super::persist::StateDir;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct Store {
     /// Changes up to and including this revision are no longer in `history`.
     compacted_through: u64,
     live: broadcast::Sender<Change>,
+    /// With `--state-dir`: where every write goes before it is answered.
+    persist: Option<StateDir>,
 }
 
 impl Store {
@@ -61,6 +64,30 @@ impl Store {
             history_limit: history_limit.max(1),
             compacted_through: 1,
             live,
+            persist: None,
+        }
+    }
+
+    /// Takes over the objects and revision of an earlier run. No history comes along: a watch
+    /// from before the restart gets 410 Gone, as from a restarted watch cache.
+    pub fn restore(&mut self, revision: u64, objects: BTreeMap<ObjectKey, Value>) {
+        self.objects = objects;
+        self.revision = revision;
+        self.compacted_through = revision;
+        self.history.clear();
+    }
+
+    /// From now on, writes every change to `dir` before returning; writes once now.
+    pub fn persist_to(&mut self, dir: StateDir) {
+        self.persist = Some(dir);
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Some(dir) = &self.persist
+            && let Err(error) = dir.save_objects(self.revision, self.objects.iter())
+        {
+            tracing::error!(%error, "could not write the API server's state");
         }
     }
 
@@ -111,6 +138,7 @@ impl Store {
         object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
         self.objects.insert(key.clone(), object.clone());
         self.record(key, kind, object.clone());
+        self.save();
         object
     }
 
@@ -124,7 +152,9 @@ impl Store {
         {
             self.record_removal(view_key.clone(), view);
         }
-        Some(self.record_removal(key.clone(), object))
+        let removed = self.record_removal(key.clone(), object);
+        self.save();
+        Some(removed)
     }
 
     fn record_removal(&mut self, key: ObjectKey, mut object: Value) -> Value {

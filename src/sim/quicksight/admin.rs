@@ -2,7 +2,7 @@
 //! faults, and the console's powers over requests.
 
 use super::error::SimError;
-use super::faults::FaultSettings;
+use super::faults::{FaultSettings, UpdateFault};
 use super::iam::IamSettings;
 use super::world::{SimRequest, SimStatus};
 use super::{Counters, SimHandle};
@@ -32,6 +32,14 @@ pub fn router(handle: SimHandle) -> Router {
         .route(
             "/_sim/requests/{account}/{namespace}/{id}/fail-next",
             post(fail_next),
+        )
+        .route(
+            "/_sim/requests/{account}/{namespace}/{id}/update-faults",
+            post(set_update_faults),
+        )
+        .route(
+            "/_sim/requests/{account}/{namespace}/{id}/hold",
+            get(held_calls).post(hold).delete(release),
         )
         .with_state(handle)
 }
@@ -127,6 +135,42 @@ async fn fail_next(
     Json(fail): Json<FailNext>,
 ) -> Response {
     answer(handle.fail_next_updates(&account, &namespace, &id, fail.count))
+}
+
+#[derive(Deserialize)]
+struct UpdateFaults {
+    faults: Vec<UpdateFault>,
+}
+
+async fn set_update_faults(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+    Json(faults): Json<UpdateFaults>,
+) -> Response {
+    answer(handle.set_update_faults(&account, &namespace, &id, faults.faults))
+}
+
+async fn hold(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+) -> StatusCode {
+    handle.hold_updates(&account, &namespace, &id);
+    StatusCode::NO_CONTENT
+}
+
+async fn held_calls(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+) -> Json<serde_json::Value> {
+    Json(json!({ "heldCalls": handle.held_calls(&account, &namespace, &id) }))
+}
+
+async fn release(
+    State(handle): State<SimHandle>,
+    Path((account, namespace, id)): Path<(String, String, String)>,
+) -> StatusCode {
+    handle.release_updates(&account, &namespace, &id);
+    StatusCode::NO_CONTENT
 }
 
 fn answer(result: Result<(), SimError>) -> Response {

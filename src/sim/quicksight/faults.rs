@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Fault settings, settable at start (flags) and at run time (admin interface).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct FaultSettings {
     /// Fraction (0..1) of calls answered `ThrottlingException`.
@@ -25,6 +25,50 @@ pub struct FaultSettings {
     /// Errors (exception names) forced on the next calls of an operation, in order; e.g.
     /// `{"operation": "UpdateSelfUpgrade", "code": "AccessDeniedException"}`.
     pub forced: VecDeque<ForcedError>,
+    /// Fraction (0..1) of `UpdateSelfUpgrade` calls that take effect and then lose their answer,
+    /// each in one of the ways of [`LostAnswer`], chosen at random: the faults a client cannot
+    /// tell from a failure before the effect.
+    pub lost_answer_fraction: f64,
+    /// How late a [`LostAnswer::Slow`] answer comes: longer than the caller waits.
+    pub slow_answer_ms: u64,
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        Self {
+            throttle_fraction: 0.0,
+            internal_failure_fraction: 0.0,
+            rate_limit: None,
+            latency_ms: 0,
+            forced: VecDeque::new(),
+            lost_answer_fraction: 0.0,
+            slow_answer_ms: 10_000,
+        }
+    }
+}
+
+/// How the answer to an update that took effect is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LostAnswer {
+    /// `500 InternalFailureException`, as if the service failed before acting.
+    InternalFailure,
+    /// The connection is cut after the status line, before the body.
+    DroppedConnection,
+    /// The answer comes [`FaultSettings::slow_answer_ms`] late.
+    Slow,
+}
+
+/// What the next `UpdateSelfUpgrade` of one request meets (admin interface, per request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdateFault {
+    /// Nothing: the call is served as usual.
+    None,
+    /// `500 InternalFailureException` before the effect: the request does not change.
+    InternalFailureBeforeEffect,
+    /// The effect, then the answer lost this way.
+    AfterEffect(LostAnswer),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +104,22 @@ impl Faults {
 
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.settings.latency_ms)
+    }
+
+    /// Whether this update, which took effect, loses its answer, and how.
+    pub fn lost_answer(&mut self) -> Option<LostAnswer> {
+        if self.settings.lost_answer_fraction <= 0.0
+            || self.rng.random::<f64>() >= self.settings.lost_answer_fraction
+        {
+            return None;
+        }
+        Some(
+            [
+                LostAnswer::InternalFailure,
+                LostAnswer::DroppedConnection,
+                LostAnswer::Slow,
+            ][self.rng.random_range(0..3)],
+        )
     }
 
     /// The error this call (of `operation`, for `account`) gets, if any.
@@ -150,6 +210,26 @@ mod tests {
             faults.inject("ListSelfUpgrades", ACCOUNT, after_a_second),
             None
         );
+    }
+
+    #[test]
+    fn lost_answers_come_at_their_fraction_in_every_way() {
+        let settings = FaultSettings {
+            lost_answer_fraction: 0.5,
+            ..Default::default()
+        };
+        let mut faults = Faults::new(settings, 3);
+        let lost: Vec<_> = (0..400).filter_map(|_| faults.lost_answer()).collect();
+        assert!((150..=250).contains(&lost.len()), "{}", lost.len());
+        for way in [
+            LostAnswer::InternalFailure,
+            LostAnswer::DroppedConnection,
+            LostAnswer::Slow,
+        ] {
+            assert!(lost.contains(&way), "{way:?}");
+        }
+        let mut none = Faults::new(FaultSettings::default(), 3);
+        assert!((0..100).all(|_| none.lost_answer().is_none()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod wire;
 mod world;
 
 pub use error::SimError;
-pub use faults::{FaultSettings, ForcedError};
+pub use faults::{FaultSettings, ForcedError, LostAnswer, UpdateFault};
 pub use iam::{IamSettings, RoleTrust};
 pub use seed::{SeedFile, SeedNamespace, generate_requests};
 pub use world::{EpochUnit, SimNamespace, SimRequest, SimStatus, World};
@@ -23,7 +23,7 @@ pub use world::{EpochUnit, SimNamespace, SimRequest, SimStatus, World};
 use faults::Faults;
 use iam::{AssumeRoleInput, Caller, Iam, IssuedCredentials};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,6 +40,8 @@ pub struct Counters {
     /// Principal ARN (an assumed-role session, or the owner of a long-term key the IAM settings
     /// name) → AWS account acted on → QuickSight calls.
     pub principals: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Updates that took effect and lost their answer (counted `ok` in `calls`), by way.
+    pub lost_answers: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -67,6 +69,35 @@ struct SimState {
     iam: Iam,
     counters: Counters,
     next_request_id: u64,
+    /// Requests whose updates wait before acting, by (account, namespace, id).
+    holds: HashMap<(String, String, String), Hold>,
+    /// The latest calls, oldest first, at most [`CALL_LOG_LIMIT`].
+    call_log: VecDeque<LoggedCall>,
+}
+
+/// Calls kept in [`SimHandle::call_log`]; older ones are dropped.
+const CALL_LOG_LIMIT: usize = 100_000;
+
+/// One API call as the simulator received it, for tests that check when calls came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedCall {
+    pub operation: String,
+    pub account: String,
+    /// `ok` or the exception name.
+    pub outcome: String,
+    /// When the call was served (after any latency the faults add).
+    pub at: std::time::Instant,
+}
+
+/// Updates of one request held before they act, until released.
+struct Hold {
+    released: tokio::sync::watch::Sender<bool>,
+    /// Calls that arrived while the hold was in place.
+    held_calls: u32,
+}
+
+fn request_key(account: &str, namespace: &str, id: &str) -> (String, String, String) {
+    (account.to_string(), namespace.to_string(), id.to_string())
 }
 
 /// A handle on a running simulator's state: the in-process twin of the HTTP admin interface.
@@ -84,6 +115,8 @@ impl SimHandle {
                 iam: Iam::default(),
                 counters: Counters::default(),
                 next_request_id: 1,
+                holds: HashMap::new(),
+                call_log: VecDeque::new(),
             })),
         }
     }
@@ -130,20 +163,34 @@ impl SimHandle {
         id
     }
 
-    /// Counts one call of `operation` by its outcome.
-    fn count<T>(&self, operation: &str, result: &Result<T, SimError>) {
+    /// The latest calls (up to 100,000), oldest first.
+    pub fn call_log(&self) -> Vec<LoggedCall> {
+        self.lock().call_log.iter().cloned().collect()
+    }
+
+    /// Counts one call of `operation` by its outcome, and logs it.
+    fn count<T>(&self, operation: &str, account: &str, result: &Result<T, SimError>) {
         let outcome = match result {
             Ok(_) => "ok".to_string(),
             Err(e) => e.code.to_string(),
         };
-        *self
-            .lock()
+        let mut state = self.lock();
+        *state
             .counters
             .calls
             .entry(operation.to_string())
             .or_default()
-            .entry(outcome)
+            .entry(outcome.clone())
             .or_default() += 1;
+        if state.call_log.len() == CALL_LOG_LIMIT {
+            state.call_log.pop_front();
+        }
+        state.call_log.push_back(LoggedCall {
+            operation: operation.to_string(),
+            account: account.to_string(),
+            outcome,
+            at: std::time::Instant::now(),
+        });
     }
 
     /// Forces `code` on the next call of `operation`.
@@ -254,6 +301,83 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Scripts what the next `UpdateSelfUpgrade` calls of a request meet, one entry per call.
+    pub fn set_update_faults(
+        &self,
+        account: &str,
+        namespace: &str,
+        id: &str,
+        faults: Vec<UpdateFault>,
+    ) -> Result<(), SimError> {
+        self.lock()
+            .world
+            .request_mut(account, namespace, id)?
+            .update_faults = faults.into();
+        Ok(())
+    }
+
+    /// From now on, `UpdateSelfUpgrade` calls of this request wait before they act until
+    /// [`SimHandle::release_updates`]: a test can change the request in between, as an admin in
+    /// the console would while the operator's call is on its way.
+    pub fn hold_updates(&self, account: &str, namespace: &str, id: &str) {
+        let (released, _) = tokio::sync::watch::channel(false);
+        let hold = Hold {
+            released,
+            held_calls: 0,
+        };
+        self.lock()
+            .holds
+            .insert(request_key(account, namespace, id), hold);
+    }
+
+    /// Calls of this request that arrived while its updates were held.
+    pub fn held_calls(&self, account: &str, namespace: &str, id: &str) -> u32 {
+        self.lock()
+            .holds
+            .get(&request_key(account, namespace, id))
+            .map_or(0, |hold| hold.held_calls)
+    }
+
+    /// Lets the held calls of this request go on, and ends the hold.
+    pub fn release_updates(&self, account: &str, namespace: &str, id: &str) {
+        if let Some(hold) = self
+            .lock()
+            .holds
+            .remove(&request_key(account, namespace, id))
+        {
+            hold.released.send_replace(true);
+        }
+    }
+
+    /// Waits while updates of this request are held.
+    async fn wait_while_held(&self, account: &str, namespace: &str, id: &str) {
+        let released = {
+            let mut state = self.lock();
+            let Some(hold) = state.holds.get_mut(&request_key(account, namespace, id)) else {
+                return;
+            };
+            hold.held_calls += 1;
+            hold.released.subscribe()
+        };
+        let mut released = released;
+        // An error means the hold was dropped unreleased (the simulator stopped): go on.
+        let _ = released.wait_for(|released| *released).await;
+    }
+
+    /// Whether this update, which took effect, loses its answer at random (and how).
+    fn lost_answer(&self) -> Option<LostAnswer> {
+        self.lock().faults.lost_answer()
+    }
+
+    fn count_lost_answer(&self, way: LostAnswer) {
+        let name = format!("{way:?}");
+        *self.lock().counters.lost_answers.entry(name).or_default() += 1;
+    }
+
+    fn slow_answer(&self) -> Duration {
+        Duration::from_millis(self.lock().faults.settings.slow_answer_ms)
+    }
+
     /// Runs one API call: IAM (when enforced), fault injection, the operation itself, and
     /// counting. Returns the QuickSight request id for the answer alongside the result.
     fn call<T>(
@@ -295,7 +419,7 @@ impl SimHandle {
                 (Ok(()), None) => op(&mut state.world),
             }
         };
-        self.count(operation, &result);
+        self.count(operation, account, &result);
         (request_id, result)
     }
 

@@ -37,7 +37,7 @@ async fn query_action(
         ))),
         None => Err(SimError::sts_validation("Action is required")),
     };
-    handle.count("AssumeRole", &result);
+    handle.count("AssumeRole", "sts", &result);
     match result {
         Ok(issued) => xml(
             axum::http::StatusCode::OK,

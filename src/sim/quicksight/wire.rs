@@ -1,6 +1,7 @@
 //! The QuickSight REST API as the service model defines it for the four self-upgrade operations.
 
 use super::error::SimError;
+use super::faults::{LostAnswer, UpdateFault};
 use super::iam::Caller;
 use super::world::{EpochUnit, SimRequest};
 use super::{SimHandle, epoch_millis};
@@ -125,7 +126,14 @@ async fn update_self_upgrade(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(
+    let held_id = json_body(&body)
+        .ok()
+        .and_then(|input| input.get("UpgradeRequestId")?.as_str().map(str::to_string));
+    if let Some(id) = &held_id {
+        handle.wait_while_held(&account, &namespace, id).await;
+    }
+    let mut lost = None;
+    let response = serve(
         &handle,
         "UpdateSelfUpgrade",
         &headers,
@@ -135,11 +143,54 @@ async fn update_self_upgrade(
             let input = json_body(&body)?;
             let id = required_string(&input, "UpgradeRequestId")?;
             let action = required_string(&input, "Action")?;
+            let fault = world.take_update_fault(&account, &namespace, id);
+            if fault == UpdateFault::InternalFailureBeforeEffect {
+                return Err(SimError::internal_failure());
+            }
             let request = world.update(&account, &namespace, id, action, epoch_millis())?;
+            if let UpdateFault::AfterEffect(way) = fault {
+                lost = Some(way);
+            }
             Ok(json!({ "SelfUpgradeRequestDetail": detail_json(&request, unit) }))
         },
     )
-    .await
+    .await;
+    if !response.status().is_success() {
+        return response;
+    }
+    match lost.or_else(|| handle.lost_answer()) {
+        None => response,
+        Some(way) => lose_answer(&handle, way, response).await,
+    }
+}
+
+/// The answer to an update that took effect, lost `way`.
+async fn lose_answer(handle: &SimHandle, way: LostAnswer, answer: Response) -> Response {
+    handle.count_lost_answer(way);
+    match way {
+        LostAnswer::InternalFailure => {
+            let request_id = answer
+                .headers()
+                .get("x-amzn-RequestId")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("sim-lost-answer")
+                .to_string();
+            SimError::internal_failure().into_wire(&request_id)
+        }
+        LostAnswer::DroppedConnection => {
+            // A body that fails makes the server cut the connection after the status line.
+            let broken = futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("connection dropped by the simulator"))
+            });
+            let (mut parts, _) = answer.into_parts();
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from_stream(broken))
+        }
+        LostAnswer::Slow => {
+            tokio::time::sleep(handle.slow_answer()).await;
+            answer
+        }
+    }
 }
 
 async fn describe_configuration(

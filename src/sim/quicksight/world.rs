@@ -6,8 +6,9 @@
 //! resource is not in a state that allows this".
 
 use super::error::SimError;
+use super::faults::UpdateFault;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// `SelfUpgradeRequestStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,10 @@ pub struct SimRequest {
     /// Successful `UpdateSelfUpgrade` calls on this request, for tests that count effects.
     #[serde(default)]
     pub updates_applied: u32,
+    /// What the next `UpdateSelfUpgrade` calls of this request meet, one entry per call, in
+    /// order (admin interface: `update-faults`).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub update_faults: VecDeque<UpdateFault>,
 }
 
 fn pending() -> SimStatus {
@@ -71,6 +76,7 @@ impl SimRequest {
             in_required_group: false,
             fail_next_updates: 0,
             updates_applied: 0,
+            update_faults: VecDeque::new(),
         }
     }
 }
@@ -143,6 +149,15 @@ impl World {
             .iter_mut()
             .find(|r| r.id == id)
             .ok_or_else(|| SimError::request_not_found(id))
+    }
+
+    /// The fault scripted for the next update of a request (admin `update-faults`), taken off
+    /// its queue; none for requests that do not exist (the update then answers for itself).
+    pub fn take_update_fault(&mut self, account: &str, namespace: &str, id: &str) -> UpdateFault {
+        self.request_mut(account, namespace, id)
+            .ok()
+            .and_then(|r| r.update_faults.pop_front())
+            .unwrap_or(UpdateFault::None)
     }
 
     /// One page of requests and the token for the next.
