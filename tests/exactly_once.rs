@@ -77,14 +77,53 @@ fn stalled_with(decision: &SelfUpgradeDecision, reason: &str) -> bool {
 /// announced, or the other replica sends the same action too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_at_a_low_quota_send_every_action_once() {
-    let servers = start_servers(&["--account", ACCOUNT]);
+    let low_quota = [
+        "--concurrency",
+        "64",
+        "--quicksight-rate",
+        "2",
+        "--quicksight-burst",
+        "1",
+    ];
+    two_replicas_settle_with_one_effect_each(40, &[], &low_quota).await;
+}
+
+/// The same with QuickSight throttling each account above one call a second while the replicas
+/// are paced at four: the account pause grows to its cap (4 s), longer than a call's send
+/// window (the 3 s call timeout), so queued updates are abandoned unsent and sent later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_throttled_to_the_pause_cap_send_every_action_once() {
+    let throttled = [
+        "--concurrency",
+        "64",
+        "--quicksight-rate",
+        "4",
+        "--quicksight-burst",
+        "4",
+        "--throttle-pause",
+        "1s",
+        "--throttle-pause-cap",
+        "4s",
+    ];
+    two_replicas_settle_with_one_effect_each(24, &["--rate-limit", "1"], &throttled).await;
+}
+
+/// `count` decisions (every third a VERIFY for a user outside the group, allowed one attempt:
+/// a second call would show as a second effect), two operators with `operator_flags` against a
+/// simulator with `sim_flags`: every request ends updated exactly once.
+async fn two_replicas_settle_with_one_effect_each(
+    count: usize,
+    sim_flags: &[&str],
+    operator_flags: &[&str],
+) {
+    let mut sim_args = vec!["--account", ACCOUNT];
+    sim_args.extend_from_slice(sim_flags);
+    let servers = start_servers(&sim_args);
     let (kubeconfig, endpoint) = (servers.kubeconfig.clone(), servers.endpoint.clone());
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
     let mut names = Vec::new();
-    for index in 0..40 {
+    for index in 0..count {
         let id = format!("split-{index:02}");
-        // Every third a VERIFY for a user outside the group, allowed one attempt: a second call
-        // would show as a second effect.
         let (in_group, action) = match index % 3 {
             0 => (false, Action::Verify),
             1 => (true, Action::Approve),
@@ -99,29 +138,24 @@ async fn two_replicas_at_a_low_quota_send_every_action_once() {
         .await;
         names.push((name, action));
     }
-    let low_quota = [
-        "--concurrency",
-        "64",
-        "--quicksight-rate",
-        "2",
-        "--quicksight-burst",
-        "1",
-    ];
     let started = Instant::now();
-    let _first = operator(&kubeconfig, &endpoint, "AKIDREPLICA1", &low_quota);
-    let _second = operator(&kubeconfig, &endpoint, "AKIDREPLICA2", &low_quota);
+    let _first = operator(&kubeconfig, &endpoint, "AKIDREPLICA1", operator_flags);
+    let _second = operator(&kubeconfig, &endpoint, "AKIDREPLICA2", operator_flags);
     for (name, action) in &names {
-        wait_for(&api, name, 240, |d| match action {
+        wait_for(&api, name, 300, |d| match action {
             Action::Verify => stalled_with(d, "RetriesExhausted"),
             _ => is(d, "Ready", "True", "Applied") || is(d, "Ready", "True", "AlreadyApplied"),
         })
         .await;
     }
-    let outcomes = update_outcomes(&endpoint);
+    let counters = admin_get(&endpoint, "/_sim/counters");
+    let outcomes = &counters["calls"]["UpdateSelfUpgrade"];
     println!(
-        "two replicas at 2 calls/s: {} decisions settled in {:.1}s; UpdateSelfUpgrade outcomes {outcomes}",
+        "two replicas ({}): {} decisions settled in {:.1}s; UpdateSelfUpgrade outcomes {outcomes}; ListSelfUpgrades outcomes {}",
+        operator_flags.join(" "),
         names.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        counters["calls"]["ListSelfUpgrades"]
     );
     let effects = updates_per_request(&endpoint);
     assert_eq!(effects.len(), names.len());
@@ -368,13 +402,20 @@ async fn an_api_server_restarted_over_its_state_loses_nothing_and_duplicates_not
     ]);
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
     let names = decide_every_request(&api, &endpoint).await;
-    let _operator = operator(
+    let mut running = operator(
         &kubeconfig,
         &endpoint,
         "AKIDRESTART",
-        &["--concurrency", "2"],
+        // Reconciles fail while the server is down; the test is about what survives, so their
+        // backoff is kept short.
+        &["--concurrency", "2", "--backoff-cap", "5s"],
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill it once the operator is well into the work, however long its start took.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while updates_applied(&endpoint) < 5 {
+        assert!(Instant::now() < deadline, "the operator never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = updates_applied(&endpoint);
     drop(apiserver); // SIGKILL
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -382,6 +423,10 @@ async fn an_api_server_restarted_over_its_state_loses_nothing_and_duplicates_not
     let (_restarted, again) = serve(&args.each_ref().map(String::as_str));
     assert_eq!(again, url, "the same server, to its clients");
     wait_until_all_applied(&api, &names).await;
+    assert!(
+        running.0.try_wait().expect("status").is_none(),
+        "the operator rode out the restart without exiting"
+    );
     println!(
         "API server restart: killed after {before} of {} updates; all Ready after the restart; UpdateSelfUpgrade outcomes {}",
         names.len(),

@@ -127,6 +127,48 @@ proptest! {
         prop_assert_eq!(first, second, "no write for nothing new");
     }
 
+    /// The intent protocol's window against pacer waits and clock skew: a call written at
+    /// `written`, held by the pacer for at most its send window, then given at most the call
+    /// timeout, has finished by the time any reader whose clock is off by up to the margin
+    /// takes the window as closed.
+    #[test]
+    fn no_reader_takes_the_window_as_closed_while_its_call_may_still_be_out(
+        timeout_ms in 1u64..120_000,
+        pacer_wait in 0.0f64..=1.0,
+        call_duration in 0.0f64..=1.0,
+        reader_offset_ms in -2_000i64..=2_000,
+        read_after_ms in 0u64..500_000,
+    ) {
+        use selfupgrade_operator::decide::{CallWindow, in_flight_for};
+        use k8s_openapi::jiff::SignedDuration;
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let window = CallWindow::new(timeout);
+        let written = Timestamp::from_second(1_800_000_000).expect("time");
+        let intent = UpdateIntent {
+            action: Action::Approve,
+            generation: 1,
+            request_status: Some("PENDING".into()),
+            last_update_attempt_time: None,
+            recorded_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(written)),
+            expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                window.expires_at(written),
+            )),
+        };
+        // Sent within the send window (the pacer gives up after it), done within the timeout.
+        let sent = window.send_by.mul_f64(pacer_wait);
+        let done = sent + timeout.mul_f64(call_duration);
+        let read_at = std::time::Duration::from_millis(read_after_ms);
+        let reader_clock = written
+            + SignedDuration::try_from(read_at).expect("small")
+            + SignedDuration::from_millis(reader_offset_ms);
+        if in_flight_for(&intent, reader_clock, window).is_none() {
+            prop_assert!(
+                read_at >= done,
+                "a reader at {read_at:?} (clock off by {reader_offset_ms} ms) may send while the call ends at {done:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_simulator_survives_arbitrary_actions_ids_and_tokens(
         action in ".{0,20}",

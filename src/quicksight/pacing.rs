@@ -436,6 +436,35 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
+    /// A call that queued for a token before the account was paused must not go out during the
+    /// pause once it gets the token. Real time, as governor keeps its own clock.
+    #[tokio::test]
+    async fn a_call_queued_for_a_token_when_a_pause_begins_waits_for_the_pause() {
+        let fake = Arc::new(Fake::default());
+        let settings = PacingSettings {
+            throttle_pause: Duration::from_millis(1500),
+            ..settings(1.0, 1)
+        };
+        let paced = Arc::new(Paced::new(fake.clone(), settings).expect("valid"));
+        let window = Duration::from_secs(10);
+        assert!(update(&paced, Instant::now() + window).await.is_ok());
+        let started = Instant::now();
+        let queued = tokio::spawn({
+            let paced = paced.clone();
+            async move {
+                update(&paced, Instant::now() + window)
+                    .await
+                    .map(|_| started.elapsed())
+            }
+        });
+        // The queued call waits about a second for its token; the pause begins meanwhile and
+        // lasts until 1.7 s.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        paced.pause("111122223333/us-east-1");
+        let sent_after = queued.await.expect("joined").expect("sent");
+        assert!(sent_after >= Duration::from_millis(1700), "{sent_after:?}");
+    }
+
     /// An answer to a call that was in flight when the account was paused says nothing about
     /// the overload that paused it.
     #[tokio::test(start_paused = true)]
