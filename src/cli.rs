@@ -467,6 +467,8 @@ pub fn print_crds(args: &CrdArgs) -> anyhow::Result<()> {
     let files = crd_files()?;
     match &args.out_dir {
         Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating --out-dir {}", dir.display()))?;
             for (name, yaml) in files {
                 let path = dir.join(name);
                 std::fs::write(&path, yaml)

@@ -55,6 +55,24 @@ impl EventPublisher {
     }
 }
 
+/// kube-apiserver refuses an `events.k8s.io/v1` Event whose note is longer than 1024 bytes
+/// (`NoteLengthLimit`, `k8s.io/kubernetes/pkg/apis/core/validation/events.go`); QuickSight's
+/// messages, which a note quotes, have no such bound.
+pub const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to [`NOTE_LIMIT`] bytes on a character boundary, marked with `…` when cut.
+fn within_note_limit(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_string();
+    }
+    let ellipsis = '…';
+    let mut end = NOTE_LIMIT - ellipsis.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &note[..end])
+}
+
 /// The Event object, named `<object>.<nanoseconds as hex>` as kube-runtime and client-go name
 /// theirs, so that two Events of one object never collide.
 fn kube_event(
@@ -66,7 +84,7 @@ fn kube_event(
     KubeEvent {
         action: Some(event.action.clone()),
         reason: Some(event.reason.clone()),
-        note: event.note.clone(),
+        note: event.note.as_deref().map(within_note_limit),
         event_time: Some(MicroTime(now)),
         regarding: Some(regarding.clone()),
         related: event.secondary.clone(),
@@ -214,6 +232,18 @@ mod tests {
             "Rate exceeded".into(),
         ));
         assert!(transition_event(Some(&pending), &throttled, &retrying).is_none());
+    }
+
+    #[test]
+    fn notes_are_cut_to_the_api_servers_limit_on_a_character_boundary() {
+        let just_fits = "a".repeat(NOTE_LIMIT);
+        assert_eq!(within_note_limit(&just_fits), just_fits);
+        for long in ["b".repeat(NOTE_LIMIT + 1), "é".repeat(NOTE_LIMIT)] {
+            let cut = within_note_limit(&long);
+            assert!(cut.len() <= NOTE_LIMIT, "{}", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(long.starts_with(cut.trim_end_matches('…')));
+        }
     }
 
     #[test]

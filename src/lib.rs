@@ -22,6 +22,7 @@ pub mod leader;
 pub mod lenient;
 pub mod metrics;
 pub mod mirror;
+pub mod names;
 pub mod playground;
 pub mod quicksight;
 pub mod reconcile;

@@ -8,7 +8,6 @@ use crate::quicksight::{Credentials, RequestDetail, Scope};
 use crate::reconcile::{Context, FIELD_MANAGER};
 use crate::tenancy;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,7 +38,8 @@ pub struct MirrorSettings {
 }
 
 /// The object name for a request: `<account>-[<quicksight namespace>-]<request id>`, made a
-/// valid Kubernetes name.
+/// valid Kubernetes name; where that changed it (case, characters, length), a hash of the whole
+/// keeps two requests' names apart (see [`crate::names`]).
 pub fn object_name(account: &str, quicksight_namespace: &str, request_id: &str) -> String {
     let mut raw = account.to_string();
     if quicksight_namespace != crate::api::DEFAULT_QUICKSIGHT_NAMESPACE {
@@ -48,18 +48,7 @@ pub fn object_name(account: &str, quicksight_namespace: &str, request_id: &str) 
     }
     raw.push('-');
     raw.push_str(request_id);
-    let mut name = String::new();
-    for c in raw.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() || c == '.' {
-            name.push(c);
-        } else if !name.ends_with('-') {
-            name.push('-');
-        }
-    }
-    name.trim_matches(|c| c == '-' || c == '.')
-        .chars()
-        .take(253)
-        .collect()
+    crate::names::object_name(&raw)
 }
 
 /// The object for one listed request.
@@ -87,11 +76,16 @@ pub fn desired(
         (ACCOUNT_LABEL.to_string(), scope.account_id.clone()),
         (
             QUICKSIGHT_NAMESPACE_LABEL.to_string(),
-            scope.namespace.clone(),
+            crate::names::label_value(&scope.namespace),
         ),
     ]);
+    // Label values hold 63 characters; names and QuickSight namespaces may be longer (they are
+    // then shortened with a hash; `status.decision` has the whole name).
     if let Some((decision_namespace, decision_name)) = decision.and_then(|d| d.split_once('/')) {
-        labels.insert(DECISION_LABEL.to_string(), decision_name.to_string());
+        labels.insert(
+            DECISION_LABEL.to_string(),
+            crate::names::label_value(decision_name),
+        );
         labels.insert(
             DECISION_NAMESPACE_LABEL.to_string(),
             decision_namespace.to_string(),
@@ -103,9 +97,13 @@ pub fn desired(
         original_role: detail.original_role.clone(),
         requested_role: detail.requested_role.clone(),
         request_note: detail.request_note.clone(),
-        creation_time: detail.creation_time.map(Time),
+        // As Kubernetes keeps them (whole seconds), so that an unchanged request compares
+        // equal to its object read back and is not written again.
+        creation_time: detail.creation_time.map(crate::status::whole_second),
         request_status: Some(detail.request_status.to_string()),
-        last_update_attempt_time: detail.last_update_attempt_time.map(Time),
+        last_update_attempt_time: detail
+            .last_update_attempt_time
+            .map(crate::status::whole_second),
         last_update_failure_reason: detail.last_update_failure_reason.clone(),
         decision: decision.map(str::to_string),
     });
@@ -345,14 +343,19 @@ mod tests {
     #[test]
     fn names_are_valid_and_name_the_scope() {
         assert_eq!(
-            object_name("111122223333", "default", "5C1E-7A52"),
+            object_name("111122223333", "default", "5c1e-7a52"),
             "111122223333-5c1e-7a52"
         );
         assert_eq!(
-            object_name("111122223333", "finance", "r_1"),
+            object_name("111122223333", "finance", "r-1"),
             "111122223333-finance-r-1"
         );
-        assert!(object_name("111122223333", "default", &"x/".repeat(200)).len() <= 253);
+        // Changed to be valid: a hash keeps it apart from the id it now resembles.
+        let upper = object_name("111122223333", "default", "5C1E-7A52");
+        assert!(upper.starts_with("111122223333-5c1e-7a52-"), "{upper}");
+        assert_ne!(upper, object_name("111122223333", "default", "5c1e-7a52"));
+        let long = object_name("111122223333", "default", &"x/".repeat(200));
+        assert!(long.len() <= 253 && !long.ends_with('-'), "{long}");
     }
 
     #[test]

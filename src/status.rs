@@ -48,7 +48,7 @@ pub fn record_remote(status: &mut SelfUpgradeDecisionStatus, remote: Option<&Req
 
 /// A `Time` as Kubernetes keeps it (`Time` serializes whole seconds), so that a status read back
 /// compares equal to one built from the same request and no write is made for nothing new.
-fn whole_second(time: Timestamp) -> Time {
+pub fn whole_second(time: Timestamp) -> Time {
     Time(Timestamp::from_second(time.as_second()).unwrap_or(time))
 }
 

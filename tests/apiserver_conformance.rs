@@ -539,3 +539,50 @@ async fn watches_that_allow_bookmarks_receive_them() {
         other => panic!("expected a bookmark, got {other:?}"),
     }
 }
+
+/// What kube-apiserver refuses of any object's metadata is refused here too, as 422 Invalid
+/// naming the field; a body over 3 MiB is 413.
+#[tokio::test]
+async fn metadata_past_apimachinerys_limits_is_refused() {
+    let (_server, api) = server(100).await;
+    let mut decision = new_decision("labelled", ACCOUNT, "r", Action::Approve);
+    let key = "quicksight.selfupgrade.io/decision".to_string();
+    decision.metadata.labels = Some([(key.clone(), "d".repeat(63))].into());
+    api.create(&PostParams::default(), &decision)
+        .await
+        .expect("a 63-character label value is valid");
+    let mut too_long = new_decision("labelled-too-long", ACCOUNT, "r", Action::Approve);
+    too_long.metadata.labels = Some([(key, "d".repeat(64))].into());
+    let status = api_error(
+        api.create(&PostParams::default(), &too_long)
+            .await
+            .expect_err("a 64-character label value is not"),
+    );
+    assert_eq!(status.code, 422);
+    assert_eq!(status.reason, "Invalid");
+    let causes = status.details.expect("details").causes;
+    assert_eq!(causes[0].field, "metadata.labels");
+    assert!(
+        causes[0]
+            .message
+            .contains("must be no more than 63 characters"),
+        "{causes:?}"
+    );
+
+    let bad_name = new_decision("Not_A_Name", ACCOUNT, "r", Action::Approve);
+    let status = api_error(
+        api.create(&PostParams::default(), &bad_name)
+            .await
+            .expect_err("not a DNS-1123 subdomain"),
+    );
+    assert_eq!(status.code, 422);
+
+    let mut huge = new_decision("huge", ACCOUNT, "r", Action::Approve);
+    huge.metadata.annotations = Some([("note".to_string(), "x".repeat(3 * 1024 * 1024))].into());
+    let status = api_error(
+        api.create(&PostParams::default(), &huge)
+            .await
+            .expect_err("over the body limit"),
+    );
+    assert_eq!(status.code, 413, "{status:?}");
+}

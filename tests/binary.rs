@@ -154,6 +154,20 @@ fn crd_prints_the_committed_crds() {
     );
 }
 
+#[test]
+fn crd_out_dir_is_created_when_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("new").join("crds");
+    let output = Command::new(BIN)
+        .args(["crd", "--out-dir"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let written = std::fs::read_to_string(out.join("selfupgradedecision.yaml")).expect("written");
+    assert_eq!(written, include_str!("../crds/selfupgradedecision.yaml"));
+}
+
 #[tokio::test]
 async fn apiserver_prints_its_url_and_writes_a_working_kubeconfig() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -170,3 +170,77 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     }
     playground.stop().await;
 }
+
+/// Any decision name (253 characters) and any request id make valid mirror objects and labels
+/// (the API server refuses what a real one refuses), and with QuickSight's millisecond times a
+/// mirror pass with nothing new writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_names_are_mirrored_and_unchanged_requests_cost_no_write() {
+    let mut world = World::default();
+    let odd_id = "Odd_ID.with/Slash-And-A-Very-Long-Tail-".repeat(8);
+    world.ensure_namespace(ACCOUNT, "default").requests = vec![
+        selfupgrade_operator::sim::quicksight::SimRequest {
+            created_at_ms: 1_764_115_200_456,
+            ..request("r-1")
+        },
+        request(&odd_id),
+    ];
+    let handle = SimHandle::new(world, FaultSettings::default(), 9);
+    let tuning = Tuning {
+        mirror_interval: Some(Duration::from_millis(300)),
+        ..Tuning::default()
+    };
+    let playground = start_tuned_playground(handle.clone(), tuning).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client.clone(), "default");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let long_name = "d".repeat(253);
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision(&long_name, ACCOUNT, "r-1", Action::Approve),
+        )
+        .await
+        .expect("a 253-character name is valid");
+    wait_for(&decisions, &long_name, 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    let linked = format!("default/{long_name}");
+    let objects = mirror_until(&mirror, "both mirrored, r-1 linked", |o| {
+        o.len() == 2
+            && o.iter().any(|r| {
+                r.status.as_ref().and_then(|s| s.decision.as_deref()) == Some(linked.as_str())
+            })
+    })
+    .await;
+    for object in &objects {
+        let name = object.name_any();
+        assert!(name.len() <= 253 && !name.ends_with('-'), "{name}");
+        for value in object.labels().values() {
+            assert!(value.len() <= 63, "{value}");
+        }
+    }
+
+    // Several mirror passes with nothing new (after the pass that wrote the last of them has
+    // finished): no write at all, though the request's times have milliseconds.
+    let operator = service_account_user(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
+    let writes = || {
+        let counts = playground.apiserver.state.request_counts();
+        ["create", "update", "patch"]
+            .iter()
+            .map(|verb| {
+                counts
+                    .get(&operator)
+                    .and_then(|v| v.get(*verb))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum::<u64>()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = writes();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writes(), before, "mirror passes with nothing new wrote");
+    playground.stop().await;
+}

@@ -9,6 +9,7 @@ mod discovery;
 mod errors;
 mod event_views;
 mod faults;
+mod meta_validation;
 mod objects;
 mod persist;
 pub mod rbac;

@@ -5,6 +5,7 @@
 use super::apply;
 use super::errors::ApiError;
 use super::event_views::{self, EventShape};
+use super::meta_validation;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::{ApiState, Target};
 use super::store::{ChangeKind, ObjectKey, Store};
@@ -666,6 +667,12 @@ fn commit(
         }
     }
 
+    // Metadata (and Events) as kube-apiserver checks them for every resource.
+    let causes = metadata_causes(state, &key, &object);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&resource.kind_name(), &key.name, causes));
+    }
+
     // Admission: defaults, pruning, schema, CEL (transition rules against the stored object).
     if let Some(Some(validator)) = state.validators.get(key.type_id) {
         let admitted = validator
@@ -731,6 +738,21 @@ fn commit(
         return Ok(old.cloned().unwrap_or(object));
     }
     Ok(put(state, store, key, object, kind))
+}
+
+/// What [`meta_validation`] finds wrong with `object`, stored under `key`.
+fn metadata_causes(state: &ApiState, key: &ObjectKey, object: &Value) -> Vec<super::errors::Cause> {
+    let resource = &state.registry.types[key.type_id];
+    let rule = if key.type_id == state.registry.namespace_type_id() {
+        meta_validation::NameRule::Label
+    } else {
+        meta_validation::NameRule::Subdomain
+    };
+    let mut causes = meta_validation::object_meta(object, rule);
+    if resource.group == "events.k8s.io" && resource.plural == "events" {
+        causes.extend(meta_validation::event(object));
+    }
+    causes
 }
 
 fn object_with_version(object: &Value, old: &Value) -> Value {

@@ -411,6 +411,9 @@ async fn client_of(kubeconfig_yaml: &str) -> anyhow::Result<kube::Client> {
 
 type Serving = (axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<()>);
 
+/// The largest request body served (kube-apiserver's default).
+const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
+
 fn serve(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
@@ -440,8 +443,14 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // kube-apiserver reads at most `--max-request-body-bytes` (3 MiB by default,
+    // `MaxRequestBodyBytes` in k8s.io/apiserver's options) of a request body. (A body that
+    // fails to arrive for another reason means the connection is gone: no one reads the 413.)
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES).await else {
+        return ApiError::too_large(MAX_REQUEST_BODY_BYTES).into_response();
+    };
     let path = uri.path().to_string();
     if matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
         return (StatusCode::OK, "ok").into_response();
