@@ -22,7 +22,8 @@ const VARIANTS: [&str; 4] = [
     "/overlays/mirror",
 ];
 
-/// `kubectl kustomize deploy<variant>`, or `None` where kubectl is missing (CI installs it).
+/// `kubectl kustomize deploy<variant>`, or `None` where kubectl is missing (a failure under
+/// `REQUIRE_KUBECTL=1`, as in CI).
 fn kustomize(variant: &str) -> Option<Vec<serde_yaml::Value>> {
     let path = format!("{DEPLOY}{variant}");
     match Command::new("kubectl").args(["kustomize", &path]).output() {
@@ -40,6 +41,10 @@ fn kustomize(variant: &str) -> Option<Vec<serde_yaml::Value>> {
             )
         }
         Err(error) => {
+            assert!(
+                std::env::var("REQUIRE_KUBECTL").as_deref() != Ok("1"),
+                "kubectl is required (REQUIRE_KUBECTL=1) but does not run: {error}"
+            );
             eprintln!("skipped: kubectl is not available ({error})");
             None
         }

@@ -1,31 +1,61 @@
 //! Real kubectl against the playground's embedded API server: what a new user types in the
-//! README. Skipped with a printed reason where kubectl is not installed.
+//! README. Skipped with a printed reason where kubectl is not installed, unless
+//! `REQUIRE_KUBECTL=1` (as in CI), where its absence fails. `KUBECTL_ALSO` (paths separated by
+//! `:`) names more kubectl versions to run the walkthrough with; CI passes the oldest and the
+//! newest installed beside kubectl.
 
 mod common;
 
 use common::*;
 use selfupgrade_operator::playground::playground_seed;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
+/// `kubectl`, if it runs; its absence fails the test under `REQUIRE_KUBECTL=1`.
 fn kubectl_available() -> bool {
-    let available = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let available = runs(Path::new("kubectl"));
     if !available {
+        assert!(
+            std::env::var("REQUIRE_KUBECTL").as_deref() != Ok("1"),
+            "kubectl is required (REQUIRE_KUBECTL=1) but not installed"
+        );
         eprintln!("skipped: kubectl is not installed");
     }
     available
 }
 
+fn runs(kubectl: &Path) -> bool {
+    Command::new(kubectl)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `kubectl` and every `KUBECTL_ALSO` binary, each of which must run.
+fn kubectl_versions() -> Vec<PathBuf> {
+    let mut binaries = vec![PathBuf::from("kubectl")];
+    let also = std::env::var("KUBECTL_ALSO").unwrap_or_default();
+    for path in also.split(':').filter(|p| !p.is_empty()) {
+        assert!(
+            runs(Path::new(path)),
+            "KUBECTL_ALSO names {path}, which does not run"
+        );
+        binaries.push(PathBuf::from(path));
+    }
+    binaries
+}
+
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    let kubeconfig = kubeconfig.to_path_buf();
+    kubectl_as(Path::new("kubectl"), kubeconfig, args).await
+}
+
+async fn kubectl_as(binary: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
+    let (binary, kubeconfig) = (binary.to_path_buf(), kubeconfig.to_path_buf());
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        Command::new("kubectl")
+        Command::new(&binary)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(&args)
@@ -62,8 +92,29 @@ async fn the_readme_walkthrough_works_with_real_kubectl() {
     if !kubectl_available() {
         return;
     }
+    for binary in kubectl_versions() {
+        let version = kubectl_as(&binary, Path::new("/dev/null"), &["version", "--client"]).await;
+        println!(
+            "walkthrough with {}: {}",
+            binary.display(),
+            text(&version).0.trim()
+        );
+        walkthrough(&binary).await;
+    }
+}
+
+/// The README's walkthrough, typed with `binary`, against a playground of its own.
+async fn walkthrough(binary: &Path) {
     let (playground, dir) = playground_with_kubeconfig().await;
     let kubeconfig = dir.path().join("playground.kubeconfig");
+    let kubectl = |kubeconfig: &Path, args: &[&str]| {
+        let (kubeconfig, args) = (kubeconfig.to_path_buf(), args.to_vec());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl_as(binary, &kubeconfig, &args).await
+        }
+    };
 
     let applied = kubectl(&kubeconfig, &["apply", "-f", EXAMPLES]).await;
     let (out, err) = text(&applied);
