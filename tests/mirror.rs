@@ -41,12 +41,14 @@ fn status_of<'a>(objects: &'a [SelfUpgradeRequest], id: &str) -> Option<&'a str>
         .and_then(|o| o.status.as_ref()?.request_status.as_deref())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
-    let mut world = World::default();
-    world.ensure_namespace(ACCOUNT, "default").requests = vec![request("r-1"), request("r-2")];
-    // Mirrored for `default` only: a decision here links to nothing.
-    world.ensure_namespace(ACCOUNT, "analytics").requests = vec![request("r-9")];
+/// The playground over `world`, mirroring every 300 ms, and a client of its API server.
+async fn mirroring_playground(
+    world: World,
+) -> (
+    selfupgrade_operator::playground::Playground,
+    SimHandle,
+    kube::Client,
+) {
     let handle = SimHandle::new(world, FaultSettings::default(), 9);
     let tuning = Tuning {
         mirror_interval: Some(Duration::from_millis(300)),
@@ -54,6 +56,16 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     };
     let playground = start_tuned_playground(handle.clone(), tuning).await;
     let client = playground.apiserver.client().await.expect("client");
+    (playground, handle, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
+    let mut world = World::default();
+    world.ensure_namespace(ACCOUNT, "default").requests = vec![request("r-1"), request("r-2")];
+    // Mirrored for `default` only: a decision here links to nothing.
+    world.ensure_namespace(ACCOUNT, "analytics").requests = vec![request("r-9")];
+    let (playground, handle, client) = mirroring_playground(world).await;
     let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client.clone(), "default");
 
     let objects = mirror_until(&mirror, "both requests mirrored", |o| o.len() == 2).await;
@@ -185,13 +197,7 @@ async fn any_names_are_mirrored_and_unchanged_requests_cost_no_write() {
         },
         request(&odd_id),
     ];
-    let handle = SimHandle::new(world, FaultSettings::default(), 9);
-    let tuning = Tuning {
-        mirror_interval: Some(Duration::from_millis(300)),
-        ..Tuning::default()
-    };
-    let playground = start_tuned_playground(handle.clone(), tuning).await;
-    let client = playground.apiserver.client().await.expect("client");
+    let (playground, handle, client) = mirroring_playground(world).await;
     let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client.clone(), "default");
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
     let long_name = "d".repeat(253);
