@@ -197,7 +197,7 @@ async fn any_names_are_mirrored_and_unchanged_requests_cost_no_write() {
         },
         request(&odd_id),
     ];
-    let (playground, handle, client) = mirroring_playground(world).await;
+    let (playground, _sim, client) = mirroring_playground(world).await;
     let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client.clone(), "default");
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
     let long_name = "d".repeat(253);
