@@ -465,7 +465,7 @@ async fn judge_refusal(
         return rejected(status, error);
     }
     // The refused call changed nothing: its intent is over either way.
-    status::record_overtaken_call(status, &error);
+    status::end_intent(status, &error);
     let fresh = match ctx
         .directory
         .find_fresh(scope, &decision.spec.upgrade_request_id)
@@ -536,9 +536,6 @@ fn judge_failed_outcome(
     status: &SelfUpgradeDecisionStatus,
     detail: &crate::quicksight::RequestDetail,
 ) -> Verdict {
-    if !matches!(verdict, Verdict::ActionFailed { .. }) {
-        return verdict;
-    }
     match retry_failed(action, verdict.clone(), retry, status, Some(detail)) {
         Plan::Report(judged) => judged,
         // No backoff to wait out: look again at once, and send from there.

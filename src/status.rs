@@ -124,16 +124,15 @@ pub fn record_failed_call(
     generation: i64,
     error: &QuickSightError,
 ) {
-    if error.aws_request_id.is_some() {
-        status.last_aws_request_id = error.aws_request_id.clone();
-    }
     // A retryable failure (a timeout, a 5xx) may or may not have taken effect: the intent stays,
     // and the next reconcile tells from the request. A throttled or unsent call did not, nor
     // did a terminal one, which is also remembered.
-    if error.took_no_effect() {
-        status.intent = None;
-    } else if !error.is_retryable() {
-        status.intent = None;
+    if error.is_retryable() && !error.took_no_effect() {
+        keep_request_id(status, error);
+        return;
+    }
+    end_intent(status, error);
+    if !error.is_retryable() {
         status.rejection = Some(RequestRejection {
             generation,
             action,
@@ -143,13 +142,17 @@ pub fn record_failed_call(
     }
 }
 
-/// Records a call QuickSight refused because the request had already moved on (a fresh read
-/// showed it decided or gone): nothing is held against the action, and the intent is over.
-pub fn record_overtaken_call(status: &mut SelfUpgradeDecisionStatus, error: &QuickSightError) {
+/// Ends the intent of a call that changed nothing (throttled, unsent, refused — also one
+/// refused because the request had already moved on, which is not held against the action).
+pub fn end_intent(status: &mut SelfUpgradeDecisionStatus, error: &QuickSightError) {
+    keep_request_id(status, error);
+    status.intent = None;
+}
+
+fn keep_request_id(status: &mut SelfUpgradeDecisionStatus, error: &QuickSightError) {
     if error.aws_request_id.is_some() {
         status.last_aws_request_id = error.aws_request_id.clone();
     }
-    status.intent = None;
 }
 
 /// Sets the three kstatus conditions for `verdict`.

@@ -105,17 +105,11 @@ impl Paced {
     ) -> Result<T, QuickSightError> {
         let key = format!("{}/{}", scope.account_id, scope.region);
         let admission = self.admit(&key, send_by);
-        let admitted = match send_by {
+        let _permit = match send_by {
             None => admission.await,
             Some(deadline) => tokio::time::timeout_at(deadline, admission)
                 .await
                 .unwrap_or(Err(PacerWait::WindowClosed)),
-        };
-        // `timeout_at` lets an admission that is ready at once through even past the deadline.
-        let closed = send_by.is_some_and(|deadline| Instant::now() > deadline);
-        let _permit = match admitted {
-            Ok(_) if closed => Err(PacerWait::WindowClosed),
-            other => other,
         }
         .map_err(|wait| QuickSightError::not_sent(operation, wait.to_string()))?;
         let result = call.await;
@@ -142,6 +136,11 @@ impl Paced {
             // The semaphore is never closed, so acquiring cannot fail; were it closed, calling
             // without a permit is still correct, only less paced.
             let permit = self.in_flight.acquire().await.ok();
+            // `timeout_at` lets an admission that is ready at once through even past its
+            // deadline: check it here, where the call would be let go.
+            if send_by.is_some_and(|deadline| Instant::now() > deadline) {
+                return Err(PacerWait::WindowClosed);
+            }
             if !self.is_paused(key) {
                 return Ok(permit);
             }

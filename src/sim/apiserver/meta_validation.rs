@@ -51,14 +51,18 @@ pub fn dns1123_label(value: &str) -> Vec<String> {
     if value.len() > DNS1123_LABEL_MAX {
         errors.push(max_length(DNS1123_LABEL_MAX));
     }
-    let bytes = value.as_bytes();
-    let shaped = bytes.first().is_some_and(|c| alnum(*c))
-        && bytes.last().is_some_and(|c| alnum(*c))
-        && bytes.iter().all(|c| alnum(*c) || *c == b'-');
-    if !shaped {
+    if !label_shaped(value) {
         errors.push(LABEL_MESSAGE.to_string());
     }
     errors
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`: one DNS-1123 label, whatever its length.
+fn label_shaped(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    bytes.first().is_some_and(|c| alnum(*c))
+        && bytes.last().is_some_and(|c| alnum(*c))
+        && bytes.iter().all(|c| alnum(*c) || *c == b'-')
 }
 
 /// `IsDNS1123Subdomain`: dot-separated DNS-1123 labels (of any length within the whole).
@@ -67,13 +71,7 @@ pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     if value.len() > DNS1123_SUBDOMAIN_MAX {
         errors.push(max_length(DNS1123_SUBDOMAIN_MAX));
     }
-    let shaped = value.split('.').all(|part| {
-        let bytes = part.as_bytes();
-        bytes.first().is_some_and(|c| alnum(*c))
-            && bytes.last().is_some_and(|c| alnum(*c))
-            && bytes.iter().all(|c| alnum(*c) || *c == b'-')
-    });
-    if !shaped {
+    if !value.split('.').all(label_shaped) {
         errors.push(SUBDOMAIN_MESSAGE.to_string());
     }
     errors

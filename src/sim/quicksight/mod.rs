@@ -351,7 +351,7 @@ impl SimHandle {
 
     /// Waits while updates of this request are held.
     async fn wait_while_held(&self, account: &str, namespace: &str, id: &str) {
-        let released = {
+        let mut released = {
             let mut state = self.lock();
             let Some(hold) = state.holds.get_mut(&request_key(account, namespace, id)) else {
                 return;
@@ -359,7 +359,6 @@ impl SimHandle {
             hold.held_calls += 1;
             hold.released.subscribe()
         };
-        let mut released = released;
         // An error means the hold was dropped unreleased (the simulator stopped): go on.
         let _ = released.wait_for(|released| *released).await;
     }
