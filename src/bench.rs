@@ -213,7 +213,13 @@ async fn run_configuration(
         &service_account,
     ])?;
     let per_account = decisions.div_ceil(accounts).to_string();
-    let mut sim_args = vec!["sim", "--generate", per_account.as_str()];
+    let mut sim_args = vec![
+        "sim",
+        "--generate",
+        per_account.as_str(),
+        "--access-key",
+        "AKIDBENCH:bench",
+    ];
     let account_ids: Vec<String> = (0..accounts).map(account).collect();
     for id in &account_ids {
         sim_args.extend(["--account", id.as_str()]);

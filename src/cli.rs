@@ -317,6 +317,24 @@ pub struct SimArgs {
     /// Unit of CreationTime / lastUpdateAttemptTime on the wire.
     #[arg(long, value_enum, default_value_t = EpochUnit::Milliseconds)]
     pub epoch_unit: EpochUnit,
+    /// An access key pair the simulator issues, `ID:SECRET` (repeatable): calls must be
+    /// SigV4-signed with one of them (or with credentials its STS handed out).
+    #[arg(long = "access-key", default_values = ["test:test"], value_parser = access_key_pair)]
+    pub access_keys: Vec<(String, String)>,
+    /// A region SigV4 credential scopes may name (repeatable): the regional endpoints this
+    /// simulator stands for.
+    #[arg(long = "region", default_values = [qs_sim::DEFAULT_REGION])]
+    pub regions: Vec<String>,
+}
+
+/// Parses `ID:SECRET`.
+fn access_key_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
+            Ok((id.to_string(), secret.to_string()))
+        }
+        _ => Err(format!("expected ACCESS_KEY_ID:SECRET, got {text:?}")),
+    }
 }
 
 impl SimArgs {
@@ -365,7 +383,12 @@ impl SimArgs {
             lost_answer_fraction: self.lost_answer_fraction,
             slow_answer_ms: self.slow_answer_ms,
         };
-        Ok(SimHandle::new(world, faults, self.seed))
+        let handle = SimHandle::new(world, faults, self.seed);
+        for (id, secret) in &self.access_keys {
+            handle.add_access_key(id, secret);
+        }
+        handle.set_regions(self.regions.clone());
+        Ok(handle)
     }
 }
 

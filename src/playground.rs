@@ -141,6 +141,8 @@ impl Playground {
         })
         .await
         .context("starting the embedded API server")?;
+        seed.add_access_key(OPERATOR_KEY.0, OPERATOR_KEY.1);
+        seed.add_access_key(USER_KEY.0, USER_KEY.1);
         let quicksight = RunningSim::start(args.quicksight_port, seed)
             .await
             .context("starting the QuickSight simulator")?;
@@ -201,15 +203,20 @@ impl Playground {
     }
 }
 
-/// The SDK adapter pointed at the simulator, with fixed playground credentials (the simulator
-/// only checks that calls are signed).
+/// The access key pair the playground's simulator issues to the operator (and to
+/// [`simulator_client`]).
+pub const OPERATOR_KEY: (&str, &str) = ("AKIDPLAYGROUND", "playground-secret");
+/// The pair it issues for whoever tries the AWS CLI, boto3 or `requests` against it.
+pub const USER_KEY: (&str, &str) = ("test", "test");
+
+/// The SDK adapter pointed at the simulator, with the playground operator's access key.
 pub fn simulator_client(endpoint: &str) -> SdkQuickSight {
     let config = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(PLAYGROUND_REGION))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDPLAYGROUND",
-            "playground-secret",
+            OPERATOR_KEY.0,
+            OPERATOR_KEY.1,
             None,
             None,
             "playground",
@@ -282,10 +289,14 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
          \n  kubectl patch sud verify-carol --type merge -p '{{\"spec\":{{\"action\":\"DENY\"}}}}'\
          \n  kubectl delete sud approve-alice\
          \n  kubectl get selfupgraderequests          # the inbox, mirrored from the simulator\n\
+         \nThe simulator verifies SigV4; the AWS CLI, boto3 and `requests` sign with\
+         \n  export AWS_ACCESS_KEY_ID={user_key} AWS_SECRET_ACCESS_KEY={user_secret} AWS_REGION={region}\n\
          \nCtrl-C stops everything.",
         api = playground.apiserver.url(),
         qs = playground.quicksight.endpoint(),
         region = PLAYGROUND_REGION,
+        user_key = USER_KEY.0,
+        user_secret = USER_KEY.1,
     );
     crate::cli::shutdown_signal().await;
     println!("Stopping…");

@@ -9,7 +9,7 @@ use common::*;
 use kube::Api;
 use kube::api::PostParams;
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
-use selfupgrade_operator::sim::quicksight::{FaultSettings, SimHandle, World, generate_requests};
+use selfupgrade_operator::sim::quicksight::{FaultSettings, World, generate_requests};
 use std::time::{Duration, Instant};
 
 async fn create(api: &Api<SelfUpgradeDecision>, ids: &[String], range: std::ops::Range<usize>) {
@@ -36,7 +36,7 @@ async fn the_operator_rides_out_a_misbehaving_api_server_without_duplicate_calls
         latency_ms: 50,
         ..FaultSettings::default()
     };
-    let handle = SimHandle::new(world, faults, 4);
+    let handle = sim_handle(world, faults, 4);
     let mut playground = start_playground(handle.clone()).await;
     let client = playground.apiserver.client().await.expect("client");
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");

@@ -24,6 +24,9 @@ fn available(program: &str, args: &[&str]) -> bool {
     present
 }
 
+/// The key pair tests/clients/boto3_client.py signs with.
+const BOTO3_KEY: (&str, &str) = ("AKIDBOTO3", "boto3-secret");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
     if !available("python3", &["-c", "import boto3"]) {
@@ -31,6 +34,7 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
     }
     let requests = (0..250).map(|i| request(&format!("req-{i:03}"))).collect();
     let sim = start_sim(requests).await;
+    sim.handle.add_access_key(BOTO3_KEY.0, BOTO3_KEY.1);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_client.py");
     let endpoint = sim.endpoint();
     let output = tokio::task::spawn_blocking(move || {
@@ -66,6 +70,11 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
         serde_json::json!(["InvalidNextTokenException", 400])
     );
     assert_eq!(seen["configuration"], "AUTO_APPROVAL");
+    // botocore's own signer, with one part of the signature wrong each time.
+    let refused = serde_json::json!(["InvalidSignatureException", 403]);
+    for wrong in ["wrongSecret", "wrongRegion", "wrongService", "staleDate"] {
+        assert_eq!(seen["refused"][wrong], refused, "{wrong}");
+    }
     assert_eq!(
         sim.handle
             .request(ACCOUNT, "default", "req-000")
@@ -84,6 +93,7 @@ async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
     }
     let requests = (0..120).map(|i| request(&format!("req-{i:03}"))).collect();
     let sim = start_sim(requests).await;
+    sim.handle.add_access_key("AKIDCLI", "cli-secret");
     let endpoint = sim.endpoint();
     let aws = move |args: &[&str]| {
         let mut command = Command::new("aws");

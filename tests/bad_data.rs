@@ -75,7 +75,7 @@ async fn unreadable_and_invalid_objects_stall_and_the_rest_are_served() {
     crds_with_one_without_validation(dir.path(), "selfupgradedecision.yaml");
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = vec![request("req-1")];
-    let handle = SimHandle::new(world, FaultSettings::default(), 1);
+    let handle = sim_handle(world, FaultSettings::default(), 1);
     let playground = start_with_crds(dir.path(), handle.clone()).await;
     let client = playground.apiserver.client().await.expect("client");
     let raw: Api<DynamicObject> = Api::namespaced_with(
@@ -140,7 +140,7 @@ async fn an_unreadable_binding_is_reported_on_itself_and_never_bypassed() {
     crds_with_one_without_validation(dir.path(), "quicksightaccount.yaml");
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = vec![request("req-1")];
-    let handle = SimHandle::new(world, FaultSettings::default(), 1);
+    let handle = sim_handle(world, FaultSettings::default(), 1);
     let playground = start_with_crds(dir.path(), handle.clone()).await;
     let client = playground.apiserver.client().await.expect("client");
     let bindings: Api<DynamicObject> = Api::all_with(

@@ -62,6 +62,8 @@ async fn sim_prints_its_address_first_and_serves_the_seed_file() {
                 "--generate",
                 "130",
             ])
+            .arg("--access-key")
+            .arg(format!("{ACCESS_KEY}:{SECRET}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -8,6 +8,7 @@ use common::*;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use selfupgrade_operator::playground::OPERATOR_KEY;
 use selfupgrade_operator::sim::quicksight::{
     FaultSettings, SimHandle, SimStatus, World, generate_requests,
 };
@@ -16,7 +17,39 @@ fn world(requests: Vec<selfupgrade_operator::sim::quicksight::SimRequest>) -> Si
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = requests;
     world.ensure_namespace(OTHER_ACCOUNT, "default");
-    SimHandle::new(world, FaultSettings::default(), 3)
+    sim_handle(world, FaultSettings::default(), 3)
+}
+
+/// A revoked or rotated key (or a clock too far off) is refused before QuickSight acts: the
+/// decision says so and retries, and converges once the key works again, without an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_retried_and_not_held_against_the_decision() {
+    let handle = world(vec![request("approve-me")]);
+    let playground = start_playground(handle.clone()).await;
+    handle.revoke_access_key(OPERATOR_KEY.0);
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(
+        playground.apiserver.client().await.expect("client"),
+        "default",
+    );
+    api.create(
+        &PostParams::default(),
+        &new_decision("approve", ACCOUNT, "approve-me", Action::Approve),
+    )
+    .await
+    .expect("created");
+    let refused = wait_for(&api, "approve", 30, |d| {
+        is(d, "Ready", "False", "UnrecognizedClientException")
+    })
+    .await;
+    // Not a verdict on the decision, and nothing a human must fix in it.
+    assert!(is(&refused, "Stalled", "False", "UnrecognizedClientException"));
+    assert!(is(&refused, "Reconciling", "True", "UnrecognizedClientException"));
+    assert!(refused.status.and_then(|s| s.rejection).is_none());
+    handle.add_access_key(OPERATOR_KEY.0, OPERATOR_KEY.1);
+    wait_for(&api, "approve", 60, |d| is(d, "Ready", "True", "Applied")).await;
+    let counters = handle.counters();
+    assert_eq!(counters.count("UpdateSelfUpgrade", "ok"), 1);
+    playground.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +197,7 @@ async fn two_hundred_decisions_in_two_accounts_make_exactly_two_hundred_updates(
                 .map(move |r| (account.clone(), r.id.clone()))
         })
         .collect();
-    let handle = SimHandle::new(world, FaultSettings::default(), 5);
+    let handle = sim_handle(world, FaultSettings::default(), 5);
     let playground = start_playground(handle.clone()).await;
     let api: Api<SelfUpgradeDecision> = Api::namespaced(
         playground.apiserver.client().await.expect("client"),

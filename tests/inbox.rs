@@ -4,7 +4,7 @@
 mod common;
 
 use common::processes::BIN;
-use common::{ACCOUNT, REGION, request, start_sim};
+use common::{ACCESS_KEY, ACCOUNT, REGION, SECRET, request, start_sim};
 use kube::Api;
 use kube::api::PostParams;
 use selfupgrade_operator::api::SelfUpgradeDecision;
@@ -19,8 +19,8 @@ fn requests(sim: &RunningSim, args: &[&str]) -> Output {
         .args(args)
         .args(["--account", ACCOUNT, "--region", REGION])
         .args(["--quicksight-endpoint", &sim.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "AKIDINBOX")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("runs")

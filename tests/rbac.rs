@@ -7,7 +7,7 @@
 mod common;
 
 use common::processes::{BIN, Process};
-use common::{ACCOUNT, REGION, is, new_decision, request, start_sim, wait_for};
+use common::{ACCESS_KEY, ACCOUNT, REGION, SECRET, is, new_decision, request, start_sim, wait_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
@@ -97,8 +97,8 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             ])
             .env("KUBECONFIG", &kubeconfig)
             .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "AKIDRBAC")
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
 use selfupgrade_operator::bindings::Bindings;
 use selfupgrade_operator::controller::{self, WatchScope};
-use selfupgrade_operator::playground::{playground_timing, simulator_client};
+use selfupgrade_operator::playground::playground_timing;
 use selfupgrade_operator::quicksight::RequestDirectory;
 use selfupgrade_operator::reconcile::Context;
 use selfupgrade_operator::sim::quicksight::SimStatus;
@@ -50,10 +50,7 @@ async fn scenarios_converge_on_a_real_cluster() {
 
     let ctx = Arc::new(Context::new(
         client.clone(),
-        RequestDirectory::new(
-            Arc::new(simulator_client(&sim.endpoint())),
-            Duration::from_secs(5),
-        ),
+        RequestDirectory::new(Arc::new(quicksight(&sim)), Duration::from_secs(5)),
         Bindings::watch(client.clone(), true),
         Some(REGION.into()),
         playground_timing(),

@@ -8,9 +8,7 @@ use selfupgrade_operator::api::Action;
 use selfupgrade_operator::quicksight::{
     ErrorClass, Paced, PacingSettings, RequestDirectory, RequestStatus, Scope, SelfUpgradeApi,
 };
-use selfupgrade_operator::sim::quicksight::{
-    EpochUnit, FaultSettings, RunningSim, SimHandle, World,
-};
+use selfupgrade_operator::sim::quicksight::{EpochUnit, FaultSettings, RunningSim, World};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,7 +96,7 @@ async fn the_request_detail_crosses_the_wire_intact_in_either_epoch_unit() {
             ..World::default()
         };
         world.ensure_namespace(ACCOUNT, "default").requests = vec![request("r-1")];
-        let sim = RunningSim::start(0, SimHandle::new(world, FaultSettings::default(), 1))
+        let sim = RunningSim::start(0, sim_handle(world, FaultSettings::default(), 1))
             .await
             .expect("starts");
         let page = quicksight(&sim)

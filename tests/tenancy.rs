@@ -79,6 +79,7 @@ fn seeded_simulator() -> SimHandle {
         }
     }
     let sim = SimHandle::new(world, FaultSettings::default(), 3);
+    sim.add_access_key(BASE_KEY, BASE_SECRET);
     let trusts_operator = |external_id: Option<&str>| RoleTrust {
         trusted: vec![operator_principal()],
         external_id: external_id.map(str::to_string),

@@ -41,7 +41,12 @@ pub async fn fetch_page(
     let mut attempt = 1;
     loop {
         match api.list_page(scope, next_token).await {
-            Err(error) if error.is_retryable() && attempt < PAGE_ATTEMPTS => {
+            // Refused credentials stay refused for the next moment: no point asking again now.
+            Err(error)
+                if error.is_retryable()
+                    && error.class != super::ErrorClass::Unauthenticated
+                    && attempt < PAGE_ATTEMPTS =>
+            {
                 let ceiling = backoff_delay(attempt, PAGE_BACKOFF_BASE, PAGE_BACKOFF_CAP);
                 tokio::time::sleep(full_jitter(ceiling, rand::random::<f64>())).await;
                 attempt += 1;

@@ -13,7 +13,23 @@ pub enum ErrorClass {
     /// The call was never sent: its send window closed while it waited for the pacer. Try
     /// again later; it certainly had no effect.
     NotSent,
+    /// The service refused the caller's credentials or signature (an unknown or expired key,
+    /// a wrong secret, a clock too far off) before acting: no effect, and nothing the decision
+    /// got wrong. Try again with backoff; it succeeds once the credentials or clock are fixed.
+    Unauthenticated,
 }
+
+/// The exceptions AWS answers a request whose credentials or signature it refuses, before
+/// the operation runs (JSON protocols' names; STS's query-protocol names for AssumeRole).
+const UNAUTHENTICATED: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+];
 
 /// A failed QuickSight call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +57,7 @@ impl QuickSightError {
     ) -> Self {
         let class = match code {
             "ThrottlingException" => ErrorClass::Throttled,
+            code if UNAUTHENTICATED.contains(&code) => ErrorClass::Unauthenticated,
             "InternalFailureException" | "ResourceUnavailableException" => ErrorClass::Retryable,
             "AccessDeniedException"
             | "InvalidParameterValueException"
@@ -94,11 +111,15 @@ impl QuickSightError {
         self.class == ErrorClass::Throttled
     }
 
-    /// Whether the call certainly changed nothing in QuickSight: it was throttled (QuickSight
-    /// refuses those before acting) or never sent. Other failures (a 5xx, a timeout, a dropped
-    /// connection) may have taken effect before the answer was lost.
+    /// Whether the call certainly changed nothing in QuickSight: it was throttled or its
+    /// signature refused (QuickSight refuses those before acting), or it was never sent. Other
+    /// failures (a 5xx, a timeout, a dropped connection) may have taken effect before the
+    /// answer was lost.
     pub fn took_no_effect(&self) -> bool {
-        matches!(self.class, ErrorClass::Throttled | ErrorClass::NotSent)
+        matches!(
+            self.class,
+            ErrorClass::Throttled | ErrorClass::NotSent | ErrorClass::Unauthenticated
+        )
     }
 
     /// A refusal that may only mean the request moved on between the operator's read and its
@@ -135,6 +156,9 @@ mod tests {
             ("ResourceNotFoundException", 404, ErrorClass::Terminal),
             ("LimitExceededException", 409, ErrorClass::Terminal),
             ("InvalidNextTokenException", 400, ErrorClass::Terminal),
+            ("InvalidSignatureException", 403, ErrorClass::Unauthenticated),
+            ("UnrecognizedClientException", 403, ErrorClass::Unauthenticated),
+            ("ExpiredTokenException", 403, ErrorClass::Unauthenticated),
             ("SomeFutureException", 503, ErrorClass::Retryable),
             ("SomeFutureException", 400, ErrorClass::Terminal),
         ];

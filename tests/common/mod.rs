@@ -14,6 +14,15 @@ pub const ACCOUNT: &str = "111122223333";
 pub const OTHER_ACCOUNT: &str = "444455556666";
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY: &str = "AKIDTESTFIXTURE";
+/// The secret of [`ACCESS_KEY`]: the simulator verifies signatures with it.
+pub const SECRET: &str = "test-secret";
+
+/// A simulator state that has issued the fixture key ([`ACCESS_KEY`], [`SECRET`]).
+pub fn sim_handle(world: World, faults: FaultSettings, seed: u64) -> SimHandle {
+    let handle = SimHandle::new(world, faults, seed);
+    handle.add_access_key(ACCESS_KEY, SECRET);
+    handle
+}
 
 /// A send window that does not close during a test (see `SelfUpgradeApi::update`).
 pub fn soon() -> tokio::time::Instant {
@@ -32,23 +41,19 @@ pub async fn start_sim(requests: Vec<SimRequest>) -> RunningSim {
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = requests;
     world.ensure_namespace(OTHER_ACCOUNT, "default");
-    let handle = SimHandle::new(world, FaultSettings::default(), 7);
+    let handle = sim_handle(world, FaultSettings::default(), 7);
     RunningSim::start(0, handle)
         .await
         .expect("simulator starts")
 }
 
-/// Static test credentials; the simulator only checks that calls are signed.
+/// The fixture key's credentials.
 pub fn sdk_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            ACCESS_KEY,
-            "test-secret",
-            None,
-            None,
-            "tests",
+            ACCESS_KEY, SECRET, None, None, "tests",
         )))
         .build()
 }

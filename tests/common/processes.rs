@@ -108,6 +108,13 @@ pub fn updates_applied(endpoint: &str) -> u64 {
 /// `selfupgrade-operator run` against the API server of `kubeconfig` and the simulator at
 /// `endpoint`, signing with `access_key`, with `extra` flags.
 pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&str]) -> Process {
+    // The simulator verifies signatures: it issues the key first, as IAM would.
+    admin_send(
+        endpoint,
+        "PUT",
+        &format!("/_sim/access-keys/{access_key}"),
+        serde_json::json!({ "secretAccessKey": OPERATOR_SECRET }),
+    );
     Process(
         Command::new(BIN)
             .args([
@@ -132,7 +139,7 @@ pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&s
             .env("KUBECONFIG", kubeconfig)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", access_key)
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_SECRET_ACCESS_KEY", OPERATOR_SECRET)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -141,6 +148,9 @@ pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&s
             .expect("operator starts"),
     )
 }
+
+/// The secret of every key [`operator`] runs with.
+const OPERATOR_SECRET: &str = "operator-secret";
 
 pub fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,6 +20,7 @@ pub fn router(handle: SimHandle) -> Router {
         .route("/_sim/counters", get(counters))
         .route("/_sim/faults", get(faults).put(set_faults))
         .route("/_sim/iam", get(iam).put(set_iam))
+        .route("/_sim/access-keys/{id}", put(add_access_key))
         .route("/_sim/requests", get(requests).post(add_request))
         .route(
             "/_sim/requests/{account}/{namespace}/{id}/status",
@@ -66,6 +67,22 @@ async fn iam(State(handle): State<SimHandle>) -> Json<IamSettings> {
 
 async fn set_iam(State(handle): State<SimHandle>, Json(settings): Json<IamSettings>) -> StatusCode {
     handle.set_iam(settings);
+    StatusCode::NO_CONTENT
+}
+
+/// `PUT /_sim/access-keys/{id}` `{"secretAccessKey": "..."}`: issues a key pair.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewAccessKey {
+    secret_access_key: String,
+}
+
+async fn add_access_key(
+    State(handle): State<SimHandle>,
+    Path(id): Path<String>,
+    Json(key): Json<NewAccessKey>,
+) -> StatusCode {
+    handle.add_access_key(&id, &key.secret_access_key);
     StatusCode::NO_CONTENT
 }
 

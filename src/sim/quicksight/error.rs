@@ -4,6 +4,11 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::sigv4::Refusal;
+
+/// What AWS answers for an access key it never issued.
+const UNKNOWN_KEY: &str = "The security token included in the request is invalid.";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimError {
     /// The exception name, e.g. `ThrottlingException`.
@@ -89,6 +94,34 @@ impl SimError {
             503,
             "The resource is currently unavailable.",
         )
+    }
+
+    /// A refused SigV4 signature as a JSON-protocol service (QuickSight) words it.
+    pub fn refused_signature(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Missing => Self::new(
+                "MissingAuthenticationTokenException",
+                403,
+                "Missing Authentication Token",
+            ),
+            Refusal::Incomplete(message) => Self::new("IncompleteSignatureException", 400, message),
+            Refusal::UnknownKey => Self::unrecognized_client(UNKNOWN_KEY),
+            Refusal::Mismatch(message) => Self::new("InvalidSignatureException", 403, message),
+        }
+    }
+
+    /// A refused SigV4 signature as a query-protocol service (STS) words it.
+    pub fn sts_refused_signature(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Missing => Self::new(
+                "MissingAuthenticationToken",
+                403,
+                "Request is missing Authentication Token",
+            ),
+            Refusal::Incomplete(message) => Self::new("IncompleteSignature", 400, message),
+            Refusal::UnknownKey => Self::invalid_client_token(UNKNOWN_KEY),
+            Refusal::Mismatch(message) => Self::new("SignatureDoesNotMatch", 403, message),
+        }
     }
 
     /// The wire response, tagged with the request id the caller will see.

@@ -2,7 +2,10 @@
 //! (`fuzz/`, cargo-fuzz) and for replaying the fuzz corpus in `cargo test`.
 //!
 //! An input is raw bytes read as a loose HTTP request: the first line is `METHOD TARGET`, then
-//! header lines up to an empty line, then the body. Whatever the bytes, the simulator must answer
+//! header lines up to an empty line, then the body. An input without an `Authorization` header
+//! is SigV4-signed here with a key the simulator issued, so that the fuzzer reaches the
+//! operations behind the signature check (no input could guess an HMAC); one with its own
+//! header exercises the verifier. Whatever the bytes, the simulator must answer
 //! without panicking, never with a server error (no fault is configured), and every error it
 //! answers on a QuickSight operation's path carries `x-amzn-ErrorType`, as the SDKs need to
 //! classify it.
@@ -27,6 +30,7 @@ pub fn exercise(runtime: &tokio::runtime::Runtime, input: &[u8]) -> Result<(), V
     world.ensure_namespace("111122223333", "default").requests =
         generate_requests(3, 1, 1_764_115_200_000);
     let handle = SimHandle::new(world, Default::default(), 1);
+    handle.add_access_key(FUZZ_KEY.0, FUZZ_KEY.1);
     let response = runtime
         .block_on(wire::router(handle).oneshot(request))
         .map_err(|never| Violation(format!("the router failed: {never:?}")))?;
@@ -47,6 +51,9 @@ pub fn exercise(runtime: &tokio::runtime::Runtime, input: &[u8]) -> Result<(), V
     Ok(())
 }
 
+/// The key pair inputs are signed with.
+const FUZZ_KEY: (&str, &str) = ("AKIDFUZZ", "fuzz-secret");
+
 fn request_from(input: &[u8]) -> Option<Request<Body>> {
     let text = String::from_utf8_lossy(input);
     let (head, body) = match text.split_once("\n\n") {
@@ -55,12 +62,51 @@ fn request_from(input: &[u8]) -> Option<Request<Body>> {
     };
     let mut lines = head.lines();
     let (method, target) = lines.next()?.split_once(' ')?;
-    let mut builder = Request::builder().method(method).uri(target);
+    let mut headers = vec![("host".to_string(), "sim.invalid".to_string())];
     for line in lines {
         let (name, value) = line.split_once(':')?;
-        builder = builder.header(name.trim(), value.trim());
+        headers.push((name.trim().to_lowercase(), value.trim().to_string()));
+    }
+    if !headers.iter().any(|(name, _)| name == "authorization") {
+        headers.extend(signature_headers(method, target, &headers, &body)?);
+    }
+    let mut builder = Request::builder().method(method).uri(target);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
     }
     builder.body(Body::from(body)).ok()
+}
+
+/// The headers a SigV4 signature with [`FUZZ_KEY`] adds; `None` for a request the signer
+/// cannot read (then no HTTP client could have sent it either).
+fn signature_headers(
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<Vec<(String, String)>> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity =
+        aws_credential_types::Credentials::new(FUZZ_KEY.0, FUZZ_KEY.1, None, None, "fuzz").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(super::DEFAULT_REGION)
+        .name("quicksight")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .ok()?
+        .into();
+    let url = format!("http://sim.invalid{target}");
+    let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    let request = SignableRequest::new(method, url, pairs, SignableBody::Bytes(body)).ok()?;
+    let (instructions, _) = sign(request, &params).ok()?.into_parts();
+    Some(
+        instructions
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -74,31 +120,38 @@ mod tests {
             .expect("runtime")
     }
 
-    const SIGNED: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20261126/us-east-1/quicksight/aws4_request, SignedHeaders=host, Signature=00";
-
     #[test]
-    fn well_formed_calls_pass() {
+    fn well_formed_calls_pass_the_signature_and_reach_the_operation() {
         let runtime = runtime();
-        let list = format!(
-            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?max-results=2\n{SIGNED}"
-        );
+        let list =
+            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?max-results=2";
+        let request = request_from(list.as_bytes()).expect("a request");
+        let mut world = World::default();
+        world.ensure_namespace("111122223333", "default");
+        let handle = SimHandle::new(world, Default::default(), 1);
+        handle.add_access_key(FUZZ_KEY.0, FUZZ_KEY.1);
+        let response = runtime
+            .block_on(wire::router(handle).oneshot(request))
+            .expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(exercise(&runtime, list.as_bytes()), Ok(()));
     }
+
+    const FORGED: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20261126/us-east-1/quicksight/aws4_request, SignedHeaders=host, Signature=00";
 
     #[test]
     fn malformed_calls_are_client_errors_with_an_error_type() {
         let runtime = runtime();
         let inputs = [
             format!(
-                "POST /accounts/111122223333/namespaces/default/update-self-upgrade-request\n{SIGNED}\n\n{{not json"
+                "POST /accounts/111122223333/namespaces/default/update-self-upgrade-request\n\n{{not json"
             ),
+            "GET /accounts/1/namespaces/default/self-upgrade-requests?max-results=x".to_string(),
+            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?next-token=%FF%00"
+                .to_string(),
             format!(
-                "GET /accounts/1/namespaces/default/self-upgrade-requests?max-results=x\n{SIGNED}"
+                "GET /accounts/111122223333/namespaces/default/self-upgrade-requests\n{FORGED}"
             ),
-            format!(
-                "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?next-token=%FF%00\n{SIGNED}"
-            ),
-            "GET /accounts/111122223333/namespaces/default/self-upgrade-requests".to_string(),
             "\u{0}\u{1}garbage".to_string(),
         ];
         for input in inputs {

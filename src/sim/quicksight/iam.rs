@@ -2,7 +2,8 @@
 //! principal each access key stands for, which roles exist and whom they trust, the sessions
 //! `AssumeRole` issued, and (when enforced) that a principal only acts on its own account.
 //!
-//! Off by default: then any signed call may act on any account, as the simulator always did.
+//! Enforcement is off by default: then any call whose signature verifies may act on any
+//! account. Signatures are always verified (`sigv4.rs`), with the secrets kept here.
 
 use super::error::SimError;
 use serde::{Deserialize, Serialize};
@@ -59,19 +60,31 @@ pub struct AssumeRoleInput<'a> {
     pub external_id: Option<&'a str>,
 }
 
-/// The signature's identity: the access key and, for temporary credentials, the session token.
+/// The identity of a verified signature: the access key and, for temporary credentials, the
+/// session token.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
-    pub access_key: Option<String>,
+    pub access_key: String,
     pub session_token: Option<String>,
 }
 
 #[derive(Default)]
 pub struct Iam {
     pub settings: IamSettings,
-    /// Issued access key id → (session token, principal ARN, expiry in epoch seconds).
-    sessions: BTreeMap<String, (String, String, i64)>,
+    /// Long-term access key id → its secret: the keys the simulator verifies signatures with.
+    secrets: BTreeMap<String, String>,
+    /// Issued access key id → the session `AssumeRole` handed out with it.
+    sessions: BTreeMap<String, Session>,
     issued: u64,
+}
+
+/// Temporary credentials as STS keeps them.
+struct Session {
+    secret: String,
+    token: String,
+    principal: String,
+    /// Epoch seconds.
+    expires_at: i64,
 }
 
 /// The account of an ARN (`arn:partition:service:region:ACCOUNT:resource`).
@@ -84,24 +97,41 @@ impl Iam {
         self.settings = settings;
     }
 
+    /// Issues (or replaces) a long-term access key pair.
+    pub fn add_access_key(&mut self, access_key_id: &str, secret: &str) {
+        self.secrets
+            .insert(access_key_id.to_string(), secret.to_string());
+    }
+
+    /// Deletes a long-term access key: signatures made with it are refused from now on.
+    pub fn revoke_access_key(&mut self, access_key_id: &str) {
+        self.secrets.remove(access_key_id);
+    }
+
+    /// The secret a signature by `access_key_id` must be made with, if the key was issued.
+    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        self.sessions
+            .get(access_key_id)
+            .map(|session| session.secret.clone())
+            .or_else(|| self.secrets.get(access_key_id).cloned())
+    }
+
     /// The principal that signed, if the key is known (issued sessions must carry their
     /// token and be unexpired).
     pub fn principal_of(&self, caller: &Caller, now: i64) -> Result<Option<String>, SimError> {
-        let Some(key) = caller.access_key.as_deref() else {
-            return Ok(None);
-        };
-        if let Some((token, principal, expires_at)) = self.sessions.get(key) {
-            if caller.session_token.as_deref() != Some(token.as_str()) {
+        let key = caller.access_key.as_str();
+        if let Some(session) = self.sessions.get(key) {
+            if caller.session_token.as_deref() != Some(session.token.as_str()) {
                 return Err(SimError::unrecognized_client(
                     "The security token included in the request is invalid.",
                 ));
             }
-            if now >= *expires_at {
+            if now >= session.expires_at {
                 return Err(SimError::expired_token(
                     "The security token included in the request is expired",
                 ));
             }
-            return Ok(Some(principal.clone()));
+            return Ok(Some(session.principal.clone()));
         }
         Ok(self.settings.access_keys.get(key).cloned())
     }
@@ -169,11 +199,12 @@ impl Iam {
         };
         self.sessions.insert(
             issued.access_key_id.clone(),
-            (
-                issued.session_token.clone(),
-                issued.assumed_role_arn.clone(),
-                issued.expires_at,
-            ),
+            Session {
+                secret: issued.secret_access_key.clone(),
+                token: issued.session_token.clone(),
+                principal: issued.assumed_role_arn.clone(),
+                expires_at: issued.expires_at,
+            },
         );
         Ok(issued)
     }
@@ -206,7 +237,7 @@ mod tests {
 
     fn base() -> Caller {
         Caller {
-            access_key: Some("AKIABASE".into()),
+            access_key: "AKIABASE".into(),
             session_token: None,
         }
     }
@@ -230,7 +261,7 @@ mod tests {
             "arn:aws:sts::111111111111:assumed-role/approver/op"
         );
         let session = Caller {
-            access_key: Some(issued.access_key_id.clone()),
+            access_key: issued.access_key_id.clone(),
             session_token: Some(issued.session_token.clone()),
         };
         assert!(
@@ -252,7 +283,7 @@ mod tests {
         let wrong_id = iam.assume_role(&base(), &input(Some("guess")), 1000);
         assert_eq!(wrong_id.map_err(|e| e.code), Err("AccessDenied"));
         let stranger = Caller {
-            access_key: Some("AKIASTRANGER".into()),
+            access_key: "AKIASTRANGER".into(),
             session_token: None,
         };
         assert!(
@@ -268,7 +299,7 @@ mod tests {
             .assume_role(&base(), &input(Some("ext-a")), 1000)
             .expect("assumed");
         let without_token = Caller {
-            access_key: Some(issued.access_key_id.clone()),
+            access_key: issued.access_key_id.clone(),
             session_token: None,
         };
         assert!(
@@ -276,7 +307,7 @@ mod tests {
                 .is_err()
         );
         let session = Caller {
-            access_key: Some(issued.access_key_id),
+            access_key: issued.access_key_id,
             session_token: Some(issued.session_token),
         };
         let expired = iam.authorize(&session, "ListSelfUpgrades", "111111111111", 1900);
@@ -288,7 +319,7 @@ mod tests {
         let mut iam = iam();
         iam.settings.enforce = false;
         let stranger = Caller {
-            access_key: Some("AKIASTRANGER".into()),
+            access_key: "AKIASTRANGER".into(),
             session_token: None,
         };
         assert!(

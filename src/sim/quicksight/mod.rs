@@ -10,6 +10,7 @@ mod faults;
 pub mod fuzzing;
 mod iam;
 mod seed;
+mod sigv4;
 mod sts;
 mod wire;
 mod world;
@@ -73,7 +74,12 @@ struct SimState {
     holds: HashMap<(String, String, String), Hold>,
     /// The latest calls, oldest first, at most [`CALL_LOG_LIMIT`].
     call_log: VecDeque<LoggedCall>,
+    /// The regions a SigV4 credential scope may name: those this endpoint answers for.
+    regions: Vec<String>,
 }
+
+/// The region the simulator answers for unless told otherwise.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Calls kept in [`SimHandle::call_log`]; older ones are dropped.
 const CALL_LOG_LIMIT: usize = 100_000;
@@ -117,6 +123,7 @@ impl SimHandle {
                 next_request_id: 1,
                 holds: HashMap::new(),
                 call_log: VecDeque::new(),
+                regions: vec![DEFAULT_REGION.to_string()],
             })),
         }
     }
@@ -144,6 +151,42 @@ impl SimHandle {
 
     pub fn set_iam(&self, settings: IamSettings) {
         self.lock().iam.configure(settings);
+    }
+
+    /// Issues a long-term access key pair: calls signed with it verify. A signature by a key
+    /// never issued (or by a session STS handed out) is refused, as AWS refuses it.
+    pub fn add_access_key(&self, access_key_id: &str, secret: &str) {
+        self.lock().iam.add_access_key(access_key_id, secret);
+    }
+
+    /// Deletes a long-term access key, as an IAM admin rotating it does.
+    pub fn revoke_access_key(&self, access_key_id: &str) {
+        self.lock().iam.revoke_access_key(access_key_id);
+    }
+
+    /// The regions SigV4 credential scopes may name (default `us-east-1`): one simulator
+    /// stands for the regional endpoints of all of them.
+    pub fn set_regions(&self, regions: Vec<String>) {
+        self.lock().regions = regions;
+    }
+
+    /// Verifies the SigV4 signature of `raw` for `service`; the caller it names.
+    fn verify(&self, raw: &wire::Raw, service: &str) -> Result<Caller, sigv4::Refusal> {
+        let state = self.lock();
+        let endpoint = sigv4::Endpoint {
+            service,
+            regions: &state.regions,
+        };
+        let access_key = sigv4::verify(
+            &raw.incoming(),
+            &endpoint,
+            std::time::SystemTime::now(),
+            |key| state.iam.secret_of(key),
+        )?;
+        Ok(Caller {
+            access_key,
+            session_token: raw.session_token(),
+        })
     }
 
     /// STS `AssumeRole` (see [`iam::Iam::assume_role`]).
@@ -377,49 +420,58 @@ impl SimHandle {
         Duration::from_millis(self.lock().faults.settings.slow_answer_ms)
     }
 
-    /// Runs one API call: IAM (when enforced), fault injection, the operation itself, and
-    /// counting. Returns the QuickSight request id for the answer alongside the result.
+    /// Runs one API call: the signature's verdict, IAM (when enforced), fault injection, the
+    /// operation itself, and counting. Returns the QuickSight request id for the answer
+    /// alongside the result.
     fn call<T>(
+        &self,
+        operation: &str,
+        account: &str,
+        signed_by: Result<Caller, SimError>,
+        op: impl FnOnce(&mut World) -> Result<T, SimError>,
+    ) -> (String, Result<T, SimError>) {
+        let request_id = self.next_request_id();
+        let result = match signed_by {
+            Ok(caller) => self.call_signed(operation, account, &caller, op),
+            Err(refused) => Err(refused),
+        };
+        self.count(operation, account, &result);
+        (request_id, result)
+    }
+
+    /// [`Self::call`] for a call whose signature verified.
+    fn call_signed<T>(
         &self,
         operation: &str,
         account: &str,
         caller: &Caller,
         op: impl FnOnce(&mut World) -> Result<T, SimError>,
-    ) -> (String, Result<T, SimError>) {
-        let request_id = self.next_request_id();
+    ) -> Result<T, SimError> {
         let now = epoch_millis() / 1000;
-        let result = {
-            let mut state = self.lock();
-            if let Some(key) = &caller.access_key {
-                *state.counters.access_keys.entry(key.clone()).or_default() += 1;
-            }
-            if let Ok(Some(principal)) = state.iam.principal_of(caller, now) {
-                *state
-                    .counters
-                    .principals
-                    .entry(principal)
-                    .or_default()
-                    .entry(account.to_string())
-                    .or_default() += 1;
-            }
-            let authorized = state.iam.authorize(caller, operation, account, now);
-            // Unsigned or unauthorized calls are refused before faults could make them look
-            // throttled.
-            let fault = match (&caller.access_key, &authorized) {
-                (Some(_), Ok(())) => {
-                    state
-                        .faults
-                        .inject(operation, account, std::time::Instant::now())
-                }
-                _ => None,
-            };
-            match (authorized, fault) {
-                (Err(error), _) | (Ok(()), Some(error)) => Err(error),
-                (Ok(()), None) => op(&mut state.world),
-            }
-        };
-        self.count(operation, account, &result);
-        (request_id, result)
+        let mut state = self.lock();
+        *state
+            .counters
+            .access_keys
+            .entry(caller.access_key.clone())
+            .or_default() += 1;
+        if let Ok(Some(principal)) = state.iam.principal_of(caller, now) {
+            *state
+                .counters
+                .principals
+                .entry(principal)
+                .or_default()
+                .entry(account.to_string())
+                .or_default() += 1;
+        }
+        // Unauthorized calls are refused before faults could make them look throttled.
+        state.iam.authorize(caller, operation, account, now)?;
+        if let Some(error) = state
+            .faults
+            .inject(operation, account, std::time::Instant::now())
+        {
+            return Err(error);
+        }
+        op(&mut state.world)
     }
 
     fn latency(&self) -> Duration {

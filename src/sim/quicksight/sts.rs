@@ -5,16 +5,18 @@
 
 use super::error::SimError;
 use super::iam::{AssumeRoleInput, Caller, IssuedCredentials};
+use super::wire::Raw;
 use super::{SimHandle, epoch_millis};
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::collections::HashMap;
 
 const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// STS's signing name, the service in a SigV4 credential scope.
+const SERVICE: &str = "sts";
 
 pub fn router(handle: SimHandle) -> Router {
     Router::new()
@@ -22,20 +24,19 @@ pub fn router(handle: SimHandle) -> Router {
         .with_state(handle)
 }
 
-async fn query_action(
-    State(handle): State<SimHandle>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    let caller = super::wire::caller_of(&headers);
+async fn query_action(State(handle): State<SimHandle>, raw: Raw) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(raw.body()).into_owned().collect();
     let request_id = handle.next_request_id();
-    let result = match form.get("Action").map(String::as_str) {
-        Some("AssumeRole") => assume_role(&handle, &caller, &form),
-        Some(other) => Err(SimError::sts_validation(format!(
+    let caller = handle
+        .verify(&raw, SERVICE)
+        .map_err(SimError::sts_refused_signature);
+    let result = match (caller, form.get("Action").map(String::as_str)) {
+        (Err(refused), _) => Err(refused),
+        (Ok(caller), Some("AssumeRole")) => assume_role(&handle, &caller, &form),
+        (Ok(_), Some(other)) => Err(SimError::sts_validation(format!(
             "Could not find operation {other} for version 2011-06-15"
         ))),
-        None => Err(SimError::sts_validation("Action is required")),
+        (Ok(_), None) => Err(SimError::sts_validation("Action is required")),
     };
     handle.count("AssumeRole", "sts", &result);
     match result {

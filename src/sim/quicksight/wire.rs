@@ -2,14 +2,14 @@
 
 use super::error::SimError;
 use super::faults::{LostAnswer, UpdateFault};
-use super::iam::Caller;
+use super::sigv4::Incoming;
 use super::world::{EpochUnit, SimRequest};
 use super::{SimHandle, epoch_millis};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -60,12 +60,68 @@ where
 /// The `{account}` and `{namespace}` labels of an operation's path.
 type Labels = AsQuickSight<Path<(String, String)>>;
 
-/// The common part of every operation: SigV4 presence, path validation, latency, faults,
+/// A request as it arrived: what SigV4 verification reads (method, path and query as sent,
+/// headers, body).
+pub(super) struct Raw {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Bodies above this are refused before they are read; the four operations' inputs are tiny.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                SimError::invalid_parameter(format!("the request body cannot be read: {e}"))
+                    .into_wire("sim-refused-before-the-operation")
+            })?;
+        Ok(Self {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Raw {
+    pub(super) fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            method: self.method.as_str(),
+            path: self.uri.path(),
+            query: self.uri.query(),
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+
+    pub(super) fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The session token temporary credentials carry.
+    pub(super) fn session_token(&self) -> Option<String> {
+        self.headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+/// The common part of every operation: SigV4 verification, path validation, latency, faults,
 /// counting, and the wire shape of the answer.
 async fn serve(
     handle: &SimHandle,
     operation: &str,
-    headers: &HeaderMap,
+    raw: &Raw,
     account: &str,
     namespace: &str,
     op: impl FnOnce(&mut super::World, EpochUnit) -> Result<Value, SimError>,
@@ -74,11 +130,11 @@ async fn serve(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let access_key = access_key_of(headers);
-    let caller = caller_of(headers);
+    let caller = handle
+        .verify(raw, SERVICE)
+        .map_err(SimError::refused_signature);
     let unit = handle.epoch_unit();
-    let (request_id, result) = handle.call(operation, account, &caller, |world| {
-        access_key.as_ref().map_err(Clone::clone)?;
+    let (request_id, result) = handle.call(operation, account, caller, |world| {
         validate_path(account, namespace)?;
         op(world, unit)
     });
@@ -95,13 +151,16 @@ async fn serve(
     }
 }
 
+/// QuickSight's signing name, the service in a SigV4 credential scope.
+const SERVICE: &str = "quicksight";
+
 async fn list_self_upgrades(
     State(handle): State<SimHandle>,
     AsQuickSight(Path((account, namespace))): Labels,
     AsQuickSight(Query(query)): AsQuickSight<Query<HashMap<String, String>>>,
-    headers: HeaderMap,
+    raw: Raw,
 ) -> Response {
-    serve(&handle, "ListSelfUpgrades", &headers, &account, &namespace, |world, unit| {
+    serve(&handle, "ListSelfUpgrades", &raw, &account, &namespace, |world, unit| {
         let max_results = match query.get("max-results") {
             None => None,
             Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
@@ -123,10 +182,9 @@ async fn list_self_upgrades(
 async fn update_self_upgrade(
     State(handle): State<SimHandle>,
     AsQuickSight(Path((account, namespace))): Labels,
-    headers: HeaderMap,
-    body: Bytes,
+    raw: Raw,
 ) -> Response {
-    let held_id = json_body(&body)
+    let held_id = json_body(raw.body())
         .ok()
         .and_then(|input| input.get("UpgradeRequestId")?.as_str().map(str::to_string));
     if let Some(id) = &held_id {
@@ -136,11 +194,11 @@ async fn update_self_upgrade(
     let response = serve(
         &handle,
         "UpdateSelfUpgrade",
-        &headers,
+        &raw,
         &account,
         &namespace,
         |world, unit| {
-            let input = json_body(&body)?;
+            let input = json_body(raw.body())?;
             let id = required_string(&input, "UpgradeRequestId")?;
             let action = required_string(&input, "Action")?;
             let fault = world.take_update_fault(&account, &namespace, id);
@@ -196,9 +254,9 @@ async fn lose_answer(handle: &SimHandle, way: LostAnswer, answer: Response) -> R
 async fn describe_configuration(
     State(handle): State<SimHandle>,
     AsQuickSight(Path((account, namespace))): Labels,
-    headers: HeaderMap,
+    raw: Raw,
 ) -> Response {
-    serve(&handle, "DescribeSelfUpgradeConfiguration", &headers, &account, &namespace, |world, _| {
+    serve(&handle, "DescribeSelfUpgradeConfiguration", &raw, &account, &namespace, |world, _| {
         let ns = world.namespace(&account, &namespace)?;
         Ok(json!({ "SelfUpgradeConfiguration": { "SelfUpgradeStatus": ns.self_upgrade_status } }))
     })
@@ -208,17 +266,16 @@ async fn describe_configuration(
 async fn update_configuration(
     State(handle): State<SimHandle>,
     AsQuickSight(Path((account, namespace))): Labels,
-    headers: HeaderMap,
-    body: Bytes,
+    raw: Raw,
 ) -> Response {
     serve(
         &handle,
         "UpdateSelfUpgradeConfiguration",
-        &headers,
+        &raw,
         &account,
         &namespace,
         |world, _| {
-            let input = json_body(&body)?;
+            let input = json_body(raw.body())?;
             let status = required_string(&input, "SelfUpgradeStatus")?;
             if !matches!(status, "ADMIN_APPROVAL" | "AUTO_APPROVAL") {
                 return Err(SimError::invalid_parameter(format!(
@@ -266,40 +323,6 @@ fn validate_path(account: &str, namespace: &str) -> Result<(), SimError> {
     Ok(())
 }
 
-/// Who signed: the SigV4 access key and, for temporary credentials, the session token.
-pub(super) fn caller_of(headers: &HeaderMap) -> Caller {
-    Caller {
-        access_key: access_key_of(headers).ok(),
-        session_token: headers
-            .get("x-amz-security-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-    }
-}
-
-/// The simulator checks that a call is SigV4-signed and records the access key; it does not
-/// verify the signature, since it holds no secrets to verify it with.
-fn access_key_of(headers: &HeaderMap) -> Result<String, SimError> {
-    let missing = || SimError::access_denied("Missing or malformed SigV4 Authorization header.");
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(missing)?;
-    let credential = value
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .and_then(|rest| {
-            rest.split(',')
-                .find_map(|part| part.trim().strip_prefix("Credential="))
-        })
-        .ok_or_else(missing)?;
-    let key = credential
-        .split('/')
-        .next()
-        .filter(|k| !k.is_empty())
-        .ok_or_else(missing)?;
-    Ok(key.to_string())
-}
-
 fn epoch(ms: i64, unit: EpochUnit) -> i64 {
     match unit {
         EpochUnit::Milliseconds => ms,
@@ -333,24 +356,6 @@ fn detail_json(request: &SimRequest, unit: EpochUnit) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_access_key_is_read_from_a_sigv4_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/quicksight/aws4_request, SignedHeaders=host, Signature=abc"
-                .parse()
-                .expect("header"),
-        );
-        assert_eq!(access_key_of(&headers), Ok("AKIDEXAMPLE".to_string()));
-        headers.insert("authorization", "Bearer token".parse().expect("header"));
-        assert_eq!(
-            access_key_of(&headers).map_err(|e| e.code),
-            Err("AccessDeniedException")
-        );
-        assert!(access_key_of(&HeaderMap::new()).is_err());
-    }
 
     #[test]
     fn account_and_namespace_follow_the_service_model() {
