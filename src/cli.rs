@@ -418,6 +418,13 @@ pub struct ApiserverArgs {
     /// that uses it (repeatable; needs --rbac).
     #[arg(long = "service-account", requires = "rbac", value_parser = parse_service_account)]
     pub service_accounts: Vec<(String, String, std::path::PathBuf)>,
+    /// Non-mutating requests in flight past which service accounts get 429 (0: no limit), as
+    /// kube-apiserver's flag of the same name.
+    #[arg(long = "max-requests-inflight", default_value_t = crate::sim::apiserver::DEFAULT_MAX_REQUESTS_IN_FLIGHT)]
+    pub max_requests_in_flight: usize,
+    /// Mutating requests in flight past which service accounts get 429 (0: no limit).
+    #[arg(long = "max-mutating-requests-inflight", default_value_t = crate::sim::apiserver::DEFAULT_MAX_MUTATING_REQUESTS_IN_FLIGHT)]
+    pub max_mutating_requests_in_flight: usize,
 }
 
 fn parse_service_account(value: &str) -> Result<(String, String, std::path::PathBuf), String> {
@@ -438,6 +445,8 @@ pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
             crd_dir: args.crd_dir,
             history_limit: args.history_limit,
             state_dir: args.state_dir,
+            max_requests_in_flight: args.max_requests_in_flight,
+            max_mutating_requests_in_flight: args.max_mutating_requests_in_flight,
             rbac: match &args.rbac {
                 None => None,
                 Some(path) => Some(crate::sim::apiserver::RbacSettings {

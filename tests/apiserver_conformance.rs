@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
-use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
+use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
 use serde_json::json;
 
 async fn server(history_limit: usize) -> (RunningApiServer, Api<SelfUpgradeDecision>) {
@@ -585,4 +585,77 @@ async fn metadata_past_apimachinerys_limits_is_refused() {
             .expect_err("over the body limit"),
     );
     assert_eq!(status.code, 413, "{status:?}");
+}
+
+/// A client of `kubeconfig_yaml` that does not retry 429s, to see what the server answers.
+async fn client_without_retries(kubeconfig_yaml: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("client")
+}
+
+/// Four lists at once, each held for a while by the server: how many were answered, and how
+/// many refused with 429.
+async fn four_lists_at_once(client: kube::Client) -> (usize, usize) {
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default();
+    let lists = (0..4).map(|_| api.list(&params));
+    let results = futures::future::join_all(lists).await;
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(kube::Error::Api(status)) if status.code == 429))
+        .count();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    (answered, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_limit_get_429_and_kube_rs_retries_them() {
+    let reader_role = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules:
+  - apiGroups: [quicksight.selfupgrade.io]
+    resources: [selfupgradedecisions]
+    verbs: [list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
+subjects: [{kind: ServiceAccount, name: reader, namespace: default}]
+"#;
+    let server = RunningApiServer::start(ApiServerConfig {
+        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        max_requests_in_flight: 2,
+        rbac: Some(RbacSettings {
+            manifests: reader_role.to_string(),
+            service_accounts: vec![("default".into(), "reader".into())],
+        }),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .expect("starts");
+    let admin = server.client().await.expect("client");
+    // Every request is held long enough that all four are in flight together.
+    apiserver_command(&admin, "PUT", "faults", json!({ "latencyMs": 2000 })).await;
+    let reader_yaml = server
+        .service_account_kubeconfig_yaml("default", "reader")
+        .expect("token issued");
+
+    let reader = client_without_retries(&reader_yaml).await;
+    assert_eq!(four_lists_at_once(reader).await, (2, 2));
+    // kube-rs's default client honours the 429 and tries again: every list is answered.
+    let retrying = server
+        .service_account_client("default", "reader")
+        .await
+        .expect("client");
+    assert_eq!(four_lists_at_once(retrying).await, (4, 0));
+    // system:masters (the admin token) is not limited, as in kube-apiserver.
+    let unlimited = client_without_retries(&server.kubeconfig_yaml()).await;
+    assert_eq!(four_lists_at_once(unlimited).await, (4, 0));
 }

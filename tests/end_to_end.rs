@@ -42,8 +42,18 @@ async fn refused_credentials_are_retried_and_not_held_against_the_decision() {
     })
     .await;
     // Not a verdict on the decision, and nothing a human must fix in it.
-    assert!(is(&refused, "Stalled", "False", "UnrecognizedClientException"));
-    assert!(is(&refused, "Reconciling", "True", "UnrecognizedClientException"));
+    assert!(is(
+        &refused,
+        "Stalled",
+        "False",
+        "UnrecognizedClientException"
+    ));
+    assert!(is(
+        &refused,
+        "Reconciling",
+        "True",
+        "UnrecognizedClientException"
+    ));
     assert!(refused.status.and_then(|s| s.rejection).is_none());
     handle.add_access_key(OPERATOR_KEY.0, OPERATOR_KEY.1);
     wait_for(&api, "approve", 60, |d| is(d, "Ready", "True", "Applied")).await;

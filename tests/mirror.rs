@@ -49,11 +49,27 @@ async fn mirroring_playground(
     SimHandle,
     kube::Client,
 ) {
-    let handle = SimHandle::new(world, FaultSettings::default(), 9);
-    let tuning = Tuning {
+    playground_with(world, mirroring_tuning()).await
+}
+
+/// The playground's tuning, mirroring every 300 ms.
+fn mirroring_tuning() -> Tuning {
+    Tuning {
         mirror_interval: Some(Duration::from_millis(300)),
         ..Tuning::default()
-    };
+    }
+}
+
+/// The playground over `world`, tuned by `tuning`, and a client of its API server.
+async fn playground_with(
+    world: World,
+    tuning: Tuning,
+) -> (
+    selfupgrade_operator::playground::Playground,
+    SimHandle,
+    kube::Client,
+) {
+    let handle = SimHandle::new(world, FaultSettings::default(), 9);
     let playground = start_tuned_playground(handle.clone(), tuning).await;
     let client = playground.apiserver.client().await.expect("client");
     (playground, handle, client)
@@ -183,6 +199,101 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
     playground.stop().await;
 }
 
+/// The writes (create, update, patch) the operator's ServiceAccount has made.
+fn operator_writes(playground: &selfupgrade_operator::playground::Playground) -> u64 {
+    let operator = service_account_user(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
+    let counts = playground.apiserver.state.request_counts();
+    ["create", "update", "patch"]
+        .iter()
+        .filter_map(|verb| counts.get(&operator)?.get(*verb).copied())
+        .sum()
+}
+
+/// Reconciles of converged decisions, forced every 300 ms, and mirror passes with nothing new
+/// make no write at all: every status and mirror object compares at the precision Kubernetes
+/// stores, though QuickSight's times carry milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_reconciles_and_mirror_passes_with_nothing_new_make_no_write() {
+    let mut world = World::default();
+    let ids: Vec<String> = (0..6).map(|i| format!("r-{i}")).collect();
+    world.ensure_namespace(ACCOUNT, "default").requests = ids
+        .iter()
+        .enumerate()
+        .map(
+            |(i, id)| selfupgrade_operator::sim::quicksight::SimRequest {
+                created_at_ms: 1_764_115_200_123 + 1_001 * i as i64,
+                ..request(id)
+            },
+        )
+        .collect();
+    let mut tuning = mirroring_tuning();
+    let every = Duration::from_millis(300);
+    tuning.timing.final_resync = every;
+    tuning.timing.failed_recheck = every;
+    tuning.timing.resync = every;
+    let (playground, _sim, client) = playground_with(world, tuning).await;
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let actions = [
+        Action::Approve,
+        Action::Approve,
+        Action::Deny,
+        Action::Deny,
+        Action::Verify,
+        Action::Verify,
+    ];
+    for (id, action) in ids.iter().zip(actions) {
+        decisions
+            .create(
+                &PostParams::default(),
+                &new_decision(id, ACCOUNT, id, action),
+            )
+            .await
+            .expect("created");
+    }
+    for (id, action) in ids.iter().zip(actions) {
+        let reason = if action == Action::Verify {
+            "VerifyFailed"
+        } else {
+            "Applied"
+        };
+        let ready = if action == Action::Verify {
+            "False"
+        } else {
+            "True"
+        };
+        wait_for(&decisions, id, 30, |d| is(d, "Ready", ready, reason)).await;
+    }
+    let mirror: Api<SelfUpgradeRequest> = Api::namespaced(client, "default");
+    mirror_until(&mirror, "all six mirrored and linked", |o| {
+        o.len() == 6
+            && o.iter()
+                .all(|r| r.status.as_ref().is_some_and(|s| s.decision.is_some()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (writes, reconciled) = (operator_writes(&playground), reconciles(&playground));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let forced = reconciles(&playground) - reconciled;
+    assert!(forced >= 6 * 3, "only {forced} reconciles were forced");
+    assert_eq!(
+        operator_writes(&playground),
+        writes,
+        "{forced} reconciles and ~10 mirror passes with nothing new wrote"
+    );
+    playground.stop().await;
+}
+
+/// Reconciles the operator has finished, whatever their result.
+fn reconciles(playground: &selfupgrade_operator::playground::Playground) -> u64 {
+    playground
+        .metrics
+        .encode()
+        .lines()
+        .filter(|line| line.starts_with("selfupgrade_reconciles_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Any decision name (253 characters) and any request id make valid mirror objects and labels
 /// (the API server refuses what a real one refuses), and with QuickSight's millisecond times a
 /// mirror pass with nothing new writes nothing.
@@ -230,23 +341,13 @@ async fn any_names_are_mirrored_and_unchanged_requests_cost_no_write() {
 
     // Several mirror passes with nothing new (after the pass that wrote the last of them has
     // finished): no write at all, though the request's times have milliseconds.
-    let operator = service_account_user(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
-    let writes = || {
-        let counts = playground.apiserver.state.request_counts();
-        ["create", "update", "patch"]
-            .iter()
-            .map(|verb| {
-                counts
-                    .get(&operator)
-                    .and_then(|v| v.get(*verb))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .sum::<u64>()
-    };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = writes();
+    let before = operator_writes(&playground);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(writes(), before, "mirror passes with nothing new wrote");
+    assert_eq!(
+        operator_writes(&playground),
+        before,
+        "mirror passes with nothing new wrote"
+    );
     playground.stop().await;
 }

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use selfupgrade_operator::api::Action;
 use selfupgrade_operator::quicksight::{
-    ErrorClass, Paced, PacingSettings, RequestDirectory, RequestStatus, Scope, SelfUpgradeApi,
+    ErrorClass, Paced, PacingSettings, RequestDirectory, RequestStatus, Scope, SdkQuickSight,
+    SdkSettings, SelfUpgradeApi,
 };
 use selfupgrade_operator::sim::quicksight::{EpochUnit, FaultSettings, RunningSim, World};
 use std::sync::Arc;
@@ -249,19 +250,19 @@ async fn real_validation_errors_come_from_the_simulator_not_from_forcing() {
 }
 
 #[tokio::test]
-async fn unsigned_calls_are_refused_with_access_denied() {
+async fn unsigned_calls_are_refused_as_aws_refuses_them() {
     let sim = start_sim(vec![request("r-1")]).await;
     let (status, raw) = unsigned_get(&sim).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     assert!(
         raw.to_ascii_lowercase()
-            .contains("x-amzn-errortype: accessdeniedexception"),
+            .contains("x-amzn-errortype: missingauthenticationtokenexception"),
         "{raw}"
     );
     assert_eq!(
         sim.handle
             .counters()
-            .count("ListSelfUpgrades", "AccessDeniedException"),
+            .count("ListSelfUpgrades", "MissingAuthenticationTokenException"),
         1
     );
     // The same call, signed by the SDK, succeeds.
@@ -273,6 +274,82 @@ async fn unsigned_calls_are_refused_with_access_denied() {
         .await
         .expect("signed call succeeds");
     assert_eq!(signed.self_upgrade_request_details().len(), 1);
+}
+
+/// The SDK signing with one thing wrong: each is refused as AWS refuses it, and the adapter
+/// classifies it as refused credentials (no effect, retried), not as a verdict.
+#[tokio::test]
+async fn signatures_with_a_wrong_secret_region_or_clock_are_refused() {
+    use aws_sdk_quicksight::config::{Credentials, Region, retry::RetryConfig};
+    use aws_smithy_async::time::{SharedTimeSource, StaticTimeSource};
+    let sim = start_sim(vec![request("r-1")]).await;
+    let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+    let base = || {
+        aws_sdk_quicksight::config::Builder::from(&sdk_config())
+            .endpoint_url(sim.endpoint())
+            .retry_config(RetryConfig::disabled())
+    };
+    let cases = [
+        (
+            "wrong secret",
+            base().credentials_provider(Credentials::new(ACCESS_KEY, "wrong", None, None, "t")),
+            "InvalidSignatureException",
+        ),
+        (
+            "unknown key",
+            base().credentials_provider(Credentials::new("AKIDNOBODY", SECRET, None, None, "t")),
+            "UnrecognizedClientException",
+        ),
+        (
+            "region not served",
+            base().region(Region::new("eu-west-1")),
+            "InvalidSignatureException",
+        ),
+        (
+            "clock ten minutes behind",
+            base().time_source(SharedTimeSource::new(StaticTimeSource::new(
+                ten_minutes_ago,
+            ))),
+            "InvalidSignatureException",
+        ),
+    ];
+    for (case, config, expected) in cases {
+        let error = aws_sdk_quicksight::Client::from_conf(config.build())
+            .list_self_upgrades()
+            .aws_account_id(ACCOUNT)
+            .namespace("default")
+            .send()
+            .await
+            .expect_err(case);
+        use aws_sdk_quicksight::error::ProvideErrorMetadata;
+        assert_eq!(error.code(), Some(expected), "{case}");
+    }
+    let refused = quicksight_with_secret(&sim, "wrong")
+        .list_page(&scope(ACCOUNT), None)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.class, ErrorClass::Unauthenticated);
+    assert!(refused.took_no_effect() && refused.is_retryable());
+}
+
+/// The production adapter signing with the fixture key but `secret`.
+fn quicksight_with_secret(sim: &RunningSim, secret: &str) -> SdkQuickSight {
+    use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            ACCESS_KEY, secret, None, None, "tests",
+        )))
+        .build();
+    SdkQuickSight::new(
+        config,
+        SdkSettings {
+            endpoint_url: Some(sim.endpoint()),
+            sts_endpoint_url: None,
+            call_timeout: Duration::from_secs(5),
+        },
+    )
 }
 
 /// A plain HTTP GET without an Authorization header.

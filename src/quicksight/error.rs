@@ -156,8 +156,16 @@ mod tests {
             ("ResourceNotFoundException", 404, ErrorClass::Terminal),
             ("LimitExceededException", 409, ErrorClass::Terminal),
             ("InvalidNextTokenException", 400, ErrorClass::Terminal),
-            ("InvalidSignatureException", 403, ErrorClass::Unauthenticated),
-            ("UnrecognizedClientException", 403, ErrorClass::Unauthenticated),
+            (
+                "InvalidSignatureException",
+                403,
+                ErrorClass::Unauthenticated,
+            ),
+            (
+                "UnrecognizedClientException",
+                403,
+                ErrorClass::Unauthenticated,
+            ),
             ("ExpiredTokenException", 403, ErrorClass::Unauthenticated),
             ("SomeFutureException", 503, ErrorClass::Retryable),
             ("SomeFutureException", 400, ErrorClass::Terminal),

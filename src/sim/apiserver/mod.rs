@@ -9,6 +9,7 @@ mod discovery;
 mod errors;
 mod event_views;
 mod faults;
+mod in_flight;
 mod meta_validation;
 mod objects;
 mod persist;
@@ -23,5 +24,6 @@ mod watch;
 
 pub use errors::{ApiError, Cause};
 pub use faults::{ApiFaults, FaultState};
+pub use in_flight::{DEFAULT_MAX_MUTATING_REQUESTS_IN_FLIGHT, DEFAULT_MAX_REQUESTS_IN_FLIGHT};
 pub use registry::{Registry, ResourceType};
 pub use server::{ApiServerConfig, ApiState, RbacSettings, RunningApiServer, StartError, Target};

@@ -4,6 +4,7 @@
 use super::discovery;
 use super::errors::ApiError;
 use super::faults::{ApiFaults, FaultState};
+use super::in_flight::InFlightLimit;
 use super::objects;
 use super::persist::{Identity, StateDir};
 use super::rbac::{Attributes, Permission, Rbac, service_account_user};
@@ -40,6 +41,10 @@ pub struct ApiServerConfig {
     /// Where the objects, certificate and admin token are kept across restarts of the process
     /// (see `persist`); `None`: in memory only.
     pub state_dir: Option<PathBuf>,
+    /// kube-apiserver's `--max-requests-inflight` (0: no limit).
+    pub max_requests_in_flight: usize,
+    /// kube-apiserver's `--max-mutating-requests-inflight` (0: no limit).
+    pub max_mutating_requests_in_flight: usize,
 }
 
 /// The authorization mode: service accounts that get tokens, and the RBAC objects that say
@@ -62,6 +67,8 @@ impl Default for ApiServerConfig {
             namespaces: vec!["default".to_string()],
             rbac: None,
             state_dir: None,
+            max_requests_in_flight: super::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            max_mutating_requests_in_flight: super::DEFAULT_MAX_MUTATING_REQUESTS_IN_FLIGHT,
         }
     }
 }
@@ -105,6 +112,7 @@ pub struct ApiState {
     audit: Mutex<BTreeSet<(String, Permission)>>,
     /// Resource requests served, by user and verb (`GET /_apiserver/requests`).
     request_counts: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    in_flight: InFlightLimit,
 }
 
 /// How [`ApiState::request_counts`] names the admin token's user.
@@ -308,6 +316,10 @@ impl RunningApiServer {
             service_account_tokens,
             audit: Mutex::new(BTreeSet::new()),
             request_counts: Mutex::new(BTreeMap::new()),
+            in_flight: InFlightLimit::new(
+                config.max_requests_in_flight,
+                config.max_mutating_requests_in_flight,
+            ),
         });
         let (handle, task) = serve(listener, tls.clone(), state.clone())?;
         Ok(Self {
@@ -467,6 +479,17 @@ async fn handle(
             None => return ApiError::unauthorized().into_response(),
         },
         None => return ApiError::unauthorized().into_response(),
+    };
+    let watching = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    // Held until the answer is built (a watch's stream is long-running and not counted).
+    let _in_flight = match (&service_account, watching) {
+        (Some(_), false) => match state.in_flight.admit(&method) {
+            Some(admitted) => Some(admitted),
+            None => return super::in_flight::too_many_requests(),
+        },
+        _ => None,
     };
     let latency = state.faults.latency();
     if !latency.is_zero() {

@@ -143,9 +143,8 @@ mod tests {
     fn malformed_calls_are_client_errors_with_an_error_type() {
         let runtime = runtime();
         let inputs = [
-            format!(
-                "POST /accounts/111122223333/namespaces/default/update-self-upgrade-request\n\n{{not json"
-            ),
+            "POST /accounts/111122223333/namespaces/default/update-self-upgrade-request\n\n{not json"
+                .to_string(),
             "GET /accounts/1/namespaces/default/self-upgrade-requests?max-results=x".to_string(),
             "GET /accounts/111122223333/namespaces/default/self-upgrade-requests?next-token=%FF%00"
                 .to_string(),
