@@ -587,6 +587,52 @@ async fn metadata_past_apimachinerys_limits_is_refused() {
     assert_eq!(status.code, 413, "{status:?}");
 }
 
+/// Core `v1` Events follow `legacyValidateEvent`: an old-style Event must agree with its
+/// object's namespace; a new-style one (with `eventTime`) is held to the 128-character and
+/// 1 KiB limits.
+#[tokio::test]
+async fn core_events_are_validated_as_kube_apiserver_validates_them() {
+    use k8s_openapi::api::core::v1::Event;
+    let (server, _) = server(100).await;
+    let events: Api<Event> = Api::namespaced(server.client().await.expect("client"), "default");
+    let event = |name: &str, involved_namespace: &str, message_len: usize| -> Event {
+        let mut event = json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": involved_namespace},
+            "eventTime": "2026-12-02T00:00:00.000000Z",
+            "reportingComponent": "selfupgrade-operator",
+            "reportingInstance": "pod-1",
+            "action": "Reconcile",
+            "reason": "Applied",
+            "message": "m".repeat(message_len),
+            "type": "Normal",
+        });
+        // Only an old-style Event (no eventTime) must name its object's namespace.
+        if involved_namespace != "default" {
+            event.as_object_mut().expect("object").remove("eventTime");
+        }
+        serde_json::from_value(event).expect("an Event")
+    };
+    events
+        .create(&PostParams::default(), &event("just-fits", "default", 1024))
+        .await
+        .expect("a 1 KiB message is valid");
+    for (name, involved, len, field) in [
+        ("too-long", "default", 1025, "message"),
+        ("elsewhere", "team-a", 10, "involvedObject.namespace"),
+    ] {
+        let status = api_error(
+            events
+                .create(&PostParams::default(), &event(name, involved, len))
+                .await
+                .expect_err(name),
+        );
+        assert_eq!(status.code, 422, "{name}");
+        let causes = status.details.expect("details").causes;
+        assert_eq!(causes[0].field, field, "{name}: {causes:?}");
+    }
+}
+
 /// A client of `kubeconfig_yaml` that does not retry 429s, to see what the server answers.
 async fn client_without_retries(kubeconfig_yaml: &str) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig");

@@ -7,7 +7,8 @@
 //!   generateName with its trailing `-` masked, annotations with `TotalAnnotationSizeLimitB`,
 //!   finalizers, owner references) and `metav1validation.ValidateLabels`;
 //! - `k8s.io/kubernetes/pkg/apis/core/validation/events.go`: `ValidateEventCreate` for the
-//!   `events.k8s.io` API (`NoteLengthLimit`, the 128-character limits, required fields).
+//!   `events.k8s.io` API (`NoteLengthLimit`, the 128-character limits, required fields), and
+//!   `legacyValidateEvent` for core `v1` Events.
 
 use super::errors::Cause;
 use serde_json::Value;
@@ -275,10 +276,122 @@ pub fn event(object: &Value) -> Vec<Cause> {
     causes
 }
 
+/// `legacyValidateEvent` for a core `v1` Event: an old-style one (no `eventTime`) only has to
+/// agree with its involved object's namespace; a new-style one also needs what an
+/// `events.k8s.io` Event needs (core field names, the Go field paths).
+pub fn legacy_event(object: &Value) -> Vec<Cause> {
+    let text = |member: &str| object[member].as_str().unwrap_or_default().to_string();
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+    let involved = object["involvedObject"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    let mismatch = || {
+        invalid(
+            "involvedObject.namespace",
+            involved,
+            "does not match event.namespace".to_string(),
+        )
+    };
+    let mut causes = Vec::new();
+    if object["eventTime"].as_str().is_none_or(str::is_empty) {
+        let agrees = if involved.is_empty() {
+            matches!(namespace, "" | "default")
+        } else {
+            namespace == involved
+        };
+        if !agrees {
+            causes.push(mismatch());
+        }
+        return causes;
+    }
+    if involved.is_empty() && !matches!(namespace, "default" | "kube-system") {
+        causes.push(mismatch());
+    }
+    let controller = text("reportingComponent");
+    if controller.is_empty() {
+        causes.push(required("reportingController"));
+    }
+    causes.extend(each(
+        "reportingController",
+        &controller,
+        qualified_name(&controller),
+    ));
+    for member in ["reportingInstance", "action", "reason"] {
+        let value = text(member);
+        if value.is_empty() {
+            causes.push(required(member));
+        } else if value.len() > EVENT_FIELD_MAX {
+            let message = format!("can have at most {EVENT_FIELD_MAX} characters");
+            causes.push(invalid(member, "", message));
+        }
+    }
+    if text("message").len() > EVENT_NOTE_MAX {
+        let message = format!("can have at most {EVENT_NOTE_MAX} characters");
+        causes.push(invalid("message", "", message));
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn core_events_agree_with_their_object_and_new_style_ones_are_complete() {
+        let old_style = |namespace: &str, involved: &str| {
+            json!({
+                "metadata": {"namespace": namespace},
+                "involvedObject": {"kind": "Pod", "namespace": involved},
+                "message": "m".repeat(5000),
+            })
+        };
+        assert!(legacy_event(&old_style("team-a", "team-a")).is_empty());
+        assert!(legacy_event(&old_style("default", "")).is_empty());
+        assert_eq!(
+            fields(&legacy_event(&old_style("team-a", "team-b"))),
+            ["involvedObject.namespace"]
+        );
+        let new_style = |message: &str, reason: &str| {
+            json!({
+                "metadata": {"namespace": "team-a"},
+                "involvedObject": {"kind": "Pod", "namespace": "team-a"},
+                "eventTime": "2026-12-02T00:00:00.000000Z",
+                "reportingComponent": "selfupgrade-operator",
+                "reportingInstance": "pod-1",
+                "action": "Reconcile",
+                "reason": reason,
+                "message": message,
+            })
+        };
+        assert!(legacy_event(&new_style(&"m".repeat(1024), &"r".repeat(128))).is_empty());
+        assert_eq!(
+            fields(&legacy_event(&new_style(
+                &"m".repeat(1025),
+                &"r".repeat(129)
+            ))),
+            ["reason", "message"]
+        );
+        let mut bare = new_style("m", "r");
+        for member in [
+            "reportingComponent",
+            "reportingInstance",
+            "action",
+            "reason",
+        ] {
+            bare.as_object_mut().expect("object").remove(member);
+        }
+        assert_eq!(
+            fields(&legacy_event(&bare)),
+            [
+                "reportingController",
+                "reportingController",
+                "reportingInstance",
+                "action",
+                "reason"
+            ]
+        );
+    }
 
     fn fields(causes: &[Cause]) -> Vec<&str> {
         causes.iter().map(|c| c.field.as_str()).collect()

@@ -749,8 +749,10 @@ fn metadata_causes(state: &ApiState, key: &ObjectKey, object: &Value) -> Vec<sup
         meta_validation::NameRule::Subdomain
     };
     let mut causes = meta_validation::object_meta(object, rule);
-    if resource.group == "events.k8s.io" && resource.plural == "events" {
-        causes.extend(meta_validation::event(object));
+    match (resource.group.as_str(), resource.plural.as_str()) {
+        ("events.k8s.io", "events") => causes.extend(meta_validation::event(object)),
+        ("", "events") => causes.extend(meta_validation::legacy_event(object)),
+        _ => {}
     }
     causes
 }
