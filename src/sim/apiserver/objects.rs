@@ -37,6 +37,13 @@ pub fn new_namespace(name: &str) -> Value {
     })
 }
 
+/// Gives an object created outside a request (at start) the uid and creation time a create
+/// gives.
+pub fn stamp_new(object: &mut Value) {
+    object["metadata"]["uid"] = json!(new_uid());
+    object["metadata"]["creationTimestamp"] = json!(now());
+}
+
 fn new_uid() -> String {
     use rand::Rng;
     let v: u128 = rand::rng().random();
@@ -537,6 +544,7 @@ fn remove_namespace_contents(state: &ApiState, store: &mut Store, namespace: &st
             store.remove(&key, None);
         }
     }
+    state.refresh_rbac(store);
 }
 
 /// Stores `object`, and an Event in both its shapes (see [`event_views`]).
@@ -547,19 +555,33 @@ fn put(
     object: Value,
     kind: ChangeKind,
 ) -> Value {
-    match view_key(state, &key) {
+    let grants = is_rbac(state, &key);
+    let stored = match view_key(state, &key) {
         Some((view_key, shape)) => {
             let view = event_views::convert(&object, shape);
             store.put_with_view(key, object, (view_key, view), kind)
         }
         None => store.put(key, object, kind),
+    };
+    if grants {
+        state.refresh_rbac(store);
     }
+    stored
+}
+
+/// Whether `key` is a Role, ClusterRole or binding: writing it changes what is allowed.
+fn is_rbac(state: &ApiState, key: &ObjectKey) -> bool {
+    state.registry.types[key.type_id].group == super::rbac::RBAC_GROUP
 }
 
 /// Removes an object, and an Event in both its shapes.
 fn remove(state: &ApiState, store: &mut Store, key: &ObjectKey) -> Option<Value> {
     let view = view_key(state, key).map(|(view_key, _)| view_key);
-    store.remove(key, view.as_ref())
+    let removed = store.remove(key, view.as_ref());
+    if is_rbac(state, key) {
+        state.refresh_rbac(store);
+    }
+    removed
 }
 
 /// Where the other shape of an Event is stored, and the shape `key`'s type writes.

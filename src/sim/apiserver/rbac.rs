@@ -39,38 +39,64 @@ pub struct Rbac {
     cluster_role_bindings: Vec<ClusterRoleBinding>,
 }
 
+/// The kinds of `rbac.authorization.k8s.io/v1` that grant permissions.
+pub const RBAC_KINDS: [&str; 4] = ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"];
+
+/// The API group of [`RBAC_KINDS`].
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
 /// The user name Kubernetes gives a service account.
 pub fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 
 impl Rbac {
-    /// Reads the RBAC objects among the YAML documents of `manifests`; other kinds are skipped.
-    pub fn from_manifests(manifests: &str) -> Result<Self, String> {
-        let mut rbac = Self::default();
+    /// The RBAC objects among the YAML documents of `manifests`; other kinds are skipped.
+    pub fn objects_in(manifests: &str) -> Result<Vec<serde_json::Value>, String> {
+        let mut objects = Vec::new();
         for document in serde_yaml::Deserializer::from_str(manifests) {
             let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
-            let typed = |what: &str| format!("{what} does not parse");
-            match value["kind"].as_str() {
-                Some("Role") => rbac.roles.push(
-                    serde_yaml::from_value(value).map_err(|e| format!("{}: {e}", typed("Role")))?,
-                ),
-                Some("ClusterRole") => rbac.cluster_roles.push(
-                    serde_yaml::from_value(value)
-                        .map_err(|e| format!("{}: {e}", typed("ClusterRole")))?,
-                ),
-                Some("RoleBinding") => rbac.role_bindings.push(
-                    serde_yaml::from_value(value)
-                        .map_err(|e| format!("{}: {e}", typed("RoleBinding")))?,
-                ),
-                Some("ClusterRoleBinding") => rbac.cluster_role_bindings.push(
-                    serde_yaml::from_value(value)
-                        .map_err(|e| format!("{}: {e}", typed("ClusterRoleBinding")))?,
-                ),
-                _ => {}
+            let object = serde_json::to_value(&value).map_err(|e| e.to_string())?;
+            if RBAC_KINDS.contains(&object["kind"].as_str().unwrap_or_default()) {
+                Self::default().add(&object)?;
+                objects.push(object);
             }
         }
-        Ok(rbac)
+        Ok(objects)
+    }
+
+    /// The RBAC in force for `objects` (Roles, ClusterRoles and their bindings, as stored). An
+    /// object that does not parse grants nothing.
+    pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a serde_json::Value>) -> Self {
+        let mut rbac = Self::default();
+        for object in objects {
+            if let Err(error) = rbac.add(object) {
+                tracing::warn!(%error, "an RBAC object that grants nothing");
+            }
+        }
+        rbac
+    }
+
+    fn add(&mut self, object: &serde_json::Value) -> Result<(), String> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let parse_error = |e: serde_json::Error| format!("{kind} does not parse: {e}");
+        let owned = object.clone();
+        match kind {
+            "Role" => self
+                .roles
+                .push(serde_json::from_value(owned).map_err(parse_error)?),
+            "ClusterRole" => self
+                .cluster_roles
+                .push(serde_json::from_value(owned).map_err(parse_error)?),
+            "RoleBinding" => self
+                .role_bindings
+                .push(serde_json::from_value(owned).map_err(parse_error)?),
+            "ClusterRoleBinding" => self
+                .cluster_role_bindings
+                .push(serde_json::from_value(owned).map_err(parse_error)?),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The rules `user` holds, each with the namespace it holds them in (`None`: everywhere).
@@ -241,7 +267,7 @@ subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
 
     #[test]
     fn cluster_grants_apply_everywhere_and_role_grants_in_their_namespace_only() {
-        let rbac = Rbac::from_manifests(MANIFESTS).expect("parses");
+        let rbac = Rbac::from_objects(&Rbac::objects_in(MANIFESTS).expect("parses"));
         let op = service_account_user("ops", "op");
         assert!(rbac.allows(&op, &ask("list", "example.io", "widgets", None, None)));
         assert!(rbac.allows(
@@ -302,7 +328,7 @@ subjects: [{kind: ServiceAccount, name: op, namespace: ops}]
 
     #[test]
     fn permissions_enumerate_every_grant_with_its_scope() {
-        let rbac = Rbac::from_manifests(MANIFESTS).expect("parses");
+        let rbac = Rbac::from_objects(&Rbac::objects_in(MANIFESTS).expect("parses"));
         let granted = rbac.permissions_of(&service_account_user("ops", "op"));
         let listed: Vec<String> = granted
             .iter()

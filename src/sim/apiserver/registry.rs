@@ -127,6 +127,59 @@ impl Registry {
                 ResourceType::builtin("", "v1", "events", "Event", true, &["ev"]),
                 ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"]),
                 ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
+                // The other kinds `deploy/` installs, stored as plain objects (nothing runs).
+                ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
+                ResourceType::builtin("", "v1", "services", "Service", true, &["svc"]),
+                ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
+                ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
+                ResourceType::builtin(
+                    "policy",
+                    "v1",
+                    "poddisruptionbudgets",
+                    "PodDisruptionBudget",
+                    true,
+                    &["pdb"],
+                ),
+                ResourceType::builtin(
+                    "networking.k8s.io",
+                    "v1",
+                    "networkpolicies",
+                    "NetworkPolicy",
+                    true,
+                    &["netpol"],
+                ),
+                ResourceType::builtin(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "roles",
+                    "Role",
+                    true,
+                    &[],
+                ),
+                ResourceType::builtin(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "rolebindings",
+                    "RoleBinding",
+                    true,
+                    &[],
+                ),
+                ResourceType::builtin(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "clusterroles",
+                    "ClusterRole",
+                    false,
+                    &[],
+                ),
+                ResourceType::builtin(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "clusterrolebindings",
+                    "ClusterRoleBinding",
+                    false,
+                    &[],
+                ),
             ],
         }
     }
@@ -238,6 +291,22 @@ impl Registry {
             .iter()
             .position(|t| t.group.is_empty() && t.plural == "namespaces")
             .unwrap_or(0)
+    }
+
+    /// Indexes of the RBAC types (Roles, ClusterRoles and their bindings).
+    pub fn rbac_type_ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.group == super::rbac::RBAC_GROUP)
+            .map(|(id, _)| id)
+    }
+
+    /// Index of the type of `kind` in `group`.
+    pub fn type_id_of_kind(&self, group: &str, kind: &str) -> Option<usize> {
+        self.types
+            .iter()
+            .position(|t| t.group == group && t.kind == kind)
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// How the API server is started.
@@ -104,8 +104,9 @@ pub struct ApiState {
     pub address: String,
     pub bookmark_interval: Duration,
     pub faults: FaultState,
-    /// Enforced for service-account tokens.
-    rbac: Rbac,
+    /// Enforced for service-account tokens: built from the RBAC objects stored (those of
+    /// [`RbacSettings::manifests`] and any written since), rebuilt when one changes.
+    rbac: RwLock<Rbac>,
     /// Service-account token → user name.
     service_account_tokens: HashMap<String, String>,
     /// Every permission a service account used: (user, permission).
@@ -151,12 +152,20 @@ impl ApiState {
 
     /// The permissions `user` holds.
     pub fn granted_permissions(&self, user: &str) -> BTreeSet<Permission> {
-        self.rbac.permissions_of(user)
+        self.rbac
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .permissions_of(user)
     }
 
     /// Allows or refuses a service account's request, and audits what it used.
     fn authorize(&self, user: &str, request: Attributes) -> Result<(), ApiError> {
-        if !self.rbac.allows(user, &request) {
+        let allowed = self
+            .rbac
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .allows(user, &request);
+        if !allowed {
             return Err(ApiError::rbac_forbidden(
                 user,
                 &request.verb,
@@ -178,6 +187,12 @@ impl ApiState {
                 },
             ));
         Ok(())
+    }
+
+    /// Rebuilds the RBAC in force from the RBAC objects in `store` (after one of them changed).
+    pub fn refresh_rbac(&self, store: &Store) {
+        let rbac = rbac_in(store, &self.registry);
+        *self.rbac.write().unwrap_or_else(|p| p.into_inner()) = rbac;
     }
 
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
@@ -221,6 +236,7 @@ fn initial_store(
     config: &ApiServerConfig,
     registry: &Registry,
     state_dir: Option<StateDir>,
+    rbac_objects: Vec<Value>,
 ) -> Result<Store, StartError> {
     let mut store = Store::new(config.history_limit);
     match state_dir
@@ -241,10 +257,49 @@ fn initial_store(
             }
         }
     }
+    for object in rbac_objects {
+        add_unless_present(&mut store, registry, object);
+    }
     if let Some(dir) = state_dir {
         store.persist_to(dir);
     }
     Ok(store)
+}
+
+/// Stores an RBAC object given at start, as if created then, unless a stored one has its name.
+fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value) {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let Some(type_id) = registry.type_id_of_kind(super::rbac::RBAC_GROUP, kind) else {
+        return;
+    };
+    let key = ObjectKey {
+        type_id,
+        namespace: if registry.types[type_id].namespaced {
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        },
+        name: object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if store.get(&key).is_none() {
+        objects::stamp_new(&mut object);
+        store.put(key, object, ChangeKind::Added);
+    }
+}
+
+/// The RBAC the stored Roles, ClusterRoles and bindings grant.
+fn rbac_in(store: &Store, registry: &Registry) -> Rbac {
+    let ids: Vec<usize> = registry.rbac_type_ids().collect();
+    Rbac::from_objects(
+        ids.iter()
+            .flat_map(|id| store.list(*id, None).map(|(_, object)| object)),
+    )
 }
 
 /// A running API server (HTTPS with a self-signed certificate: kubectl sends bearer tokens
@@ -297,13 +352,14 @@ impl RunningApiServer {
         .map_err(|e| StartError::Certificate(e.to_string()))?;
         let token = identity.token;
         let rbac_settings = config.rbac.clone().unwrap_or_default();
-        let rbac = Rbac::from_manifests(&rbac_settings.manifests).map_err(StartError::Rbac)?;
+        let rbac_objects = Rbac::objects_in(&rbac_settings.manifests).map_err(StartError::Rbac)?;
         let service_account_tokens = rbac_settings
             .service_accounts
             .iter()
             .map(|(namespace, name)| (random_token(), service_account_user(namespace, name)))
             .collect();
-        let store = initial_store(&config, &registry, state_dir)?;
+        let store = initial_store(&config, &registry, state_dir, rbac_objects)?;
+        let rbac = RwLock::new(rbac_in(&store, &registry));
         let state = Arc::new(ApiState {
             registry,
             validators,
