@@ -152,6 +152,19 @@ pub enum Error {
     MissingNamespace(String),
 }
 
+impl Error {
+    /// A status write refused with 409: the object changed since this reconcile read it.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::WriteStatus {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409
+        )
+    }
+}
+
 /// The controller's entry point: objects that do not even deserialize (a CRD installed without
 /// validation, `action: MAYBE`) get `Stalled` with the reason instead of stopping the watch.
 pub async fn reconcile_guarded(
@@ -177,7 +190,13 @@ pub fn error_policy_guarded(
     let delay = ctx.next_backoff(&object.meta().uid.clone().unwrap_or_default());
     ctx.metrics
         .observe_reconcile("error", std::time::Instant::now());
-    warn!(%error, ?delay, "reconcile failed");
+    if error.is_conflict() {
+        // Another writer (or this operator's own write, not yet in the watch cache) stored the
+        // status after this reconcile read it: expected now and then, and the retry reads it.
+        info!(%error, ?delay, "the status changed since it was read; reconciling again");
+    } else {
+        warn!(%error, ?delay, "reconcile failed");
+    }
     Action::requeue(delay)
 }
 
@@ -197,7 +216,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<(),
         generation,
         Timestamp::now(),
     );
-    write_status(&invalid.metadata, &ctx.client, &status, None).await
+    write_status(&invalid.metadata, &ctx.client, &status, None).await?;
+    Ok(())
 }
 
 /// Reconciles one decision. Every outcome QuickSight can produce is written to the status;
@@ -227,6 +247,7 @@ async fn reconcile_decision(
     let action = decision.spec.action;
     let uid = decision.uid().unwrap_or_default();
     let mut status = status::carry_over(decision.status.as_ref(), generation);
+    let mut written_at = decision.metadata.resource_version.clone();
     let verdict = match admit(&decision, &ctx) {
         Err(stall) => Verdict::Stalled(stall),
         Ok((scope, retry)) => {
@@ -240,12 +261,25 @@ async fn reconcile_decision(
                     format!("{}/{name}", mirror.namespace)
                 })
             });
-            observe_and_act(&decision, &ctx, &scope, generation, retry, &mut status).await?
+            let draft = Draft {
+                status: &mut status,
+                written_at: &mut written_at,
+            };
+            observe_and_act(&decision, &ctx, &scope, generation, retry, draft).await?
         }
     };
     status::set_conditions(&mut status, &verdict, action, generation, Timestamp::now());
     if decision.status.as_ref() != Some(&status) {
-        write_status(&decision.metadata, &ctx.client, &status, None).await?;
+        // Conditional, as the intent write is: on the version this reconcile read, or the one
+        // its intent write produced. A status another writer stored meanwhile (a second
+        // replica's fresh intent) is never overwritten; the 409 makes the retry read it.
+        write_status(
+            &decision.metadata,
+            &ctx.client,
+            &status,
+            written_at.as_deref(),
+        )
+        .await?;
         if let Some(event) =
             crate::events::transition_event(decision.status.as_ref(), &status, &verdict)
         {
@@ -282,6 +316,13 @@ async fn reconcile_decision(
     Ok(Action::requeue(requeue))
 }
 
+/// The status a reconcile builds, and the resourceVersion its final write is conditional on:
+/// the one read, until the intent write stores a newer one.
+struct Draft<'a> {
+    status: &'a mut SelfUpgradeDecisionStatus,
+    written_at: &'a mut Option<String>,
+}
+
 /// Steps 2–4 of the path: observe, decide, act (at most one `UpdateSelfUpgrade`, preceded by
 /// its write-ahead intent in the status).
 async fn observe_and_act(
@@ -290,8 +331,9 @@ async fn observe_and_act(
     scope: &Scope,
     generation: i64,
     retry: RetrySettings,
-    status: &mut SelfUpgradeDecisionStatus,
+    draft: Draft<'_>,
 ) -> Result<Verdict, Error> {
+    let status = &mut *draft.status;
     let request_id = &decision.spec.upgrade_request_id;
     let action = decision.spec.action;
     // An intent left by a crash or by another replica is judged against a listing fetched now:
@@ -349,7 +391,11 @@ async fn observe_and_act(
                 window,
                 retry,
             };
-            send_once(decision, ctx, scope, call, &remote, status).await
+            let draft = Draft {
+                status,
+                written_at: draft.written_at,
+            };
+            send_once(decision, ctx, scope, call, &remote, draft).await
         }
         // `decide` sends only for a request it found; without one there is nothing to send to.
         (Plan::Send(_), None) => Ok(Verdict::Stalled(Stall::RequestNotFound)),
@@ -372,7 +418,7 @@ async fn send_once(
     scope: &Scope,
     call: Call,
     remote: &crate::quicksight::RequestDetail,
-    status: &mut SelfUpgradeDecisionStatus,
+    draft: Draft<'_>,
 ) -> Result<Verdict, Error> {
     let Call {
         action,
@@ -384,27 +430,8 @@ async fn send_once(
     // it: a call never leaves later than the intent says, however long the write or the pacer
     // takes.
     let send_by = tokio::time::Instant::now() + window.send_by;
-    let announced = Timestamp::now();
-    // Write-ahead: the intent is stored before the call, so a crash between the call and the
-    // status write below cannot lead to a second call (see `decide::seen_since`).
-    status::record_intent(status, action, generation, remote, announced, window);
-    status::set_conditions(
-        status,
-        &Verdict::AwaitingResult,
-        action,
-        generation,
-        announced,
-    );
-    // Conditional on the version this reconcile read: if another writer (a second replica that
-    // also believes it leads, or a reconcile working from a stale cache) got there first, the
-    // write fails with 409 and no call is made; the retry reads the newer intent.
-    write_status(
-        &decision.metadata,
-        &ctx.client,
-        status,
-        decision.metadata.resource_version.as_deref(),
-    )
-    .await?;
+    *draft.written_at = write_intent(decision, ctx, action, window, remote, draft.status).await?;
+    let status = draft.status;
 
     let request_id = &decision.spec.upgrade_request_id;
     match ctx
@@ -432,6 +459,39 @@ async fn send_once(
         }
         Err(error) => Ok(judge_refusal(decision, ctx, scope, action, error, status).await),
     }
+}
+
+/// Write-ahead: the intent is stored before the call, so a crash between the call and the
+/// status write after it cannot lead to a second call (see `decide::seen_since`). Returns the
+/// resourceVersion it stored.
+async fn write_intent(
+    decision: &SelfUpgradeDecision,
+    ctx: &Context,
+    action: DecisionAction,
+    window: CallWindow,
+    remote: &crate::quicksight::RequestDetail,
+    status: &mut SelfUpgradeDecisionStatus,
+) -> Result<Option<String>, Error> {
+    let generation = decision.metadata.generation.unwrap_or(0);
+    let announced = Timestamp::now();
+    status::record_intent(status, action, generation, remote, announced, window);
+    status::set_conditions(
+        status,
+        &Verdict::AwaitingResult,
+        action,
+        generation,
+        announced,
+    );
+    // Conditional on the version this reconcile read: if another writer (a second replica that
+    // also believes it leads, or a reconcile working from a stale cache) got there first, the
+    // write fails with 409 and no call is made; the retry reads the newer intent.
+    write_status(
+        &decision.metadata,
+        &ctx.client,
+        status,
+        decision.metadata.resource_version.as_deref(),
+    )
+    .await
 }
 
 /// A terminal refusal of `UpdateSelfUpgrade`. When it may only mean that the request moved on
@@ -630,14 +690,15 @@ async fn publish(
 }
 
 /// Server-side applies the status; with `if_version`, only if the object is still at that
-/// resourceVersion. The object the API server answers with is not decoded: nothing reads it, and
+/// resourceVersion. Returns the resourceVersion it stored (`None` if the answer does not say):
+/// of the object the API server answers with only that is decoded, as nothing else reads it and
 /// the watch brings the new version into the store anyway.
 async fn write_status(
     metadata: &kube::core::ObjectMeta,
     client: &kube::Client,
     status: &SelfUpgradeDecisionStatus,
     if_version: Option<&str>,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let name = metadata.name.clone().unwrap_or_default();
     let namespace = metadata
         .namespace
@@ -664,6 +725,22 @@ async fn write_status(
             &Patch::Apply(&patch),
         )
         .map_err(|e| write_error(kube::Error::BuildRequest(e)))?;
-    client.request_text(request).await.map_err(write_error)?;
-    Ok(())
+    let answer = client.request_text(request).await.map_err(write_error)?;
+    Ok(stored_version(&answer))
+}
+
+/// The `metadata.resourceVersion` of an object's JSON.
+fn stored_version(object_json: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        metadata: StoredMeta,
+    }
+    #[derive(serde::Deserialize)]
+    struct StoredMeta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    serde_json::from_str::<Stored>(object_json)
+        .ok()
+        .and_then(|stored| stored.metadata.resource_version)
 }

@@ -480,3 +480,75 @@ async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
     );
     playground.stop().await;
 }
+
+/// A reconcile's last status write never overwrites a status another writer stored while its
+/// call was out (a second replica's fresh intent, say): it is conditional on the intent this
+/// reconcile wrote, and the 409 leaves the other writer's status in place for the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_never_overwrites_a_status_written_while_the_call_was_out() {
+    use selfupgrade_operator::bindings::Bindings;
+    use selfupgrade_operator::playground::playground_timing;
+    use selfupgrade_operator::quicksight::RequestDirectory;
+    use selfupgrade_operator::reconcile::{self, Context};
+    use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
+    use selfupgrade_operator::sim::quicksight::RunningSim;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let handle = world(vec![request("approve-me")]);
+    let sim = RunningSim::start(0, handle.clone()).await.expect("sim");
+    let apiserver = RunningApiServer::start(ApiServerConfig {
+        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .expect("API server");
+    let client = apiserver.client().await.expect("client");
+    let api: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &new_decision("approve", ACCOUNT, "approve-me", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        RequestDirectory::new(Arc::new(quicksight(&sim)), Duration::from_secs(5)),
+        Bindings::watch(client.clone(), true),
+        Some(REGION.into()),
+        playground_timing(),
+    ));
+    handle.hold_updates(ACCOUNT, "default", "approve-me");
+    let reconciling = tokio::spawn(reconcile::reconcile(Arc::new(created), ctx));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while handle.held_calls(ACCOUNT, "default", "approve-me") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The intent is written and the call is out: another writer stores a status now.
+    let meanwhile = serde_json::json!({"status": {"lastAwsRequestId": "written-meanwhile"}});
+    api.patch_status(
+        "approve",
+        &PatchParams::default(),
+        &Patch::Merge(&meanwhile),
+    )
+    .await
+    .expect("written");
+    handle.release_updates(ACCOUNT, "default", "approve-me");
+
+    let outcome = reconciling.await.expect("joined");
+    assert!(
+        outcome.as_ref().is_err_and(reconcile::Error::is_conflict),
+        "{outcome:?}"
+    );
+    let stored = api.get_status("approve").await.expect("read");
+    assert_eq!(
+        stored.status.and_then(|s| s.last_aws_request_id).as_deref(),
+        Some("written-meanwhile")
+    );
+    assert_eq!(handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
+}

@@ -215,6 +215,13 @@ async fn expect_write_or_end(
     let patch: Value = serde_json::from_slice(&body).expect("json patch");
     let mut answered = serde_json::to_value(decision).expect("serializes");
     answered["status"] = patch["status"].clone();
+    // As a real server: every write stores a newer resourceVersion than the one written over.
+    let written_over = patch["metadata"]["resourceVersion"]
+        .as_str()
+        .or(decision.metadata.resource_version.as_deref())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    answered["metadata"]["resourceVersion"] = json!((written_over + 1).to_string());
     respond.send_response(Response::new(Body::from(
         serde_json::to_vec(&answered).expect("json"),
     )));
@@ -249,9 +256,11 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
         json!({"resourceVersion": "41"}),
         "the intent is written only over the version this reconcile read"
     );
-    assert!(
-        patches[1].get("metadata").is_none(),
-        "the outcome is not conditional"
+    assert_eq!(
+        patches[1]["metadata"],
+        json!({"resourceVersion": "42"}),
+        "the outcome is written only over the intent this reconcile wrote, never over a newer \
+         status another writer stored meanwhile"
     );
 
     let message =
@@ -270,7 +279,7 @@ async fn approve_writes_its_intent_calls_quicksight_once_and_records_the_outcome
     );
     assert_eq!(
         patches[1],
-        json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
+        json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "metadata": {"resourceVersion": "42"}, "status": status})
     );
     // Decided for good: looked at again only on the slow cadence.
     assert_eq!(requeue, Requeue::requeue(timing().final_resync));
@@ -395,7 +404,7 @@ async fn an_already_approved_request_gets_status_and_no_quicksight_call() {
     assert_eq!(
         patches,
         [
-            json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "status": status})
+            json!({"apiVersion": "quicksight.selfupgrade.io/v1alpha1", "kind": "SelfUpgradeDecision", "metadata": {"resourceVersion": "41"}, "status": status})
         ]
     );
     assert_eq!(requeue, Requeue::requeue(timing().final_resync));

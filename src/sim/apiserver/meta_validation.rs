@@ -234,6 +234,32 @@ fn owner_references(metadata: &Value) -> Vec<Cause> {
     causes
 }
 
+/// Whether a cause shows the value it refuses (`events.k8s.io` does; the legacy core rules
+/// pass an empty value).
+enum Echo {
+    Value,
+    Nothing,
+}
+
+/// `reportingInstance`, `action` and `reason`: required, at most 128 characters.
+fn reporting_fields(object: &Value, echo: Echo) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for member in ["reportingInstance", "action", "reason"] {
+        let value = object[member].as_str().unwrap_or_default();
+        if value.is_empty() {
+            causes.push(required(member));
+        } else if value.len() > EVENT_FIELD_MAX {
+            let message = format!("can have at most {EVENT_FIELD_MAX} characters");
+            let shown = match echo {
+                Echo::Value => value,
+                Echo::Nothing => "",
+            };
+            causes.push(invalid(member, shown, message));
+        }
+    }
+    causes
+}
+
 /// `ValidateEventCreate` for an `events.k8s.io/v1` Event.
 pub fn event(object: &Value) -> Vec<Cause> {
     let text = |member: &str| object[member].as_str().unwrap_or_default().to_string();
@@ -259,15 +285,7 @@ pub fn event(object: &Value) -> Vec<Cause> {
             qualified_name(&controller),
         ));
     }
-    for member in ["reportingInstance", "action", "reason"] {
-        let value = text(member);
-        if value.is_empty() {
-            causes.push(required(member));
-        } else if value.len() > EVENT_FIELD_MAX {
-            let message = format!("can have at most {EVENT_FIELD_MAX} characters");
-            causes.push(invalid(member, &value, message));
-        }
-    }
+    causes.extend(reporting_fields(object, Echo::Value));
     let note = text("note");
     if note.len() > EVENT_NOTE_MAX {
         let message = format!("can have at most {EVENT_NOTE_MAX} characters");
@@ -316,15 +334,7 @@ pub fn legacy_event(object: &Value) -> Vec<Cause> {
         &controller,
         qualified_name(&controller),
     ));
-    for member in ["reportingInstance", "action", "reason"] {
-        let value = text(member);
-        if value.is_empty() {
-            causes.push(required(member));
-        } else if value.len() > EVENT_FIELD_MAX {
-            let message = format!("can have at most {EVENT_FIELD_MAX} characters");
-            causes.push(invalid(member, "", message));
-        }
-    }
+    causes.extend(reporting_fields(object, Echo::Nothing));
     if text("message").len() > EVENT_NOTE_MAX {
         let message = format!("can have at most {EVENT_NOTE_MAX} characters");
         causes.push(invalid("message", "", message));
