@@ -470,14 +470,19 @@ async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
     let request = handle.request(ACCOUNT, "default", "req-1").expect("exists");
     assert_eq!(request.status, SimStatus::Denied, "never overwritten");
     assert_eq!(request.updates_applied, 1, "only the first VERIFY was sent");
-    assert_eq!(
-        events_about(client, "carol").await,
-        [
-            ("Warning".to_string(), "VerifyFailed".to_string()),
-            ("Warning".to_string(), "AlreadyDecided".to_string()),
-        ],
-        "one Event per transition"
-    );
+    // The Event follows the status write that made the transition: wait for it, then make sure
+    // no other came with it.
+    let expected = [
+        ("Warning".to_string(), "VerifyFailed".to_string()),
+        ("Warning".to_string(), "AlreadyDecided".to_string()),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = events_about(client.clone(), "carol").await;
+    while seen.len() < expected.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = events_about(client.clone(), "carol").await;
+    }
+    assert_eq!(seen, expected, "one Event per transition");
     playground.stop().await;
 }
 
