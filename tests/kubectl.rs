@@ -397,3 +397,81 @@ async fn deploy_base_installs_with_kubectl_and_the_operator_runs_under_its_rbac(
     .await;
     assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
 }
+
+/// kubectl's typed `create` commands send their objects as protobuf (as to every real API
+/// server); each is stored as the object it describes and reads back with `get -o yaml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_create_commands_work_in_protobuf() {
+    use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
+    if !kubectl_available() {
+        return;
+    }
+    let server = RunningApiServer::start(ApiServerConfig::default())
+        .await
+        .expect("starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.kubeconfig");
+    server.write_kubeconfig(&admin).expect("kubeconfig");
+    let role_rule = "--resource=selfupgradedecisions.quicksight.selfupgrade.io";
+    let commands: [&[&str]; 5] = [
+        &["create", "namespace", "team-a"],
+        &["create", "serviceaccount", "bot", "-n", "team-a"],
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team-a",
+            "--from-literal=mode=observe",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "-n",
+            "team-a",
+            "--verb=get,list",
+            role_rule,
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "-n",
+            "team-a",
+            "--role=reader",
+            "--serviceaccount=team-a:bot",
+        ],
+    ];
+    for command in commands {
+        let created = kubectl(&admin, command).await;
+        assert!(
+            created.status.success(),
+            "{command:?}: {:?}",
+            text(&created)
+        );
+    }
+    let get = |args: &'static [&'static str]| {
+        let admin = admin.clone();
+        async move {
+            let output = kubectl(&admin, args).await;
+            assert!(output.status.success(), "{args:?}: {:?}", text(&output));
+            serde_yaml::from_slice::<serde_yaml::Value>(&output.stdout).expect("YAML")
+        }
+    };
+    let namespace = get(&["get", "namespace", "team-a", "-o", "yaml"]).await;
+    assert_eq!(namespace["metadata"]["name"], "team-a");
+    let account = get(&["get", "serviceaccount", "bot", "-n", "team-a", "-o", "yaml"]).await;
+    assert_eq!(account["metadata"]["namespace"], "team-a");
+    let config = get(&["get", "configmap", "settings", "-n", "team-a", "-o", "yaml"]).await;
+    assert_eq!(config["data"]["mode"], "observe");
+    let role = get(&["get", "role", "reader", "-n", "team-a", "-o", "yaml"]).await;
+    assert_eq!(role["rules"][0]["verbs"][1], "list");
+    assert_eq!(
+        role["rules"][0]["apiGroups"][0],
+        "quicksight.selfupgrade.io"
+    );
+    let binding = get(&["get", "rolebinding", "reader", "-n", "team-a", "-o", "yaml"]).await;
+    assert_eq!(binding["roleRef"]["name"], "reader");
+    assert_eq!(binding["subjects"][0]["name"], "bot");
+}

@@ -183,6 +183,18 @@ impl ApiError {
         )
     }
 
+    /// 415, as kube-apiserver answers a protobuf body for a kind it has no message for.
+    pub fn not_protobuf_decodable(media_type: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types \
+                 include: application/json, application/yaml (not {media_type} for this kind)"
+            ),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }

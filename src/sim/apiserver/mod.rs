@@ -13,6 +13,7 @@ mod in_flight;
 mod meta_validation;
 mod objects;
 mod persist;
+mod protobuf;
 pub mod rbac;
 mod registry;
 mod selectors;

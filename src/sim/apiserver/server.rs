@@ -519,6 +519,10 @@ async fn handle(
     let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES).await else {
         return ApiError::too_large(MAX_REQUEST_BODY_BYTES).into_response();
     };
+    let body = match as_json(&headers, body) {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
     let path = uri.path().to_string();
     if matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
         return (StatusCode::OK, "ok").into_response();
@@ -580,6 +584,21 @@ async fn handle(
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
+}
+
+/// The body as JSON: a protobuf one (kubectl's typed commands) decoded, any other as sent.
+fn as_json(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let protobuf = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(super::protobuf::is_protobuf);
+    if !protobuf {
+        return Ok(body);
+    }
+    let object = super::protobuf::decode(&body)?;
+    serde_json::to_vec(&object)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The `/_apiserver/` commands (see [`super::faults`]).
