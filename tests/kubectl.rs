@@ -461,6 +461,13 @@ async fn typed_create_commands_work_in_protobuf() {
     };
     let namespace = get(&["get", "namespace", "team-a", "-o", "yaml"]).await;
     assert_eq!(namespace["metadata"]["name"], "team-a");
+    // As a real server's namespace strategy sets them.
+    assert_eq!(
+        namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
+    assert_eq!(namespace["spec"]["finalizers"][0], "kubernetes");
+    assert_eq!(namespace["status"]["phase"], "Active");
     let account = get(&["get", "serviceaccount", "bot", "-n", "team-a", "-o", "yaml"]).await;
     assert_eq!(account["metadata"]["namespace"], "team-a");
     let config = get(&["get", "configmap", "settings", "-n", "team-a", "-o", "yaml"]).await;

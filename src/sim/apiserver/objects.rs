@@ -649,6 +649,10 @@ fn commit(
         }
     }
 
+    if key.type_id == state.registry.namespace_type_id() {
+        namespace_defaults(&mut object, &key.name, old.is_none());
+    }
+
     // Identity and server-owned metadata.
     let metadata = &mut object["metadata"];
     metadata["name"] = json!(key.name);
@@ -760,6 +764,27 @@ fn commit(
         return Ok(old.cloned().unwrap_or(object));
     }
     Ok(put(state, store, key, object, kind))
+}
+
+/// What kube-apiserver's namespace strategy sets (`pkg/registry/core/namespace/strategy.go`):
+/// the `kubernetes.io/metadata.name` label on every write, and on create the `kubernetes`
+/// finalizer and phase `Active`.
+fn namespace_defaults(object: &mut Value, name: &str, creating: bool) {
+    object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    if !creating {
+        return;
+    }
+    let finalizers = &mut object["spec"]["finalizers"];
+    let listed = finalizers
+        .as_array()
+        .is_some_and(|all| all.iter().any(|f| f == "kubernetes"));
+    if !listed {
+        match finalizers.as_array_mut() {
+            Some(all) => all.push(json!("kubernetes")),
+            None => *finalizers = json!(["kubernetes"]),
+        }
+    }
+    object["status"] = json!({ "phase": "Active" });
 }
 
 /// What [`meta_validation`] finds wrong with `object`, stored under `key`.
