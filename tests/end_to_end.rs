@@ -491,10 +491,7 @@ async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
 /// reconcile wrote, and the 409 leaves the other writer's status in place for the next read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outcome_never_overwrites_a_status_written_while_the_call_was_out() {
-    use selfupgrade_operator::bindings::Bindings;
-    use selfupgrade_operator::playground::playground_timing;
-    use selfupgrade_operator::quicksight::RequestDirectory;
-    use selfupgrade_operator::reconcile::{self, Context};
+    use selfupgrade_operator::reconcile;
     use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RunningApiServer};
     use selfupgrade_operator::sim::quicksight::RunningSim;
     use std::sync::Arc;
@@ -517,13 +514,7 @@ async fn the_outcome_never_overwrites_a_status_written_while_the_call_was_out() 
         )
         .await
         .expect("created");
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        RequestDirectory::new(Arc::new(quicksight(&sim)), Duration::from_secs(5)),
-        Bindings::watch(client.clone(), true),
-        Some(REGION.into()),
-        playground_timing(),
-    ));
+    let ctx = operator_context(client.clone(), &sim);
     handle.hold_updates(ACCOUNT, "default", "approve-me");
     let reconciling = tokio::spawn(reconcile::reconcile(Arc::new(created), ctx));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

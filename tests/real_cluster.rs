@@ -9,14 +9,8 @@ use common::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
-use selfupgrade_operator::bindings::Bindings;
 use selfupgrade_operator::controller::{self, WatchScope};
-use selfupgrade_operator::playground::playground_timing;
-use selfupgrade_operator::quicksight::RequestDirectory;
-use selfupgrade_operator::reconcile::Context;
 use selfupgrade_operator::sim::quicksight::SimStatus;
-use std::sync::Arc;
-use std::time::Duration;
 
 async fn cluster_namespace(client: &kube::Client) -> String {
     use k8s_openapi::api::core::v1::Namespace;
@@ -48,13 +42,7 @@ async fn scenarios_converge_on_a_real_cluster() {
     ])
     .await;
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        RequestDirectory::new(Arc::new(quicksight(&sim)), Duration::from_secs(5)),
-        Bindings::watch(client.clone(), true),
-        Some(REGION.into()),
-        playground_timing(),
-    ));
+    let ctx = operator_context(client.clone(), &sim);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run(
         ctx,

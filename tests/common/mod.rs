@@ -78,6 +78,23 @@ pub fn sdk_client(sim: &RunningSim) -> aws_sdk_quicksight::Client {
     aws_sdk_quicksight::Client::from_conf(config)
 }
 
+/// The operator's context over `client` and the simulator, unbound accounts allowed, with the
+/// playground's timings: for tests that run reconciles or the controller themselves.
+pub fn operator_context(
+    client: kube::Client,
+    sim: &RunningSim,
+) -> std::sync::Arc<selfupgrade_operator::reconcile::Context> {
+    use selfupgrade_operator::bindings::Bindings;
+    use selfupgrade_operator::quicksight::RequestDirectory;
+    std::sync::Arc::new(selfupgrade_operator::reconcile::Context::new(
+        client.clone(),
+        RequestDirectory::new(std::sync::Arc::new(quicksight(sim)), Duration::from_secs(5)),
+        Bindings::watch(client, true),
+        Some(REGION.into()),
+        selfupgrade_operator::playground::playground_timing(),
+    ))
+}
+
 use kube::Api;
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
 use selfupgrade_operator::playground::{Playground, PlaygroundArgs, Tuning};
