@@ -23,6 +23,11 @@ use std::time::Duration;
 /// kube-rs and client-go ask for watches of ~5 minutes; without `timeoutSeconds`, 30 minutes.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// Whether the query asks for a watch (`watch=true` or `watch=1`).
+pub fn is_watch(query: &HashMap<String, String>) -> bool {
+    matches!(query.get("watch").map(String::as_str), Some("true" | "1"))
+}
+
 pub fn now() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -94,7 +99,7 @@ pub async fn dispatch(
         Some("status") if resource.status_subresource => {}
         Some(_) => return Err(ApiError::no_route()),
     }
-    let is_watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let is_watch = is_watch(query);
     let is_write = matches!(*method, Method::PUT | Method::PATCH);
     if is_write
         && target.subresource.as_deref() == Some("status")

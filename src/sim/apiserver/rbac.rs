@@ -58,6 +58,8 @@ impl Rbac {
             let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
             let object = serde_json::to_value(&value).map_err(|e| e.to_string())?;
             if RBAC_KINDS.contains(&object["kind"].as_str().unwrap_or_default()) {
+                // A manifest that does not parse fails the start, where its author sees it;
+                // one written later through the API only grants nothing.
                 Self::default().add(&object)?;
                 objects.push(object);
             }

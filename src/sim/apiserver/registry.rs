@@ -1,6 +1,7 @@
 //! The resource types the API server serves: every CRD in a directory (read from its YAML, not
 //! hard-coded) plus the few built-in kinds the operator and kubectl use.
 
+use super::rbac::RBAC_GROUP;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -148,32 +149,11 @@ impl Registry {
                     true,
                     &["netpol"],
                 ),
+                ResourceType::builtin(RBAC_GROUP, "v1", "roles", "Role", true, &[]),
+                ResourceType::builtin(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", true, &[]),
+                ResourceType::builtin(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", false, &[]),
                 ResourceType::builtin(
-                    "rbac.authorization.k8s.io",
-                    "v1",
-                    "roles",
-                    "Role",
-                    true,
-                    &[],
-                ),
-                ResourceType::builtin(
-                    "rbac.authorization.k8s.io",
-                    "v1",
-                    "rolebindings",
-                    "RoleBinding",
-                    true,
-                    &[],
-                ),
-                ResourceType::builtin(
-                    "rbac.authorization.k8s.io",
-                    "v1",
-                    "clusterroles",
-                    "ClusterRole",
-                    false,
-                    &[],
-                ),
-                ResourceType::builtin(
-                    "rbac.authorization.k8s.io",
+                    RBAC_GROUP,
                     "v1",
                     "clusterrolebindings",
                     "ClusterRoleBinding",
@@ -298,7 +278,7 @@ impl Registry {
         self.types
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.group == super::rbac::RBAC_GROUP)
+            .filter(|(_, t)| t.group == RBAC_GROUP)
             .map(|(id, _)| id)
     }
 

@@ -295,10 +295,10 @@ fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value)
 
 /// The RBAC the stored Roles, ClusterRoles and bindings grant.
 fn rbac_in(store: &Store, registry: &Registry) -> Rbac {
-    let ids: Vec<usize> = registry.rbac_type_ids().collect();
     Rbac::from_objects(
-        ids.iter()
-            .flat_map(|id| store.list(*id, None).map(|(_, object)| object)),
+        registry
+            .rbac_type_ids()
+            .flat_map(|id| store.list(id, None).map(|(_, object)| object)),
     )
 }
 
@@ -540,11 +540,12 @@ async fn handle(
         },
         None => return ApiError::unauthorized().into_response(),
     };
-    let watching = uri
+    let query: HashMap<String, String> = uri
         .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
     // Held until the answer is built (a watch's stream is long-running and not counted).
-    let _in_flight = match (&service_account, watching) {
+    let _in_flight = match (&service_account, objects::is_watch(&query)) {
         (Some(_), false) => match state.in_flight.admit(&method) {
             Some(admitted) => Some(admitted),
             None => return super::in_flight::too_many_requests(),
@@ -561,10 +562,6 @@ async fn handle(
         }
         return fault_command(&state, &method, command, &body);
     }
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
     let accept = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -725,10 +722,9 @@ fn attributes(
     target: &Target,
     query: &HashMap<String, String>,
 ) -> Attributes {
-    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (method.as_str(), &target.name) {
         ("GET", Some(_)) => "get",
-        ("GET", None) if watching => "watch",
+        ("GET", None) if objects::is_watch(query) => "watch",
         ("GET", None) => "list",
         ("POST", _) => "create",
         ("PUT", _) => "update",

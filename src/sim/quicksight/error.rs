@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::sigv4::Refusal;
 
-/// What AWS answers for an access key it never issued.
-const UNKNOWN_KEY: &str = "The security token included in the request is invalid.";
+/// What AWS answers for an access key it never issued (or a session token that is not its
+/// key's).
+pub const UNKNOWN_KEY: &str = "The security token included in the request is invalid.";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimError {

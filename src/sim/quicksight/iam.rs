@@ -5,7 +5,7 @@
 //! Enforcement is off by default: then any call whose signature verifies may act on any
 //! account. Signatures are always verified (`sigv4.rs`), with the secrets kept here.
 
-use super::error::SimError;
+use super::error::{SimError, UNKNOWN_KEY};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -122,9 +122,7 @@ impl Iam {
         let key = caller.access_key.as_str();
         if let Some(session) = self.sessions.get(key) {
             if caller.session_token.as_deref() != Some(session.token.as_str()) {
-                return Err(SimError::unrecognized_client(
-                    "The security token included in the request is invalid.",
-                ));
+                return Err(SimError::unrecognized_client(UNKNOWN_KEY));
             }
             if now >= session.expires_at {
                 return Err(SimError::expired_token(
@@ -148,9 +146,7 @@ impl Iam {
         if !self.settings.enforce {
             return Ok(());
         }
-        let principal = principal.ok_or_else(|| {
-            SimError::unrecognized_client("The security token included in the request is invalid.")
-        })?;
+        let principal = principal.ok_or_else(|| SimError::unrecognized_client(UNKNOWN_KEY))?;
         if account_of(&principal) == Some(account) {
             return Ok(());
         }
@@ -168,9 +164,9 @@ impl Iam {
         input: &AssumeRoleInput<'_>,
         now: i64,
     ) -> Result<IssuedCredentials, SimError> {
-        let principal = self.principal_of(caller, now)?.ok_or_else(|| {
-            SimError::invalid_client_token("The security token included in the request is invalid.")
-        })?;
+        let principal = self
+            .principal_of(caller, now)?
+            .ok_or_else(|| SimError::invalid_client_token(UNKNOWN_KEY))?;
         let denied = || {
             SimError::sts_access_denied(format!(
                 "User: {principal} is not authorized to perform: sts:AssumeRole on resource: {}",

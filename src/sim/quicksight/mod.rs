@@ -153,8 +153,8 @@ impl SimHandle {
         self.lock().iam.configure(settings);
     }
 
-    /// Issues a long-term access key pair: calls signed with it verify. A signature by a key
-    /// never issued (or by a session STS handed out) is refused, as AWS refuses it.
+    /// Issues a long-term access key pair: calls signed with it verify, as do calls signed with
+    /// credentials STS handed out; a signature by any other key is refused, as AWS refuses it.
     pub fn add_access_key(&self, access_key_id: &str, secret: &str) {
         self.lock().iam.add_access_key(access_key_id, secret);
     }
@@ -431,10 +431,7 @@ impl SimHandle {
         op: impl FnOnce(&mut World) -> Result<T, SimError>,
     ) -> (String, Result<T, SimError>) {
         let request_id = self.next_request_id();
-        let result = match signed_by {
-            Ok(caller) => self.call_signed(operation, account, &caller, op),
-            Err(refused) => Err(refused),
-        };
+        let result = signed_by.and_then(|caller| self.call_signed(operation, account, &caller, op));
         self.count(operation, account, &result);
         (request_id, result)
     }
