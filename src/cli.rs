@@ -397,9 +397,12 @@ pub struct ApiserverArgs {
     /// Port on 127.0.0.1 (0: any free port). The server's URL is the first line on stdout.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Directory of CRD YAML files to serve.
+    /// Directory of CRD YAML files installed at start.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))]
     pub crd_dir: std::path::PathBuf,
+    /// Install no CRDs at start: they are served once a client creates them (`kubectl apply`).
+    #[arg(long, conflicts_with = "crd_dir")]
+    pub empty: bool,
     /// Where to write the kubeconfig.
     #[arg(long, default_value = "apiserver.kubeconfig")]
     pub kubeconfig: std::path::PathBuf,
@@ -442,7 +445,7 @@ pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
     let server =
         crate::sim::apiserver::RunningApiServer::start(crate::sim::apiserver::ApiServerConfig {
             port: args.port,
-            crd_dir: args.crd_dir,
+            crd_dir: (!args.empty).then_some(args.crd_dir),
             history_limit: args.history_limit,
             state_dir: args.state_dir,
             max_requests_in_flight: args.max_requests_in_flight,

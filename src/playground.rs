@@ -16,6 +16,7 @@ use crate::sim::quicksight::{
 };
 use anyhow::Context as _;
 use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
+use futures::FutureExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,11 @@ pub struct PlaygroundArgs {
     /// Directory of CRD YAML files the API server serves.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))]
     pub crd_dir: PathBuf,
+    /// Start with nothing installed (no CRDs, no RBAC, no operator namespace), to install the
+    /// product as in a cluster: `kubectl apply -k deploy/`. The operator starts once its CRDs
+    /// are established and runs under the RBAC that installed.
+    #[arg(long, conflicts_with = "crd_dir")]
+    pub empty: bool,
     /// Port of the API server (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub apiserver_port: u16,
@@ -126,21 +132,9 @@ impl Playground {
             .collect();
         seed_accounts.dedup();
         let mirror_namespace = tuning.mirror_interval.map(|_| MIRROR_NAMESPACE);
-        let apiserver = RunningApiServer::start(ApiServerConfig {
-            port: args.apiserver_port,
-            crd_dir: args.crd_dir.clone(),
-            namespaces: vec!["default".to_string(), OPERATOR_NAMESPACE.to_string()],
-            rbac: Some(RbacSettings {
-                manifests: operator_rbac(mirror_namespace)?,
-                service_accounts: vec![(
-                    OPERATOR_NAMESPACE.to_string(),
-                    OPERATOR_SERVICE_ACCOUNT.to_string(),
-                )],
-            }),
-            ..ApiServerConfig::default()
-        })
-        .await
-        .context("starting the embedded API server")?;
+        let apiserver = RunningApiServer::start(apiserver_config(args, mirror_namespace)?)
+            .await
+            .context("starting the embedded API server")?;
         seed.add_access_key(OPERATOR_KEY.0, OPERATOR_KEY.1);
         seed.add_access_key(USER_KEY.0, USER_KEY.1);
         let quicksight = RunningSim::start(args.quicksight_port, seed)
@@ -150,41 +144,37 @@ impl Playground {
             .service_account_client(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
             .await
             .context("connecting to the embedded API server as the operator")?;
+        let installed = match args.empty {
+            true => Some(apiserver.client().await?),
+            false => None,
+        };
         let metrics = Arc::new(Metrics::default());
-        let measured = Measured::new(
-            Arc::new(simulator_client(&quicksight.endpoint())),
-            metrics.clone(),
-        );
-        let paced = Paced::new(Arc::new(measured), tuning.pacing)?;
-        // The playground is single-tenant: decisions in any namespace may act on any account
-        // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
-        // tenant guard at work.
-        let bindings = Bindings::watch(client.clone(), true);
-        let ctx = Context::new(
+        let operator = Operator {
             client,
-            RequestDirectory::new(Arc::new(paced), tuning.listing_ttl),
-            bindings,
-            Some(PLAYGROUND_REGION.to_string()),
-            tuning.timing,
-        )
-        .with_metrics(metrics.clone());
-        let ctx = Arc::new(match tuning.mirror_interval {
-            Some(interval) => ctx.with_mirror(MirrorSettings {
-                namespace: MIRROR_NAMESPACE.to_string(),
-                accounts: seed_accounts,
-                interval,
-            }),
-            None => ctx,
-        });
+            endpoint: quicksight.endpoint(),
+            metrics: metrics.clone(),
+            tuning,
+            mirror_accounts: seed_accounts,
+        };
         let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
-        let controller = tokio::spawn(controller::run(
-            ctx,
-            WatchScope::AllNamespaces,
-            8,
-            async move {
+        let controller = tokio::spawn(async move {
+            let stopped = async move {
                 let _ = stopped.await;
-            },
-        ));
+            }
+            .shared();
+            if let Some(admin) = installed {
+                tokio::select! {
+                    _ = wait_until_installed(admin) => {}
+                    _ = stopped.clone() => return,
+                }
+            }
+            if let Err(error) = operator.run(stopped).await {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "the playground's operator failed"
+                );
+            }
+        });
         Ok(Self {
             apiserver,
             quicksight,
@@ -200,6 +190,118 @@ impl Playground {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.controller).await;
         self.quicksight.stop().await;
         self.apiserver.stop().await;
+    }
+}
+
+/// The API server of the playground: with `deploy/`'s RBAC and the operator's namespace, or
+/// (`--empty`) with nothing installed.
+fn apiserver_config(
+    args: &PlaygroundArgs,
+    mirror_namespace: Option<&str>,
+) -> anyhow::Result<ApiServerConfig> {
+    let (crd_dir, namespaces, manifests) = match args.empty {
+        true => (None, vec!["default".to_string()], String::new()),
+        false => (
+            Some(args.crd_dir.clone()),
+            vec!["default".to_string(), OPERATOR_NAMESPACE.to_string()],
+            operator_rbac(mirror_namespace)?,
+        ),
+    };
+    Ok(ApiServerConfig {
+        port: args.apiserver_port,
+        crd_dir,
+        namespaces,
+        rbac: Some(RbacSettings {
+            manifests,
+            service_accounts: vec![(
+                OPERATOR_NAMESPACE.to_string(),
+                OPERATOR_SERVICE_ACCOUNT.to_string(),
+            )],
+        }),
+        ..ApiServerConfig::default()
+    })
+}
+
+/// The CRDs the operator watches, each of which must be established before it starts.
+const OPERATOR_CRDS: [&str; 2] = [
+    "selfupgradedecisions.quicksight.selfupgrade.io",
+    "quicksightaccounts.quicksight.selfupgrade.io",
+];
+
+/// Returns once the operator's CRDs are established, as a Deployment's pod would find them
+/// (a pod started earlier retries its watches until they are).
+async fn wait_until_installed(admin: kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(admin);
+    tracing::info!("waiting for the operator's CRDs: kubectl apply -k deploy/");
+    loop {
+        let mut established = 0;
+        for name in OPERATOR_CRDS {
+            let conditions = crds
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|crd| crd.status)
+                .and_then(|status| status.conditions)
+                .unwrap_or_default();
+            if conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                established += 1;
+            }
+        }
+        if established == OPERATOR_CRDS.len() {
+            tracing::info!("the operator's CRDs are established: starting the operator");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What the playground's operator is built from.
+struct Operator {
+    client: kube::Client,
+    endpoint: String,
+    metrics: Arc<Metrics>,
+    tuning: Tuning,
+    mirror_accounts: Vec<String>,
+}
+
+impl Operator {
+    /// The operator against the simulator, until `stopped`.
+    async fn run(
+        self,
+        stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) -> anyhow::Result<()> {
+        let measured = Measured::new(
+            Arc::new(simulator_client(&self.endpoint)),
+            self.metrics.clone(),
+        );
+        let paced = Paced::new(Arc::new(measured), self.tuning.pacing)?;
+        // The playground is single-tenant: decisions in any namespace may act on any account
+        // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
+        // tenant guard at work.
+        let bindings = Bindings::watch(self.client.clone(), true);
+        let ctx = Context::new(
+            self.client,
+            RequestDirectory::new(Arc::new(paced), self.tuning.listing_ttl),
+            bindings,
+            Some(PLAYGROUND_REGION.to_string()),
+            self.tuning.timing,
+        )
+        .with_metrics(self.metrics);
+        let ctx = Arc::new(match self.tuning.mirror_interval {
+            Some(interval) => ctx.with_mirror(MirrorSettings {
+                namespace: MIRROR_NAMESPACE.to_string(),
+                accounts: self.mirror_accounts,
+                interval,
+            }),
+            None => ctx,
+        });
+        controller::run(ctx, WatchScope::AllNamespaces, 8, stopped).await;
+        Ok(())
     }
 }
 
@@ -266,7 +368,8 @@ pub fn playground_seed() -> anyhow::Result<SimHandle> {
 /// Runs the playground until Ctrl-C / SIGTERM.
 pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
     let tuning = Tuning {
-        mirror_interval: Some(Duration::from_secs(5)),
+        // The mirror's grant is an overlay (`deploy/overlays/mirror`), not in `deploy/`.
+        mirror_interval: (!args.empty).then_some(Duration::from_secs(5)),
         ..Tuning::default()
     };
     let playground = Playground::start_tuned(&args, playground_seed()?, tuning).await?;
@@ -275,20 +378,33 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
         .write_kubeconfig(&args.kubeconfig)
         .context("writing the playground kubeconfig")?;
     let kc = args.kubeconfig.display();
+    let (operator, install, inbox) = match args.empty {
+        true => (
+            "starts once its CRDs are established, as ServiceAccount",
+            "\n  kubectl apply -k deploy/\
+             \n  kubectl wait --for condition=established crd --all",
+            "",
+        ),
+        false => (
+            "watching all namespaces, as ServiceAccount",
+            "",
+            "\n  kubectl get selfupgraderequests          # the inbox, mirrored from the simulator",
+        ),
+    };
     println!(
         "Playground running.\n\
          \n  Kubernetes API server   {api}  (kubeconfig: {kc})\
          \n  QuickSight simulator    {qs}  (admin: {qs}/_sim/requests)\
-         \n  Operator                watching all namespaces, region {region}, as ServiceAccount         \n                          {OPERATOR_NAMESPACE}/{OPERATOR_SERVICE_ACCOUNT} under deploy/'s RBAC\n\
+         \n  Operator                region {region}; {operator}\
+         \n                          {OPERATOR_NAMESPACE}/{OPERATOR_SERVICE_ACCOUNT} under deploy/'s RBAC\n\
          \nIn another terminal:\n\
-         \n  export KUBECONFIG={kc}\
+         \n  export KUBECONFIG={kc}{install}\
          \n  kubectl apply -f examples/\
          \n  kubectl get sud -w\
          \n  kubectl wait --for=condition=Ready sud/approve-alice\
          \n  kubectl describe sud/verify-carol\
          \n  kubectl patch sud verify-carol --type merge -p '{{\"spec\":{{\"action\":\"DENY\"}}}}'\
-         \n  kubectl delete sud approve-alice\
-         \n  kubectl get selfupgraderequests          # the inbox, mirrored from the simulator\n\
+         \n  kubectl delete sud approve-alice{inbox}\n\
          \nThe simulator verifies SigV4; the AWS CLI, boto3 and `requests` sign with\
          \n  export AWS_ACCESS_KEY_ID={user_key} AWS_SECRET_ACCESS_KEY={user_secret} AWS_REGION={region}\n\
          \nCtrl-C stops everything.",

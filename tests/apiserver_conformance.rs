@@ -14,7 +14,7 @@ use serde_json::json;
 async fn server(history_limit: usize) -> (RunningApiServer, Api<SelfUpgradeDecision>) {
     let server = RunningApiServer::start(ApiServerConfig {
         history_limit,
-        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        crd_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into()),
         ..ApiServerConfig::default()
     })
     .await
@@ -505,7 +505,7 @@ async fn lists_page_with_limit_and_continue_and_filter_by_labels() {
 async fn watches_that_allow_bookmarks_receive_them() {
     let server = RunningApiServer::start(ApiServerConfig {
         bookmark_interval: std::time::Duration::from_millis(200),
-        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        crd_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into()),
         ..ApiServerConfig::default()
     })
     .await
@@ -676,7 +676,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
 subjects: [{kind: ServiceAccount, name: reader, namespace: default}]
 "#;
     let server = RunningApiServer::start(ApiServerConfig {
-        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        crd_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into()),
         max_requests_in_flight: 2,
         rbac: Some(RbacSettings {
             manifests: reader_role.to_string(),

@@ -39,6 +39,7 @@ async fn start_with_crds(dir: &std::path::Path, handle: SimHandle) -> Playground
     let args = PlaygroundArgs {
         kubeconfig: dir.join("kubeconfig"),
         crd_dir: dir.to_path_buf(),
+        empty: false,
         apiserver_port: 0,
         quicksight_port: 0,
     };

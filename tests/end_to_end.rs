@@ -500,7 +500,7 @@ async fn the_outcome_never_overwrites_a_status_written_while_the_call_was_out() 
     let handle = world(vec![request("approve-me")]);
     let sim = RunningSim::start(0, handle.clone()).await.expect("sim");
     let apiserver = RunningApiServer::start(ApiServerConfig {
-        crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        crd_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into()),
         ..ApiServerConfig::default()
     })
     .await

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use selfupgrade_operator::playground::playground_seed;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -286,67 +285,43 @@ async fn kubectl_watch_prints_rows_as_status_changes() {
     playground.stop().await;
 }
 
-/// The manifests of `rendered` (YAML documents) other than CustomResourceDefinitions.
-fn without_crds(rendered: &str) -> String {
-    serde_yaml::Deserializer::from_str(rendered)
-        .map(|document| serde_yaml::Value::deserialize(document).expect("YAML"))
-        .filter(|object| object["kind"] != "CustomResourceDefinition")
-        .map(|object| serde_yaml::to_string(&object).expect("YAML"))
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-/// The install path of `deploy/base`: kubectl applies its manifests server-side (as a GitOps
-/// tool does) to an API server that holds no RBAC at all, and the operator then runs as the
-/// ServiceAccount they create, under the RBAC they grant — read from the cluster, not from a
-/// file — and decides a request. (The CRDs are served from `crds/` at start: the API server
-/// does not take CustomResourceDefinitions as objects yet.)
+/// The install path of the README: an empty playground (no CRDs, no RBAC, no operator
+/// namespace), `kubectl apply --server-side -k deploy/` as a GitOps tool applies it, `kubectl
+/// wait --for condition=established crd --all`, then the examples. The operator runs as the
+/// ServiceAccount `deploy/` creates, under the RBAC it grants — read from the cluster, not from
+/// a file — and decides a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_base_installs_with_kubectl_and_the_operator_runs_under_its_rbac() {
-    use kube::Api;
-    use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
-    use selfupgrade_operator::playground::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
-    use selfupgrade_operator::sim::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
+async fn deploy_installs_with_kubectl_on_an_empty_cluster_and_the_operator_runs_under_its_rbac() {
+    use selfupgrade_operator::playground::{Playground, PlaygroundArgs, Tuning};
     if !kubectl_available() {
         return;
     }
-    let server = RunningApiServer::start(ApiServerConfig {
-        rbac: Some(RbacSettings {
-            manifests: String::new(),
-            service_accounts: vec![(OPERATOR_NAMESPACE.into(), OPERATOR_SERVICE_ACCOUNT.into())],
-        }),
-        ..ApiServerConfig::default()
-    })
-    .await
-    .expect("starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = dir.path().join("admin.kubeconfig");
-    server.write_kubeconfig(&admin).expect("kubeconfig");
-    let operator_kubeconfig = dir.path().join("operator.kubeconfig");
-    let yaml = server
-        .service_account_kubeconfig_yaml(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
-        .expect("token issued");
-    std::fs::write(&operator_kubeconfig, yaml).expect("write");
-    let operator_client = server
-        .service_account_client(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
-        .await
-        .expect("client");
-    let as_operator: Api<SelfUpgradeDecision> = Api::all(operator_client);
-    assert!(
-        as_operator.list(&Default::default()).await.is_err(),
-        "no RBAC is installed yet"
-    );
+    let args = PlaygroundArgs {
+        kubeconfig: admin.clone(),
+        crd_dir: "unused".into(),
+        empty: true,
+        apiserver_port: 0,
+        quicksight_port: 0,
+    };
+    let playground =
+        Playground::start_tuned(&args, playground_seed().expect("seed"), Tuning::default())
+            .await
+            .expect("starts");
+    playground
+        .apiserver
+        .write_kubeconfig(&admin)
+        .expect("kubeconfig");
+    let nothing = kubectl(&admin, &["get", "crd", "-o", "name"]).await;
+    assert_eq!(text(&nothing).0, "", "an empty cluster");
 
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base");
-    let rendered = kubectl(&admin, &["kustomize", base]).await;
-    assert!(rendered.status.success(), "{:?}", text(&rendered));
-    let manifests = dir.path().join("base.yaml");
-    std::fs::write(&manifests, without_crds(&text(&rendered).0)).expect("write");
-    let manifests = manifests.to_str().expect("utf-8");
-    let applied = kubectl(&admin, &["apply", "--server-side", "-f", manifests]).await;
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+    let applied = kubectl(&admin, &["apply", "--server-side", "-k", deploy]).await;
     let (out, err) = text(&applied);
     assert!(applied.status.success(), "{out}\n{err}");
     for object in [
+        "customresourcedefinition.apiextensions.k8s.io/selfupgradedecisions.quicksight.selfupgrade.io",
         "namespace/selfupgrade-operator",
         "serviceaccount/selfupgrade-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/selfupgrade-operator",
@@ -359,43 +334,45 @@ async fn deploy_base_installs_with_kubectl_and_the_operator_runs_under_its_rbac(
             "{out}"
         );
     }
-    let listed = kubectl(
+    let established = kubectl(
         &admin,
         &[
-            "get",
-            "deploy,sa,svc",
-            "-n",
-            OPERATOR_NAMESPACE,
-            "-o",
-            "name",
+            "wait",
+            "--for",
+            "condition=established",
+            "crd",
+            "--all",
+            "--timeout=30s",
         ],
     )
     .await;
-    assert!(
-        text(&listed)
-            .0
-            .contains("deployment.apps/selfupgrade-operator"),
-        "{:?}",
-        text(&listed)
-    );
+    let (out, err) = text(&established);
+    assert!(established.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches("condition met").count(), 3, "{out}");
 
-    let sim = start_sim(vec![request("approve-me")]).await;
-    let _operator =
-        processes::operator(&operator_kubeconfig, &sim.endpoint(), "AKIDINSTALLED", &[]);
-    let decisions: Api<SelfUpgradeDecision> =
-        Api::namespaced(server.client().await.expect("client"), "default");
-    decisions
-        .create(
-            &Default::default(),
-            &new_decision("approve", ACCOUNT, "approve-me", Action::Approve),
-        )
-        .await
-        .expect("created");
-    wait_for(&decisions, "approve", 60, |d| {
-        is(d, "Ready", "True", "Applied")
-    })
+    let applied = kubectl(&admin, &["apply", "-f", EXAMPLES]).await;
+    assert!(applied.status.success(), "{:?}", text(&applied));
+    let ready = kubectl(
+        &admin,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "sud/approve-alice",
+            "--timeout=60s",
+        ],
+    )
     .await;
-    assert_eq!(sim.handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
+    assert!(ready.status.success(), "{:?}", text(&ready));
+    let decided = playground
+        .quicksight
+        .handle
+        .counters()
+        .count("UpdateSelfUpgrade", "ok");
+    assert!(
+        decided >= 1,
+        "the operator decided under the RBAC deploy/ installed"
+    );
+    playground.stop().await;
 }
 
 /// kubectl's typed `create` commands send their objects as protobuf (as to every real API

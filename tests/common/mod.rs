@@ -115,6 +115,7 @@ pub async fn start_tuned_playground(
     let args = PlaygroundArgs {
         kubeconfig: "unused.kubeconfig".into(),
         crd_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/crds").into(),
+        empty: false,
         apiserver_port: 0,
         quicksight_port: 0,
     };

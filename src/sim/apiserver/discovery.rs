@@ -4,6 +4,7 @@
 
 use super::registry::{Registry, ResourceType, verbs};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 pub const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -120,24 +121,27 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
-/// `/openapi/v3`: where each group-version's document lives.
+/// `/openapi/v3`: where each group-version's document lives. The `hash` changes with the
+/// document, as a real server's does: kubectl keeps documents in its cache by URL, so a CRD's
+/// new schema must come under a new one.
 pub fn openapi_root(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
-    let mut group_versions: Vec<(String, String)> = registry
-        .types
-        .iter()
-        .map(|t| (t.group.clone(), t.version.clone()))
-        .collect();
-    group_versions.dedup();
+    let group_versions = std::iter::once((String::new(), vec!["v1".to_string()]))
+        .chain(registry.groups())
+        .flat_map(|(group, versions)| versions.into_iter().map(move |v| (group.clone(), v)));
     for (group, version) in group_versions {
+        let Some(document) = openapi_group_version(registry, &group, &version) else {
+            continue;
+        };
         let key = if group.is_empty() {
             format!("api/{version}")
         } else {
             format!("apis/{group}/{version}")
         };
+        let hash = hex::encode_upper(sha2::Sha512::digest(document.to_string().as_bytes()));
         paths.insert(
             key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash=sim")}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
         );
     }
     json!({"paths": paths})

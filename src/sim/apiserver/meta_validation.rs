@@ -132,7 +132,7 @@ pub fn label_value(value: &str) -> Vec<String> {
     errors
 }
 
-fn invalid(field: &str, value: &str, message: String) -> Cause {
+pub(super) fn invalid(field: &str, value: &str, message: String) -> Cause {
     Cause {
         reason: "FieldValueInvalid",
         message: format!("Invalid value: {value:?}: {message}"),
@@ -140,7 +140,7 @@ fn invalid(field: &str, value: &str, message: String) -> Cause {
     }
 }
 
-fn required(field: &str) -> Cause {
+pub(super) fn required(field: &str) -> Cause {
     Cause {
         reason: "FieldValueRequired",
         message: "Required value".to_string(),

@@ -5,6 +5,7 @@
 //! server-side printing. A test and playground stand-in; never on the operator's path.
 
 mod apply;
+mod crds;
 mod discovery;
 mod errors;
 mod event_views;

@@ -93,7 +93,8 @@ pub async fn dispatch(
     body: Bytes,
     accept: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     match target.subresource.as_deref() {
         None => {}
         Some("status") if resource.status_subresource => {}
@@ -164,7 +165,8 @@ fn get(
     query: &HashMap<String, String>,
     as_table: bool,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let name = target.name.as_deref().unwrap_or_default();
     let store = state.lock_store();
     let object = store
@@ -193,7 +195,8 @@ fn list(
     query: &HashMap<String, String>,
     as_table: bool,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let labels =
         LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
     let fields =
@@ -283,7 +286,8 @@ fn create(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let mut object = parse_body(body)?;
     if let Some(ns) = object["metadata"]["namespace"].as_str()
         && target
@@ -317,7 +321,7 @@ fn create(
     let mut store = state.lock_store();
     if let Some(ns) = &target.namespace {
         let namespace_key = ObjectKey {
-            type_id: state.registry.namespace_type_id(),
+            type_id: state.registry().namespace_type_id(),
             namespace: String::new(),
             name: ns.clone(),
         };
@@ -340,7 +344,8 @@ fn update(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let name = target.name.clone().unwrap_or_default();
     let object = parse_body(body)?;
     let mut store = state.lock_store();
@@ -387,7 +392,8 @@ fn patch(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let name = target.name.clone().unwrap_or_default();
     let content_type = headers
         .get("content-type")
@@ -494,7 +500,8 @@ fn patch(
 }
 
 fn delete(state: &ApiState, target: &Target, body: &Bytes) -> Result<Response, ApiError> {
-    let resource = &state.registry.types[target.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[target.type_id];
     let name = target.name.clone().unwrap_or_default();
     let options: Value = if body.is_empty() {
         json!({})
@@ -539,7 +546,7 @@ fn delete(state: &ApiState, target: &Target, body: &Bytes) -> Result<Response, A
 }
 
 fn remove_namespace_contents(state: &ApiState, store: &mut Store, namespace: &str) {
-    for type_id in 0..state.registry.types.len() {
+    for type_id in 0..state.registry().types.len() {
         let keys: Vec<ObjectKey> = store
             .list(type_id, Some(namespace))
             .map(|(k, _)| k.clone())
@@ -561,6 +568,7 @@ fn put(
     kind: ChangeKind,
 ) -> Value {
     let grants = is_rbac(state, &key);
+    let defines = is_crd(state, &key);
     let stored = match view_key(state, &key) {
         Some((view_key, shape)) => {
             let view = event_views::convert(&object, shape);
@@ -571,28 +579,52 @@ fn put(
     if grants {
         state.refresh_rbac(store);
     }
+    if defines {
+        state.refresh_crds(store);
+    }
     stored
 }
 
 /// Whether `key` is a Role, ClusterRole or binding: writing it changes what is allowed.
 fn is_rbac(state: &ApiState, key: &ObjectKey) -> bool {
-    state.registry.types[key.type_id].group == super::rbac::RBAC_GROUP
+    state.registry().types[key.type_id].group == super::rbac::RBAC_GROUP
 }
 
-/// Removes an object, and an Event in both its shapes.
+/// Whether `key` is a CustomResourceDefinition: writing it changes what is served.
+fn is_crd(state: &ApiState, key: &ObjectKey) -> bool {
+    state.registry().crd_type_id() == Some(key.type_id)
+}
+
+/// Removes an object, and an Event in both its shapes; a CRD with all its custom resources.
 fn remove(state: &ApiState, store: &mut Store, key: &ObjectKey) -> Option<Value> {
     let view = view_key(state, key).map(|(view_key, _)| view_key);
     let removed = store.remove(key, view.as_ref());
     if is_rbac(state, key) {
         state.refresh_rbac(store);
     }
+    if let (true, Some(crd)) = (is_crd(state, key), &removed) {
+        remove_custom_resources(state, store, crd);
+        state.refresh_crds(store);
+    }
     removed
+}
+
+/// What the API server's `customresourcecleanup` finalizer does before a CRD goes: every
+/// object of its types is deleted (done at once here; watchers see each go).
+fn remove_custom_resources(state: &ApiState, store: &mut Store, crd: &Value) {
+    for type_id in state.registry().type_ids_of_crd(crd) {
+        let keys: Vec<ObjectKey> = store.list(type_id, None).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            store.remove(&key, None);
+        }
+    }
 }
 
 /// Where the other shape of an Event is stored, and the shape `key`'s type writes.
 fn view_key(state: &ApiState, key: &ObjectKey) -> Option<(ObjectKey, EventShape)> {
-    let shape = event_views::shape_of(&state.registry, key.type_id)?;
-    let type_id = event_views::other_type(&state.registry, shape)?;
+    let registry = state.registry();
+    let shape = event_views::shape_of(&registry, key.type_id)?;
+    let type_id = event_views::other_type(&registry, shape)?;
     Some((
         ObjectKey {
             type_id,
@@ -612,8 +644,13 @@ fn commit(
     mut object: Value,
     write: &Write<'_>,
 ) -> Result<Value, ApiError> {
-    let resource = &state.registry.types[key.type_id];
+    let registry = state.registry();
+    let resource = &registry.types[key.type_id];
     let status_write = write.target.subresource.as_deref() == Some("status");
+    if !resource.served {
+        // Its CRD went while the request was on its way.
+        return Err(ApiError::no_route());
+    }
     if !object.is_object() {
         return Err(ApiError::bad_request("the request body is not an object"));
     }
@@ -654,8 +691,12 @@ fn commit(
         }
     }
 
-    if key.type_id == state.registry.namespace_type_id() {
+    if key.type_id == registry.namespace_type_id() {
         namespace_defaults(&mut object, &key.name, old.is_none());
+    }
+    if registry.crd_type_id() == Some(key.type_id) {
+        super::crds::set_defaults(&mut object);
+        super::crds::set_status(&mut object, old);
     }
 
     // Identity and server-owned metadata.
@@ -699,13 +740,13 @@ fn commit(
     }
 
     // Metadata (and Events) as kube-apiserver checks them for every resource.
-    let causes = metadata_causes(state, &key, &object);
+    let causes = metadata_causes(state, &key, &object, old);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&resource.kind_name(), &key.name, causes));
     }
 
     // Admission: defaults, pruning, schema, CEL (transition rules against the stored object).
-    if let Some(Some(validator)) = state.validators.get(key.type_id) {
+    if let Some(validator) = registry.validator(key.type_id) {
         let admitted = validator
             .admit(object, old)
             .map_err(|causes| ApiError::invalid(&resource.kind_name(), &key.name, causes))?;
@@ -793,9 +834,15 @@ fn namespace_defaults(object: &mut Value, name: &str, creating: bool) {
 }
 
 /// What [`meta_validation`] finds wrong with `object`, stored under `key`.
-fn metadata_causes(state: &ApiState, key: &ObjectKey, object: &Value) -> Vec<super::errors::Cause> {
-    let resource = &state.registry.types[key.type_id];
-    let rule = if key.type_id == state.registry.namespace_type_id() {
+fn metadata_causes(
+    state: &ApiState,
+    key: &ObjectKey,
+    object: &Value,
+    old: Option<&Value>,
+) -> Vec<super::errors::Cause> {
+    let registry = state.registry();
+    let resource = &registry.types[key.type_id];
+    let rule = if key.type_id == registry.namespace_type_id() {
         meta_validation::NameRule::Label
     } else {
         meta_validation::NameRule::Subdomain
@@ -804,6 +851,9 @@ fn metadata_causes(state: &ApiState, key: &ObjectKey, object: &Value) -> Vec<sup
     match (resource.group.as_str(), resource.plural.as_str()) {
         ("events.k8s.io", "events") => causes.extend(meta_validation::event(object)),
         ("", "events") => causes.extend(meta_validation::legacy_event(object)),
+        (super::registry::CRD_GROUP, "customresourcedefinitions") => {
+            causes.extend(super::crds::causes(object, old))
+        }
         _ => {}
     }
     causes

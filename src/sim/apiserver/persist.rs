@@ -32,11 +32,11 @@ struct Snapshot {
 /// One object, its type named by resource (`selfupgradedecisions.quicksight.selfupgrade.io`),
 /// not by the registry's index, which may differ between versions.
 #[derive(Serialize, Deserialize)]
-struct StoredObject {
-    resource: String,
-    namespace: String,
-    name: String,
-    object: Value,
+pub struct StoredObject {
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub object: Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +58,9 @@ pub enum PersistError {
 }
 
 /// An earlier run's revision and objects.
-pub type Restored = (u64, BTreeMap<ObjectKey, Value>);
+pub type Restored = (u64, Vec<StoredObject>);
 
-/// The state directory, with the registry's type names to map keys to and from.
+/// The state directory, with the registry's type names to map keys to.
 pub struct StateDir {
     dir: PathBuf,
     /// Resource name of each registry type, by index.
@@ -68,12 +68,18 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    pub fn new(dir: &Path, resources: Vec<String>) -> Result<Self, PersistError> {
+    pub fn new(dir: &Path) -> Result<Self, PersistError> {
         std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            resources,
+            resources: Vec::new(),
         })
+    }
+
+    /// The resource name of each type id, for the snapshots written from now on (the types
+    /// served change as CRDs are created).
+    pub fn name_types(&mut self, resources: Vec<String>) {
+        self.resources = resources;
     }
 
     fn objects_path(&self) -> PathBuf {
@@ -95,18 +101,22 @@ impl StateDir {
 
     /// The objects and revision of an earlier run, if there was one.
     pub fn objects(&self) -> Result<Option<Restored>, PersistError> {
-        let path = self.objects_path();
-        let Some(snapshot) = read_json::<Snapshot>(&path)? else {
-            return Ok(None);
-        };
-        let mut objects = BTreeMap::new();
-        for stored in snapshot.objects {
-            let type_id = self
-                .resources
+        Ok(read_json::<Snapshot>(&self.objects_path())?.map(|s| (s.revision, s.objects)))
+    }
+
+    /// `objects` keyed by the type id of their resource in `resources` (by index).
+    pub fn keyed(
+        &self,
+        objects: Vec<StoredObject>,
+        resources: &[String],
+    ) -> Result<BTreeMap<ObjectKey, Value>, PersistError> {
+        let mut keyed = BTreeMap::new();
+        for stored in objects {
+            let type_id = resources
                 .iter()
                 .position(|r| *r == stored.resource)
                 .ok_or_else(|| PersistError::UnknownResource {
-                    path: path.display().to_string(),
+                    path: self.objects_path().display().to_string(),
                     resource: stored.resource.clone(),
                 })?;
             let key = ObjectKey {
@@ -114,9 +124,9 @@ impl StateDir {
                 namespace: stored.namespace,
                 name: stored.name,
             };
-            objects.insert(key, stored.object);
+            keyed.insert(key, stored.object);
         }
-        Ok(Some((snapshot.revision, objects)))
+        Ok(keyed)
     }
 
     /// Writes every object and the revision, replacing the last snapshot whole.
@@ -183,7 +193,8 @@ mod tests {
             "namespaces".to_string(),
             "leases.coordination.k8s.io".into(),
         ];
-        let state = StateDir::new(dir.path(), resources.clone()).expect("dir");
+        let mut state = StateDir::new(dir.path()).expect("dir");
+        state.name_types(resources.clone());
         assert!(state.objects().expect("readable").is_none(), "a first run");
         let key = ObjectKey {
             type_id: 1,
@@ -201,15 +212,16 @@ mod tests {
         };
         state.save_identity(&identity).expect("saved");
 
-        let again = StateDir::new(dir.path(), resources).expect("dir");
+        let again = StateDir::new(dir.path()).expect("dir");
         let (revision, restored) = again.objects().expect("readable").expect("present");
         assert_eq!(revision, 7);
-        assert_eq!(restored.get(&key), Some(&object));
+        let keyed = again.keyed(restored, &resources).expect("known");
+        assert_eq!(keyed.get(&key), Some(&object));
         assert_eq!(again.identity().expect("readable"), Some(identity));
 
-        let renamed = StateDir::new(dir.path(), vec!["namespaces".into()]).expect("dir");
+        let (_, restored) = again.objects().expect("readable").expect("present");
         assert!(matches!(
-            renamed.objects(),
+            again.keyed(restored, &["namespaces".into()]),
             Err(PersistError::UnknownResource { .. })
         ));
     }

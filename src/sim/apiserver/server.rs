@@ -8,9 +8,8 @@ use super::in_flight::InFlightLimit;
 use super::objects;
 use super::persist::{Identity, StateDir};
 use super::rbac::{Attributes, Permission, Rbac, service_account_user};
-use super::registry::Registry;
+use super::registry::{Registry, crds_in_dir};
 use super::store::{ChangeKind, ObjectKey, Store};
-use super::validation::{TypeValidator, validator_for};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,8 +27,9 @@ use std::time::Duration;
 pub struct ApiServerConfig {
     /// 0: any free port on 127.0.0.1.
     pub port: u16,
-    /// Directory whose CustomResourceDefinition YAML files are served.
-    pub crd_dir: PathBuf,
+    /// Directory whose CustomResourceDefinitions are installed at start (as if created then);
+    /// `None`: none, until a client creates them.
+    pub crd_dir: Option<PathBuf>,
     /// Changes retained for watches from an older resourceVersion.
     pub history_limit: usize,
     /// How often watches that allow bookmarks get one.
@@ -61,7 +61,7 @@ impl Default for ApiServerConfig {
     fn default() -> Self {
         Self {
             port: 0,
-            crd_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/crds")),
+            crd_dir: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))),
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(60),
             namespaces: vec!["default".to_string()],
@@ -77,8 +77,8 @@ impl Default for ApiServerConfig {
 pub enum StartError {
     #[error(transparent)]
     Registry(#[from] super::registry::RegistryError),
-    #[error("CRD {resource}: {message}")]
-    Schema { resource: String, message: String },
+    #[error("CRD {0}")]
+    Schema(String),
     #[error("RBAC manifests: {0}")]
     Rbac(String),
     #[error("binding the API server's port: {0}")]
@@ -97,8 +97,8 @@ pub enum StartError {
 
 /// Shared by every request.
 pub struct ApiState {
-    pub registry: Registry,
-    pub validators: Vec<Option<TypeValidator>>,
+    /// What is served; replaced (under the store's lock) when a CRD changes.
+    registry: RwLock<Arc<Registry>>,
     store: Mutex<Store>,
     pub token: String,
     pub address: String,
@@ -191,8 +191,29 @@ impl ApiState {
 
     /// Rebuilds the RBAC in force from the RBAC objects in `store` (after one of them changed).
     pub fn refresh_rbac(&self, store: &Store) {
-        let rbac = rbac_in(store, &self.registry);
+        let rbac = rbac_in(store, &self.registry());
         *self.rbac.write().unwrap_or_else(|p| p.into_inner()) = rbac;
+    }
+
+    /// The types served now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves exactly the CRDs in `store` (after one of them changed). Called with the store
+    /// locked, so a write never sees a type its CRD no longer defines.
+    pub fn refresh_crds(&self, store: &mut Store) {
+        match serving_stored_crds(&self.registry(), store) {
+            Ok(next) => {
+                store.name_types(resource_names(&next));
+                *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+            }
+            // Admission compiled every schema already: reaching this is a defect here.
+            Err(message) => tracing::error!(%message, "a stored CRD cannot be served"),
+        }
     }
 
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
@@ -231,21 +252,37 @@ fn identity(state_dir: Option<&StateDir>) -> Result<Identity, StartError> {
 }
 
 /// The objects an earlier run left in the state directory, else the namespaces that exist at
-/// start; written through to the state directory from here on.
+/// start; then the CRDs of `--crd-dir` and the RBAC objects given, each unless one of its name
+/// is stored; written through to the state directory from here on. Returns the registry that
+/// serves the CRDs stored.
 fn initial_store(
     config: &ApiServerConfig,
-    registry: &Registry,
-    state_dir: Option<StateDir>,
+    mut state_dir: Option<StateDir>,
+    crds: Vec<Value>,
     rbac_objects: Vec<Value>,
-) -> Result<Store, StartError> {
+) -> Result<(Store, Registry), StartError> {
     let mut store = Store::new(config.history_limit);
+    let mut registry = Registry::with_builtins();
     match state_dir
         .as_ref()
         .map(StateDir::objects)
         .transpose()?
         .flatten()
     {
-        Some((revision, objects)) => store.restore(revision, objects),
+        Some((revision, objects)) => {
+            let crd_resource = "customresourcedefinitions.apiextensions.k8s.io";
+            registry = registry
+                .serving(
+                    objects
+                        .iter()
+                        .filter(|o| o.resource == crd_resource)
+                        .map(|o| &o.object),
+                )
+                .map_err(StartError::Schema)?;
+            if let Some(dir) = &state_dir {
+                store.restore(revision, dir.keyed(objects, &resource_names(&registry))?);
+            }
+        }
         None => {
             for namespace in &config.namespaces {
                 let key = ObjectKey {
@@ -257,19 +294,31 @@ fn initial_store(
             }
         }
     }
-    for object in rbac_objects {
-        add_unless_present(&mut store, registry, object);
+    for mut crd in crds {
+        super::crds::set_defaults(&mut crd);
+        super::crds::set_status(&mut crd, None);
+        add_unless_present(&mut store, &registry, crd);
     }
-    if let Some(dir) = state_dir {
+    let registry = serving_stored_crds(&registry, &store).map_err(StartError::Schema)?;
+    for object in rbac_objects {
+        add_unless_present(&mut store, &registry, object);
+    }
+    if let Some(mut dir) = state_dir.take() {
+        dir.name_types(resource_names(&registry));
         store.persist_to(dir);
     }
-    Ok(store)
+    Ok((store, registry))
 }
 
-/// Stores an RBAC object given at start, as if created then, unless a stored one has its name.
+/// Stores an object given at start (a CRD or an RBAC object), as if created then, unless a
+/// stored one has its name.
 fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value) {
+    let group = object["apiVersion"]
+        .as_str()
+        .and_then(|v| v.rsplit_once('/'))
+        .map_or("", |(group, _)| group);
     let kind = object["kind"].as_str().unwrap_or_default();
-    let Some(type_id) = registry.type_id_of_kind(super::rbac::RBAC_GROUP, kind) else {
+    let Some(type_id) = registry.type_id_of_kind(group, kind) else {
         return;
     };
     let key = ObjectKey {
@@ -291,6 +340,19 @@ fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value)
         objects::stamp_new(&mut object);
         store.put(key, object, ChangeKind::Added);
     }
+}
+
+/// `registry` serving exactly the CRDs stored in `store`.
+fn serving_stored_crds(registry: &Registry, store: &Store) -> Result<Registry, String> {
+    let Some(crd_type) = registry.crd_type_id() else {
+        return Ok(registry.clone());
+    };
+    registry.serving(store.list(crd_type, None).map(|(_, crd)| crd))
+}
+
+/// The resource name of each type, by id (how the state directory names types).
+fn resource_names(registry: &Registry) -> Vec<String> {
+    registry.types.iter().map(|t| t.resource_name()).collect()
 }
 
 /// The RBAC the stored Roles, ClusterRoles and bindings grant.
@@ -317,31 +379,15 @@ pub struct RunningApiServer {
 
 impl RunningApiServer {
     pub async fn start(config: ApiServerConfig) -> Result<Self, StartError> {
-        let mut registry = Registry::with_builtins();
-        registry.load_crd_dir(&config.crd_dir)?;
-        let validators = registry
-            .types
-            .iter()
-            .map(|t| {
-                validator_for(t)
-                    .transpose()
-                    .map_err(|message| StartError::Schema {
-                        resource: t.resource_name(),
-                        message,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let crds = match &config.crd_dir {
+            Some(dir) => crds_in_dir(dir)?,
+            None => Vec::new(),
+        };
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(StartError::Bind)?;
         listener.set_nonblocking(true).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let state_dir = match &config.state_dir {
-            Some(dir) => Some(StateDir::new(
-                dir,
-                registry.types.iter().map(|t| t.resource_name()).collect(),
-            )?),
-            None => None,
-        };
+        let state_dir = config.state_dir.as_deref().map(StateDir::new).transpose()?;
         let identity = identity(state_dir.as_ref())?;
         let certificate_pem = identity.certificate_pem.clone();
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
@@ -358,11 +404,10 @@ impl RunningApiServer {
             .iter()
             .map(|(namespace, name)| (random_token(), service_account_user(namespace, name)))
             .collect();
-        let store = initial_store(&config, &registry, state_dir, rbac_objects)?;
+        let (store, registry) = initial_store(&config, state_dir, crds, rbac_objects)?;
         let rbac = RwLock::new(rbac_in(&store, &registry));
         let state = Arc::new(ApiState {
-            registry,
-            validators,
+            registry: RwLock::new(Arc::new(registry)),
             store: Mutex::new(store),
             token: token.clone(),
             address: addr.to_string(),
@@ -642,7 +687,7 @@ async fn route(
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let registry = &state.registry;
+    let registry = &*state.registry();
     let aggregated = |core: bool| {
         let mut response = json_response(discovery::aggregated(registry, core));
         if let Ok(value) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
@@ -749,12 +794,7 @@ fn attributes(
 
 /// Maps the part of a resource URL after the group-version onto a [`Target`].
 fn resolve(registry: &Registry, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-    let type_id = |plural: &str| {
-        registry
-            .types
-            .iter()
-            .position(|t| t.group == group && t.version == version && t.plural == plural)
-    };
+    let type_id = |plural: &str| registry.type_id(group, version, plural);
     let namespaced_path =
         rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2], "status" | "finalize");
     if namespaced_path {

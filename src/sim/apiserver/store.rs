@@ -83,6 +83,13 @@ impl Store {
         self.save();
     }
 
+    /// The resource name of each type id, for what is written to the state directory.
+    pub fn name_types(&mut self, resources: Vec<String>) {
+        if let Some(dir) = &mut self.persist {
+            dir.name_types(resources);
+        }
+    }
+
     fn save(&self) {
         if let Some(dir) = &self.persist
             && let Err(error) = dir.save_objects(self.revision, self.objects.iter())

@@ -3,7 +3,6 @@
 //! `x-kubernetes-validations` (including transition rules against the stored object).
 
 use super::errors::Cause;
-use super::registry::ResourceType;
 use serde_json::{Map, Value};
 
 /// The compiled validators of one resource type.
@@ -62,10 +61,6 @@ impl TypeValidator {
             Err(causes)
         }
     }
-}
-
-pub fn validator_for(resource: &ResourceType) -> Option<Result<TypeValidator, String>> {
-    resource.schema.as_ref().map(TypeValidator::new)
 }
 
 /// OpenAPI v3 schemas say `nullable: true` where JSON Schema says `type: [t, "null"]`.

@@ -102,8 +102,8 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
                 _ = bookmarks.tick(), if request.bookmarks => {
                     let current = state.lock_store().revision();
                     let bookmark = json!({"type": "BOOKMARK", "object": {
-                        "kind": state.registry.types[request.target.type_id].kind,
-                        "apiVersion": state.registry.types[request.target.type_id].api_version(),
+                        "kind": state.registry().types[request.target.type_id].kind,
+                        "apiVersion": state.registry().types[request.target.type_id].api_version(),
                         "metadata": {"resourceVersion": current.max(last_revision).to_string()},
                     }});
                     if send(&mut tx, &bookmark).await.is_err() { return; }
@@ -145,7 +145,7 @@ fn selected(request: &WatchRequest, object: &Value) -> bool {
 
 fn event(state: &ApiState, request: &WatchRequest, kind: &str, object: &Value) -> Value {
     let object = if request.as_table {
-        let resource = &state.registry.types[request.target.type_id];
+        let resource = &state.registry().types[request.target.type_id];
         let revision = object["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or_default()
