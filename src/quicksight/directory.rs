@@ -133,9 +133,10 @@ impl RequestDirectory {
         if let Some(answer) = self.cached_answer(scope, upgrade_request_id, asked_at, fresh) {
             return Ok(answer);
         }
+        let started = Instant::now();
         let by_id = self.list_all(scope).await?;
         let answer = by_id.get(upgrade_request_id).cloned();
-        self.keep_listing(scope, by_id);
+        self.keep_listing(scope, by_id, started);
         Ok(answer)
     }
 
@@ -144,16 +145,20 @@ impl RequestDirectory {
     pub async fn list(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
         let fetching = self.with_entry(scope, |entry| entry.fetching.clone());
         let _single_flight = fetching.lock().await;
+        let started = Instant::now();
         let by_id = self.list_all(scope).await?;
         let requests = by_id.values().cloned().collect();
-        self.keep_listing(scope, by_id);
+        self.keep_listing(scope, by_id, started);
         Ok(requests)
     }
 
-    fn keep_listing(&self, scope: &Scope, by_id: HashMap<String, RequestDetail>) {
+    /// Keeps a listing as of when it `started`: its pages show the requests as they were from
+    /// then on, so a question asked after that start but before its end (a caller that waited
+    /// for this single flight after a refused call) must not take it as fresh.
+    fn keep_listing(&self, scope: &Scope, by_id: HashMap<String, RequestDetail>, started: Instant) {
         self.with_entry(scope, |entry| {
             entry.listing = Some(Listing {
-                fetched_at: Instant::now(),
+                fetched_at: started,
                 by_id,
                 unknown: HashSet::new(),
             })
