@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
 
 /// One served (group, version, resource).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ResourceType {
     pub group: String,
     pub version: String,
@@ -105,18 +105,6 @@ impl ResourceType {
             printer_columns: Vec::new(),
             served: true,
         }
-    }
-
-    /// Whether `other` is this type with nothing changed that admission or printing reads.
-    fn same_definition(&self, other: &ResourceType) -> bool {
-        self.schema == other.schema
-            && self.printer_columns == other.printer_columns
-            && self.status_subresource == other.status_subresource
-            && self.namespaced == other.namespaced
-            && self.kind == other.kind
-            && self.short_names == other.short_names
-            && self.categories == other.categories
-            && self.singular == other.singular
     }
 }
 
@@ -231,12 +219,11 @@ impl Registry {
                 && t.version == resource.version
                 && t.plural == resource.plural
         });
-        let unchanged = existing.is_some_and(|id| {
-            self.types[id].same_definition(&resource) && self.validators[id].is_some()
-        });
-        if let (Some(id), true) = (existing, unchanged) {
+        if let Some(id) = existing {
             self.types[id].served = true;
-            return Ok(());
+            if self.types[id] == resource {
+                return Ok(());
+            }
         }
         let validator = compile(&resource)?;
         match existing {

@@ -270,12 +270,14 @@ fn initial_store(
         .flatten()
     {
         Some((revision, objects)) => {
-            let crd_resource = "customresourcedefinitions.apiextensions.k8s.io";
+            let crd_resource = registry
+                .crd_type_id()
+                .map(|id| registry.types[id].resource_name());
             registry = registry
                 .serving(
                     objects
                         .iter()
-                        .filter(|o| o.resource == crd_resource)
+                        .filter(|o| Some(&o.resource) == crd_resource.as_ref())
                         .map(|o| &o.object),
                 )
                 .map_err(StartError::Schema)?;
