@@ -4,8 +4,8 @@
 //! written only when it changed.
 
 use crate::api::{QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision};
+use crate::context::{Context, FIELD_MANAGER};
 use crate::quicksight::Credentials;
-use crate::reconcile::{Context, FIELD_MANAGER};
 use crate::tenancy::{self, Grant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;

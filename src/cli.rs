@@ -1,34 +1,41 @@
-//! The command line: `run` (the controller), `crd` (prints the CRD), `sim` (the QuickSight
-//! simulator).
+//! The operator's command line: `run` (the controller), `crd` (prints the CRDs), `requests`
+//! (the inbox). The stand-ins' commands live in the test bed's binary, which reuses these.
 
 use crate::api::{QuickSightAccount, SelfUpgradeDecision, SelfUpgradeRequest};
 use crate::bindings::Bindings;
+use crate::context::{Context, Timing};
 use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
-use crate::metrics::{Measured, Metrics};
-use crate::quicksight::{Paced, PacingSettings, RequestDirectory, SdkQuickSight, SdkSettings};
-use crate::reconcile::{Context, Timing};
-use crate::sim::quicksight::{
-    self as qs_sim, EpochUnit, FaultSettings, RunningSim, SeedFile, SimHandle, World,
-};
+use crate::metrics::Metrics;
+use crate::quicksight::{PacingSettings, SdkQuickSight, SdkSettings};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(name = "selfupgrade-operator", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub logging: Logging,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The logging flags every command takes (the test bed's binary too).
+#[derive(Args, Debug, Clone)]
+pub struct Logging {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -44,16 +51,36 @@ pub enum Command {
     /// Print the CustomResourceDefinitions (SelfUpgradeDecision, QuickSightAccount,
     /// SelfUpgradeRequest) as YAML.
     Crd(CrdArgs),
-    /// Run the QuickSight self-upgrade simulator (for tests and local trials).
-    Sim(SimArgs),
-    /// Run an embedded Kubernetes API server, the QuickSight simulator and the operator together.
-    Playground(crate::playground::PlaygroundArgs),
-    /// Run only the embedded Kubernetes API server (for tests and local trials).
-    Apiserver(ApiserverArgs),
     /// The request inbox: list an account's self-upgrade requests, or turn them into decisions.
-    Requests(crate::inbox_command::RequestsArgs),
-    /// The end-to-end benchmark (build with --release): prints a table, optionally writes it.
-    Bench(crate::bench::BenchArgs),
+    Requests(Box<crate::inbox_command::RequestsArgs>),
+}
+
+/// Runs one of the operator's commands (logging already set up).
+pub async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(run) => run_controller(*run).await,
+        Command::Crd(crd) => print_crds(&crd),
+        Command::Requests(args) => crate::inbox_command::run(*args).await,
+    }
+}
+
+impl Logging {
+    /// Logs go to stderr, so that stdout stays clean for `crd` and the servers' address lines.
+    pub fn init(&self) -> anyhow::Result<()> {
+        let filter = match std::env::var("RUST_LOG") {
+            Ok(from_env) => EnvFilter::try_new(from_env)?,
+            Err(_) => EnvFilter::try_new(&self.log_level)?,
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
+        match self.log_format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -275,226 +302,22 @@ impl RunArgs {
     }
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct SimArgs {
-    /// Port on 127.0.0.1 (0: any free port). The bound address is the first line on stdout.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Seed file (YAML or JSON) with accounts and requests.
-    #[arg(long)]
-    pub seed_file: Option<std::path::PathBuf>,
-    /// Generate this many PENDING requests in each --account.
-    #[arg(long, default_value_t = 0)]
-    pub generate: usize,
-    /// Account to create (repeatable); `--generate` fills each.
-    #[arg(long = "account")]
-    pub accounts: Vec<String>,
-    /// QuickSight namespace of the --account accounts.
-    #[arg(long, default_value = "default")]
-    pub quicksight_namespace: String,
-    /// Seed for generated requests and random faults.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Fraction of calls answered ThrottlingException.
-    #[arg(long, default_value_t = 0.0)]
-    pub throttle_fraction: f64,
-    /// Fraction of calls answered InternalFailureException.
-    #[arg(long, default_value_t = 0.0)]
-    pub internal_failure_fraction: f64,
-    /// Calls per second above which calls are throttled.
-    #[arg(long)]
-    pub rate_limit: Option<f64>,
-    /// Latency added to every call, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Fraction of UpdateSelfUpgrade calls that take effect and then lose their answer (a 500,
-    /// a dropped connection, or an answer later than --slow-answer-ms).
-    #[arg(long, default_value_t = 0.0)]
-    pub lost_answer_fraction: f64,
-    /// How late a slow lost answer comes, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub slow_answer_ms: u64,
-    /// Unit of CreationTime / lastUpdateAttemptTime on the wire.
-    #[arg(long, value_enum, default_value_t = EpochUnit::Milliseconds)]
-    pub epoch_unit: EpochUnit,
-    /// An access key pair the simulator issues, `ID:SECRET` (repeatable): calls must be
-    /// SigV4-signed with one of them (or with credentials its STS handed out).
-    #[arg(long = "access-key", default_values = ["test:test"], value_parser = access_key_pair)]
-    pub access_keys: Vec<(String, String)>,
-    /// A region SigV4 credential scopes may name (repeatable): the regional endpoints this
-    /// simulator stands for.
-    #[arg(long = "region", default_values = [qs_sim::DEFAULT_REGION])]
-    pub regions: Vec<String>,
-}
-
-/// Parses `ID:SECRET`.
-fn access_key_pair(text: &str) -> Result<(String, String), String> {
-    match text.split_once(':') {
-        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
-            Ok((id.to_string(), secret.to_string()))
-        }
-        _ => Err(format!("expected ACCESS_KEY_ID:SECRET, got {text:?}")),
-    }
-}
-
-impl SimArgs {
-    /// Builds the simulator's state from the flags.
-    pub fn handle(&self) -> anyhow::Result<SimHandle> {
-        for fraction in [
-            self.throttle_fraction,
-            self.internal_failure_fraction,
-            self.lost_answer_fraction,
-        ] {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&fraction),
-                "fault fractions must lie in 0..=1, got {fraction}"
-            );
-        }
-        let now = qs_sim::epoch_millis();
-        let mut world = World {
-            epoch_unit: self.epoch_unit,
-            ..World::default()
-        };
-        if let Some(path) = &self.seed_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading seed file {}", path.display()))?;
-            SeedFile::parse(&text)
-                .with_context(|| format!("parsing seed file {}", path.display()))?
-                .apply(&mut world, now);
-        }
-        for (index, account) in self.accounts.iter().enumerate() {
-            anyhow::ensure!(
-                account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
-                "--account must be 12 digits, got {account:?}"
-            );
-            let requests =
-                qs_sim::generate_requests(self.generate, self.seed.wrapping_add(index as u64), now);
-            world
-                .ensure_namespace(account, &self.quicksight_namespace)
-                .requests
-                .extend(requests);
-        }
-        let faults = FaultSettings {
-            throttle_fraction: self.throttle_fraction,
-            internal_failure_fraction: self.internal_failure_fraction,
-            rate_limit: self.rate_limit,
-            latency_ms: self.latency_ms,
-            forced: Default::default(),
-            lost_answer_fraction: self.lost_answer_fraction,
-            slow_answer_ms: self.slow_answer_ms,
-        };
-        let handle = SimHandle::new(world, faults, self.seed);
-        for (id, secret) in &self.access_keys {
-            handle.add_access_key(id, secret);
-        }
-        handle.set_regions(self.regions.clone());
-        Ok(handle)
-    }
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ApiserverArgs {
-    /// Port on 127.0.0.1 (0: any free port). The server's URL is the first line on stdout.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Directory of CRD YAML files installed at start.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/crds"))]
-    pub crd_dir: std::path::PathBuf,
-    /// Install no CRDs at start: they are served once a client creates them (`kubectl apply`).
-    #[arg(long, conflicts_with = "crd_dir")]
-    pub empty: bool,
-    /// Where to write the kubeconfig.
-    #[arg(long, default_value = "apiserver.kubeconfig")]
-    pub kubeconfig: std::path::PathBuf,
-    /// Changes kept for watches from older resourceVersions (older ones get 410 Gone).
-    #[arg(long, default_value_t = 10_000)]
-    pub history_limit: usize,
-    /// Keep the objects, certificate and token here, so that the server started again with the
-    /// same --port and --state-dir is the same cluster to its clients.
-    #[arg(long)]
-    pub state_dir: Option<std::path::PathBuf>,
-    /// Enforce the RBAC objects (Roles, ClusterRoles, bindings) of this YAML file for
-    /// --service-account tokens.
-    #[arg(long)]
-    pub rbac: Option<std::path::PathBuf>,
-    /// `NAMESPACE/NAME=KUBECONFIG`: issue a token for this ServiceAccount and write a kubeconfig
-    /// that uses it (repeatable; needs --rbac).
-    #[arg(long = "service-account", requires = "rbac", value_parser = parse_service_account)]
-    pub service_accounts: Vec<(String, String, std::path::PathBuf)>,
-    /// Non-mutating requests in flight past which service accounts get 429 (0: no limit), as
-    /// kube-apiserver's flag of the same name.
-    #[arg(long = "max-requests-inflight", default_value_t = crate::sim::apiserver::DEFAULT_MAX_REQUESTS_IN_FLIGHT)]
-    pub max_requests_in_flight: usize,
-    /// Mutating requests in flight past which service accounts get 429 (0: no limit).
-    #[arg(long = "max-mutating-requests-inflight", default_value_t = crate::sim::apiserver::DEFAULT_MAX_MUTATING_REQUESTS_IN_FLIGHT)]
-    pub max_mutating_requests_in_flight: usize,
-}
-
-fn parse_service_account(value: &str) -> Result<(String, String, std::path::PathBuf), String> {
-    let (account, path) = value
-        .split_once('=')
-        .ok_or("expected NAMESPACE/NAME=KUBECONFIG")?;
-    let (namespace, name) = account
-        .split_once('/')
-        .ok_or("expected NAMESPACE/NAME=KUBECONFIG")?;
-    Ok((namespace.to_string(), name.to_string(), path.into()))
-}
-
-/// `apiserver`: serves until Ctrl-C / SIGTERM.
-pub async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
-    let server =
-        crate::sim::apiserver::RunningApiServer::start(crate::sim::apiserver::ApiServerConfig {
-            port: args.port,
-            crd_dir: (!args.empty).then_some(args.crd_dir),
-            history_limit: args.history_limit,
-            state_dir: args.state_dir,
-            max_requests_in_flight: args.max_requests_in_flight,
-            max_mutating_requests_in_flight: args.max_mutating_requests_in_flight,
-            rbac: match &args.rbac {
-                None => None,
-                Some(path) => Some(crate::sim::apiserver::RbacSettings {
-                    manifests: std::fs::read_to_string(path)
-                        .with_context(|| format!("reading --rbac {}", path.display()))?,
-                    service_accounts: args
-                        .service_accounts
-                        .iter()
-                        .map(|(namespace, name, _)| (namespace.clone(), name.clone()))
-                        .collect(),
-                }),
-            },
-            ..Default::default()
-        })
-        .await?;
-    server.write_kubeconfig(&args.kubeconfig)?;
-    for (namespace, name, path) in &args.service_accounts {
-        let yaml = server
-            .service_account_kubeconfig_yaml(namespace, name)
-            .context("a --service-account without a token")?;
-        std::fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("{}", server.url());
-    tracing::info!(url = %server.url(), kubeconfig = %args.kubeconfig.display(), "embedded API server listening");
-    shutdown_signal().await;
-    server.stop().await;
-    Ok(())
+/// The operator's CustomResourceDefinitions, generated from its Rust types: (file name in
+/// `crds/`, definition).
+pub fn crds() -> [(&'static str, CustomResourceDefinition); 3] {
+    [
+        ("selfupgradedecision.yaml", SelfUpgradeDecision::crd()),
+        ("quicksightaccount.yaml", QuickSightAccount::crd()),
+        ("selfupgraderequest.yaml", SelfUpgradeRequest::crd()),
+    ]
 }
 
 /// The CRDs as committed in `crds/`: (file name, YAML).
 pub fn crd_files() -> anyhow::Result<Vec<(&'static str, String)>> {
-    Ok(vec![
-        (
-            "selfupgradedecision.yaml",
-            serde_yaml::to_string(&SelfUpgradeDecision::crd())?,
-        ),
-        (
-            "quicksightaccount.yaml",
-            serde_yaml::to_string(&QuickSightAccount::crd())?,
-        ),
-        (
-            "selfupgraderequest.yaml",
-            serde_yaml::to_string(&SelfUpgradeRequest::crd())?,
-        ),
-    ])
+    crds()
+        .into_iter()
+        .map(|(name, crd)| Ok((name, serde_yaml::to_string(&crd)?)))
+        .collect()
 }
 
 /// `crd`: every CRD on stdout (YAML documents), or one file each in `--out-dir`.
@@ -528,9 +351,13 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("no default region: decisions without spec.region will be Stalled");
     }
     let metrics = Arc::new(Metrics::default());
-    let measured = Measured::new(Arc::new(quicksight), metrics.clone());
-    let paced = Paced::new(Arc::new(measured), args.pacing()).context("--quicksight-* flags")?;
-    let directory = RequestDirectory::new(Arc::new(paced), args.listing_ttl);
+    let directory = crate::quicksight::stack(
+        Arc::new(quicksight),
+        metrics.clone(),
+        args.pacing(),
+        args.listing_ttl,
+    )
+    .context("--quicksight-* flags")?;
     if args.allow_unbound_accounts {
         tracing::warn!(
             "--allow-unbound-accounts: decisions in any namespace may act on accounts no QuickSightAccount binds"
@@ -596,21 +423,6 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     metrics_server.abort();
     synced.abort();
     result
-}
-
-/// `sim`: serves until Ctrl-C / SIGTERM. The first line on stdout is the bound address.
-pub async fn run_simulator(args: SimArgs) -> anyhow::Result<()> {
-    let handle = args.handle()?;
-    let mut running = RunningSim::start(args.port, handle)
-        .await
-        .context("binding the simulator's port")?;
-    println!("{}", running.endpoint());
-    tracing::info!(endpoint = %running.endpoint(), "QuickSight simulator listening; admin interface under /_sim/");
-    tokio::select! {
-        _ = shutdown_signal() => running.stop().await,
-        _ = running.wait() => anyhow::bail!("the simulator's server stopped unexpectedly"),
-    }
-    Ok(())
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.

@@ -1,8 +1,9 @@
 //! Wires [`reconcile`] into a kube-runtime `Controller`: watch, reflector store, triggers.
 
 use crate::api::SelfUpgradeDecision;
+use crate::context::Context;
 use crate::lenient::{Lenient, into_guarded};
-use crate::reconcile::{Context, error_policy_guarded, reconcile_guarded};
+use crate::reconcile::{error_policy_guarded, reconcile_guarded};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::core::DeserializeGuard;

@@ -133,9 +133,11 @@ pub fn transition_event(
     if previous.and_then(ready) == Some((state.clone(), reason.clone(), message.clone())) {
         return None;
     }
-    let (type_, action) = match (state.as_str(), reason.as_str()) {
-        ("True", "Applied") => (EventType::Normal, "UpdateSelfUpgrade"),
-        ("True", _) => (EventType::Normal, "Observe"),
+    let (type_, action) = match verdict {
+        Verdict::Satisfied {
+            applied_by_operator: true,
+        } => (EventType::Normal, "UpdateSelfUpgrade"),
+        Verdict::Satisfied { .. } => (EventType::Normal, "Observe"),
         _ => (EventType::Warning, "Observe"),
     };
     Some(Event {
@@ -248,22 +250,82 @@ mod tests {
 
     #[test]
     fn decisions_made_elsewhere_and_failures_are_warnings_or_notes() {
+        let stalled = |stall| Verdict::Stalled(stall);
+        let failed = |request_status| Verdict::ActionFailed {
+            request_status,
+            reason: None,
+            next_retry: None,
+        };
+        let already_applied = Verdict::Satisfied {
+            applied_by_operator: false,
+        };
+        use crate::quicksight::RequestStatus::{Denied, UpdateFailed, VerifyFailed};
         let cases = [
-            ("True", "AlreadyApplied", EventType::Normal),
-            ("False", "AlreadyDecided", EventType::Warning),
-            ("False", "UpdateFailed", EventType::Warning),
-            ("False", "VerifyFailed", EventType::Warning),
-            ("False", "RetriesExhausted", EventType::Warning),
-            ("False", "RequestNotFound", EventType::Warning),
-            ("False", "Conflict", EventType::Warning),
-            ("False", "NotAuthorized", EventType::Warning),
-            ("False", "AccessDeniedException", EventType::Warning),
+            ("True", "AlreadyApplied", already_applied, EventType::Normal),
+            (
+                "False",
+                "AlreadyDecided",
+                stalled(Stall::AlreadyDecided {
+                    request_status: Denied,
+                }),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "UpdateFailed",
+                failed(UpdateFailed),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "VerifyFailed",
+                failed(VerifyFailed),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "RetriesExhausted",
+                stalled(Stall::RetriesExhausted {
+                    attempts: 3,
+                    request_status: UpdateFailed,
+                    reason: None,
+                }),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "RequestNotFound",
+                stalled(Stall::RequestNotFound),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "Conflict",
+                stalled(Stall::Conflict {
+                    winner: "a/b".into(),
+                }),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "NotAuthorized",
+                stalled(Stall::NotAuthorized("no binding".into())),
+                EventType::Warning,
+            ),
+            (
+                "False",
+                "AccessDeniedException",
+                stalled(Stall::Rejected {
+                    error: "AccessDeniedException".into(),
+                    message: "m".into(),
+                }),
+                EventType::Warning,
+            ),
         ];
-        // The verdict only tells outcomes from steps; the status carries the reason.
-        let outcome = Verdict::Stalled(Stall::RequestNotFound);
-        for (ready, reason, type_) in cases {
+        // The type follows the verdict; the reason is the Ready condition's.
+        for (ready, reason, verdict, type_) in cases {
             let event =
-                transition_event(None, &status(ready, reason, "m"), &outcome).expect(reason);
+                transition_event(None, &status(ready, reason, "m"), &verdict).expect(reason);
             assert_eq!((event.type_, event.reason.as_str()), (type_, reason));
         }
     }

@@ -4,7 +4,7 @@
 use crate::api::{Action, SelfUpgradeDecision};
 use crate::cli::AwsEndpoints;
 use crate::inbox::{self, InboxEntry};
-use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, fetch_page};
+use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, list_requests};
 use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -198,21 +198,14 @@ async fn fetch(connection: &Connection) -> anyhow::Result<Vec<RequestDetail>> {
         },
     };
     let started = Instant::now();
-    let mut requests = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        let page = fetch_page(&quicksight, &scope, next_token.as_deref())
-            .await
-            .with_context(|| format!("listing the self-upgrade requests of {scope}"))?;
-        requests.extend(page.requests);
+    let progress = |listed: usize| {
         if started.elapsed() > Duration::from_secs(1) {
-            eprint!("\rlisted {} requests…", requests.len());
+            eprint!("\rlisted {listed} requests…");
         }
-        match page.next_token {
-            Some(token) => next_token = Some(token),
-            None => break,
-        }
-    }
+    };
+    let requests = list_requests(&quicksight, &scope, progress)
+        .await
+        .with_context(|| format!("listing the self-upgrade requests of {scope}"))?;
     if started.elapsed() > Duration::from_secs(1) {
         eprintln!();
     }

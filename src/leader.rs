@@ -12,8 +12,8 @@
 //! call QuickSight twice for one decision, because every call is preceded by a write-ahead intent
 //! that is conditional on the object's resourceVersion (see `reconcile::observe_and_act`).
 
+use crate::context::Context;
 use crate::controller::{self, WatchScope};
-use crate::reconcile::Context;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;

@@ -3,18 +3,20 @@
 //! The path of one decision: [`controller`] watches `SelfUpgradeDecision`s and calls
 //! [`reconcile::reconcile`], which observes the request through [`quicksight`], asks the pure
 //! [`decide::decide`] what to do, makes at most one `UpdateSelfUpgrade` call, and writes the
-//! status built by [`status`]. [`sim`] holds stand-ins for tests and the playground; nothing on
-//! the operator's path imports it.
+//! status built by [`status`]. The stand-ins for tests and the playground live in the
+//! `selfupgrade-testbed` crate, which depends on this one and never the other way.
 
 pub mod account_status;
 pub mod api;
-pub mod bench;
 pub mod bindings;
 pub mod cli;
 pub mod conflicts;
+pub mod context;
 pub mod controller;
 pub mod decide;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
 pub mod inbox;
 pub mod inbox_command;
@@ -23,11 +25,9 @@ pub mod lenient;
 pub mod metrics;
 pub mod mirror;
 pub mod names;
-pub mod playground;
 pub mod quicksight;
 pub mod reconcile;
 pub mod retry;
-pub mod sim;
 pub mod status;
 pub mod tenancy;
 pub mod validate;

@@ -2,12 +2,8 @@
 //! QuickSight and how that went, and where the decisions stand. `docs/operations.md` is the
 //! reference, with alert examples.
 
-use crate::api::{Action, SelfUpgradeDecision};
-use crate::quicksight::{
-    Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult,
-};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use crate::api::SelfUpgradeDecision;
+use crate::quicksight::QuickSightError;
 use kube::core::DeserializeGuard;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -136,7 +132,7 @@ impl Metrics {
         text
     }
 
-    pub fn observe_reconcile(&self, result: &str, started: Instant) {
+    fn observe_reconcile(&self, result: &str, started: Instant) {
         self.reconciles
             .get_or_create(&ResultLabels {
                 result: result.to_string(),
@@ -146,7 +142,7 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    fn observe_call<T>(
+    pub(crate) fn observe_call<T>(
         &self,
         operation: &str,
         started: Instant,
@@ -225,61 +221,32 @@ pub fn router(metrics: Arc<Metrics>) -> axum::Router {
     )
 }
 
-/// Counts and times every call to the port it wraps (the real calls: wrap the SDK adapter,
-/// inside the pacer, so that pacing waits are not counted as QuickSight latency).
-pub struct Measured {
-    inner: Arc<dyn SelfUpgradeApi>,
+/// Times one reconcile on every way out of it: dropped without a [`result`](Self::result) (a
+/// reconcile that returned an error), it is recorded as `error`, with its real duration.
+pub struct ReconcileTimer {
     metrics: Arc<Metrics>,
+    started: Instant,
+    result: &'static str,
 }
 
-impl Measured {
-    pub fn new(inner: Arc<dyn SelfUpgradeApi>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+impl ReconcileTimer {
+    pub fn start(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            started: Instant::now(),
+            result: "error",
+        }
+    }
+
+    /// The `result` label the reconcile ends with.
+    pub fn result(&mut self, result: &'static str) {
+        self.result = result;
     }
 }
 
-impl SelfUpgradeApi for Measured {
-    fn list_page<'a>(
-        &'a self,
-        scope: &'a Scope,
-        next_token: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
-        async move {
-            let started = Instant::now();
-            let result = self.inner.list_page(scope, next_token).await;
-            self.metrics
-                .observe_call("ListSelfUpgrades", started, &result);
-            result
-        }
-        .boxed()
-    }
-
-    fn update<'a>(
-        &'a self,
-        scope: &'a Scope,
-        upgrade_request_id: &'a str,
-        action: Action,
-        send_by: tokio::time::Instant,
-    ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
-        async move {
-            let started = Instant::now();
-            let result = self
-                .inner
-                .update(scope, upgrade_request_id, action, send_by)
-                .await;
-            self.metrics
-                .observe_call("UpdateSelfUpgrade", started, &result);
-            result
-        }
-        .boxed()
-    }
-
-    fn check_credentials<'a>(
-        &'a self,
-        credentials: &'a Credentials,
-        region: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        self.inner.check_credentials(credentials, region)
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.metrics.observe_reconcile(self.result, self.started);
     }
 }
 
@@ -308,6 +275,28 @@ mod tests {
         assert!(String::from_utf8_lossy(&body).contains("selfupgrade_leader 1"));
     }
 
+    /// A reconcile that ends in an error (its timer dropped without a result) is counted as
+    /// `error` with the time it took, not as an instant.
+    #[test]
+    fn a_reconcile_that_fails_is_timed_as_an_error() {
+        let metrics = Arc::new(Metrics::default());
+        {
+            let _timer = ReconcileTimer::start(metrics.clone());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("selfupgrade_reconciles_total{result=\"error\"} 1"),
+            "{text}"
+        );
+        let sum: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("selfupgrade_reconcile_duration_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("a duration sum");
+        assert!(sum >= 0.02, "recorded {sum} s");
+    }
+
     #[test]
     fn the_exposition_names_every_metric_with_its_type() {
         let metrics = Metrics::default();
@@ -319,7 +308,7 @@ mod tests {
         );
         metrics.leader.set(1);
         // Families without a series yet (the decision gauges before the first count) print
-        // nothing; tests/end_to_end.rs reads them after a run.
+        // nothing; testbed/tests/end_to_end.rs reads them after a run.
         let text = metrics.encode();
         for line in [
             "# TYPE selfupgrade_reconciles counter",

@@ -4,8 +4,8 @@
 //! changed and removed when their request disappears. [`plan`] is the pure part.
 
 use crate::api::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};
+use crate::context::{Context, FIELD_MANAGER};
 use crate::quicksight::{Credentials, RequestDetail, Scope};
-use crate::reconcile::{Context, FIELD_MANAGER};
 use crate::tenancy;
 use futures::StreamExt;
 use kube::ResourceExt;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use selfupgrade_operator::sim::quicksight::fuzzing::exercise;
+use selfupgrade_testbed::quicksight::fuzzing::exercise;
 use std::sync::LazyLock;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {

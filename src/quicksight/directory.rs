@@ -250,32 +250,48 @@ impl RequestDirectory {
         &self,
         scope: &Scope,
     ) -> Result<HashMap<String, RequestDetail>, QuickSightError> {
-        let mut restarts = 0;
-        'listing: loop {
-            let mut by_id = HashMap::new();
-            let mut next_token: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let page = match fetch_page(self.api.as_ref(), scope, next_token.as_deref()).await {
-                    Ok(page) => page,
-                    Err(e) if e.is_invalid_next_token() && restarts < MAX_LISTING_RESTARTS => {
-                        restarts += 1;
-                        continue 'listing;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for detail in page.requests {
-                    by_id.insert(detail.upgrade_request_id.clone(), detail);
+        let requests = list_requests(self.api.as_ref(), scope, |_| {}).await?;
+        Ok(requests
+            .into_iter()
+            .map(|detail| (detail.upgrade_request_id.clone(), detail))
+            .collect())
+    }
+}
+
+/// Every request of `scope`, page by page (each page asked for again while it fails
+/// retryably, see [`fetch_page`]). An invalid next-token means the listing changed under it:
+/// it starts again from the first page, a few times. A next-token answered twice in a row, or
+/// more pages than any account has, end it with an error instead of looping. `progress` hears
+/// the count listed so far after each page.
+pub async fn list_requests(
+    api: &dyn SelfUpgradeApi,
+    scope: &Scope,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<RequestDetail>, QuickSightError> {
+    let mut restarts = 0;
+    'listing: loop {
+        let mut requests = Vec::new();
+        let mut next_token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = match fetch_page(api, scope, next_token.as_deref()).await {
+                Ok(page) => page,
+                Err(e) if e.is_invalid_next_token() && restarts < MAX_LISTING_RESTARTS => {
+                    restarts += 1;
+                    continue 'listing;
                 }
-                match page.next_token {
-                    Some(token) if Some(&token) == next_token.as_ref() => {
-                        return Err(endless_listing(scope, "returned the same next-token twice"));
-                    }
-                    Some(token) => next_token = Some(token),
-                    None => return Ok(by_id),
+                Err(e) => return Err(e),
+            };
+            requests.extend(page.requests);
+            progress(requests.len());
+            match page.next_token {
+                Some(token) if Some(&token) == next_token.as_ref() => {
+                    return Err(endless_listing(scope, "returned the same next-token twice"));
                 }
+                Some(token) => next_token = Some(token),
+                None => return Ok(requests),
             }
-            return Err(endless_listing(scope, "returned more than 10000 pages"));
         }
+        return Err(endless_listing(scope, "returned more than 10000 pages"));
     }
 }
 
@@ -290,71 +306,7 @@ fn endless_listing(scope: &Scope, what: &str) -> QuickSightError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quicksight::RequestStatus;
-    use futures::FutureExt;
-    use futures::future::BoxFuture;
-    use std::collections::VecDeque;
-
-    /// Three pages (`None` → "p2" → "p3" → end), each answering first the failures queued for
-    /// it; records every page asked for.
-    #[derive(Default)]
-    struct ScriptedPages {
-        failures: Mutex<HashMap<Option<String>, VecDeque<QuickSightError>>>,
-        asked: Mutex<Vec<Option<String>>>,
-    }
-
-    impl ScriptedPages {
-        fn failing(page: Option<&str>, failures: Vec<QuickSightError>) -> Self {
-            let scripted = Self::default();
-            lock(&scripted.failures).insert(page.map(str::to_string), failures.into());
-            scripted
-        }
-
-        fn asked(&self) -> Vec<Option<String>> {
-            lock(&self.asked).clone()
-        }
-    }
-
-    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        mutex.lock().expect("not poisoned")
-    }
-
-    impl SelfUpgradeApi for ScriptedPages {
-        fn list_page<'a>(
-            &'a self,
-            _: &'a Scope,
-            next_token: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
-            let token = next_token.map(str::to_string);
-            lock(&self.asked).push(token.clone());
-            let failure = lock(&self.failures)
-                .get_mut(&token)
-                .and_then(VecDeque::pop_front);
-            let (id, next) = match next_token {
-                None => ("r-1", Some("p2")),
-                Some("p2") => ("r-2", Some("p3")),
-                _ => ("r-3", None),
-            };
-            let answer = match failure {
-                Some(error) => Err(error),
-                None => Ok(RequestPage {
-                    requests: vec![RequestDetail::new(id, RequestStatus::Pending)],
-                    next_token: next.map(str::to_string),
-                }),
-            };
-            futures::future::ready(answer).boxed()
-        }
-
-        fn update<'a>(
-            &'a self,
-            _: &'a Scope,
-            _: &'a str,
-            _: Action,
-            _: Instant,
-        ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
-            unreachable!("these tests only list")
-        }
-    }
+    use crate::quicksight::fake::FakeQuickSight;
 
     fn failure(code: &str, status: u16) -> QuickSightError {
         QuickSightError::from_service("ListSelfUpgrades", code, "m", Some(status), None)
@@ -375,7 +327,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_throttled_page_is_asked_for_again_without_restarting_the_listing() {
-        let api = Arc::new(ScriptedPages::failing(
+        let api = Arc::new(FakeQuickSight::failing(
             Some("p2"),
             vec![
                 failure("ThrottlingException", 429),
@@ -393,7 +345,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_terminal_page_error_fails_the_listing_at_once() {
-        let api = Arc::new(ScriptedPages::failing(
+        let api = Arc::new(FakeQuickSight::failing(
             Some("p2"),
             vec![failure("AccessDeniedException", 401)],
         ));
@@ -408,7 +360,7 @@ mod tests {
         let failures = (0..PAGE_ATTEMPTS + 1)
             .map(|_| failure("ResourceUnavailableException", 503))
             .collect();
-        let api = Arc::new(ScriptedPages::failing(None, failures));
+        let api = Arc::new(FakeQuickSight::failing(None, failures));
         let directory = RequestDirectory::new(api.clone(), Duration::from_secs(60));
         let error = directory.list(&scope()).await.expect_err("gave up");
         assert_eq!(error.code, "ResourceUnavailableException");

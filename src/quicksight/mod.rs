@@ -3,12 +3,16 @@
 
 mod directory;
 mod error;
+#[cfg(test)]
+pub(crate) mod fake;
+mod measured;
 mod model;
 mod pacing;
 mod sdk;
 
-pub use directory::{RequestDirectory, fetch_page};
+pub use directory::{RequestDirectory, list_requests};
 pub use error::{ErrorClass, QuickSightError};
+pub use measured::Measured;
 pub use model::{
     AssumeRole, Credentials, RequestDetail, RequestStatus, Scope, UpdateResult,
     timestamp_from_epoch,
@@ -17,8 +21,26 @@ pub use pacing::{Paced, PacingError, PacingSettings};
 pub use sdk::{SdkQuickSight, SdkSettings};
 
 use crate::api::Action;
+use crate::metrics::Metrics;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The stack every caller of QuickSight uses, outermost first: the listing cache (one listing
+/// serves many decisions), the pacer (token buckets per account, pauses on throttling), the
+/// call metrics (inside the pacer, so that pacing waits are not counted as QuickSight latency),
+/// and `port`, the SDK adapter or a stand-in.
+pub fn stack(
+    port: Arc<dyn SelfUpgradeApi>,
+    metrics: Arc<Metrics>,
+    pacing: PacingSettings,
+    listing_ttl: Duration,
+) -> Result<RequestDirectory, PacingError> {
+    let measured = Measured::new(port, metrics);
+    let paced = Paced::new(Arc::new(measured), pacing)?;
+    Ok(RequestDirectory::new(Arc::new(paced), listing_ttl))
+}
 
 /// One page of `ListSelfUpgrades`.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -252,56 +252,8 @@ impl SelfUpgradeApi for Paced {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quicksight::{RequestDetail, RequestPage, RequestStatus};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Answers every call at once: throttled while `throttling` is set, otherwise an empty page.
-    #[derive(Default)]
-    struct Fake {
-        calls: AtomicUsize,
-        throttling: std::sync::atomic::AtomicBool,
-    }
-
-    impl SelfUpgradeApi for Fake {
-        fn list_page<'a>(
-            &'a self,
-            _: &'a Scope,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<RequestPage, QuickSightError>> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let answer = if self.throttling.load(Ordering::SeqCst) {
-                Err(QuickSightError::from_service(
-                    "ListSelfUpgrades",
-                    "ThrottlingException",
-                    "Rate exceeded",
-                    Some(429),
-                    None,
-                ))
-            } else {
-                Ok(RequestPage::default())
-            };
-            futures::future::ready(answer).boxed()
-        }
-
-        fn update<'a>(
-            &'a self,
-            _: &'a Scope,
-            upgrade_request_id: &'a str,
-            _: Action,
-            _: Instant,
-        ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>> {
-            // Counted when sent (polled), not when the pacer is handed the future.
-            async move {
-                self.calls.fetch_add(1, Ordering::SeqCst);
-                let detail = RequestDetail::new(upgrade_request_id, RequestStatus::Approved);
-                Ok(UpdateResult {
-                    detail,
-                    aws_request_id: None,
-                })
-            }
-            .boxed()
-        }
-    }
+    use crate::quicksight::fake::FakeQuickSight;
+    use std::sync::atomic::Ordering;
 
     fn scope(account: &str) -> Scope {
         Scope {
@@ -336,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_account_gets_its_burst_then_its_rate() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(50.0, 5)).expect("valid");
         assert!(list(&paced, "111122223333", 5).await < NO_WAIT, "the burst");
         // Ten more calls at fifty a second take at least 180 ms (the first may be due at once).
@@ -349,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_answer_pauses_the_whole_account_and_success_resets_it() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
         fake.throttling.store(true, Ordering::SeqCst);
         // Throttled three times: paused 100 ms after the first, then 200 ms after the second.
@@ -378,7 +330,7 @@ mod tests {
     /// time, as governor keeps its own clock.
     #[tokio::test]
     async fn an_update_that_cannot_leave_within_its_send_window_is_abandoned_unsent() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1.0, 1)).expect("valid");
         assert!(
             update(&paced, Instant::now() + Duration::from_secs(5))
@@ -412,7 +364,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_longer_than_the_send_window_abandons_the_update_at_once() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
         fake.throttling.store(true, Ordering::SeqCst);
         list(&paced, "111122223333", 1).await; // paused for 100 ms
@@ -439,7 +391,7 @@ mod tests {
     /// pause once it gets the token. Real time, as governor keeps its own clock.
     #[tokio::test]
     async fn a_call_queued_for_a_token_when_a_pause_begins_waits_for_the_pause() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let settings = PacingSettings {
             throttle_pause: Duration::from_millis(1500),
             ..settings(1.0, 1)
@@ -468,7 +420,7 @@ mod tests {
     /// the overload that paused it.
     #[tokio::test(start_paused = true)]
     async fn a_success_does_not_end_a_pause_that_began_after_its_call_was_sent() {
-        let fake = Arc::new(Fake::default());
+        let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
         fake.throttling.store(true, Ordering::SeqCst);
         list(&paced, "111122223333", 1).await; // paused for 100 ms
@@ -484,7 +436,7 @@ mod tests {
 
     #[test]
     fn settings_that_cannot_pace_are_refused() {
-        let fake: Arc<dyn SelfUpgradeApi> = Arc::new(Fake::default());
+        let fake: Arc<dyn SelfUpgradeApi> = Arc::new(FakeQuickSight::default());
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(
                 matches!(

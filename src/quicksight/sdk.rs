@@ -53,7 +53,7 @@ const CREDENTIAL_CHECK_TTL: Duration = Duration::from_secs(600);
 ///
 /// The SDK retries nothing itself: one method call is one HTTP call. An update whose answer was
 /// lost (timeout, 5xx) might have taken effect, so the reconciler re-reads the request before
-/// sending again; a failed page is asked for again by [`super::fetch_page`], through the pacer,
+/// sending again; a failed page is asked for again by [`super::directory::fetch_page`], through the pacer,
 /// so that a throttled page pauses the whole account and every attempt is paced and counted.
 pub struct SdkQuickSight {
     base: aws_config::SdkConfig,

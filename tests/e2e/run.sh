@@ -15,4 +15,4 @@ kubectl apply -k deploy/
 # The image may not exist in this cluster; the test runs its own controller in-process.
 kubectl -n selfupgrade-operator scale deployment/selfupgrade-operator --replicas=0
 kubectl wait --for=condition=Established crd/selfupgradedecisions.quicksight.selfupgrade.io crd/quicksightaccounts.quicksight.selfupgrade.io --timeout=60s
-cargo test --locked --test real_cluster -- --ignored --nocapture
+cargo test --workspace --locked --test real_cluster -- --ignored --nocapture

@@ -1,0 +1,72 @@
+//! Stage 1, admit: what must hold before QuickSight is touched — a readable spec, a binding
+//! that admits the decision, a valid retry policy, a region, and no older decision for the same
+//! request. Reads only in-memory state (the bindings' and claims' stores).
+
+use crate::api::SelfUpgradeDecision;
+use crate::context::Context;
+use crate::decide::Stall;
+use crate::quicksight::Scope;
+use crate::retry::RetrySettings;
+use kube::ResourceExt;
+
+/// A decision the operator may act on: where to call, with which credentials, under which
+/// retry policy, and where its request is mirrored.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub scope: Scope,
+    pub retry: RetrySettings,
+    /// `namespace/name` of the request's `SelfUpgradeRequest` mirror, when it is mirrored.
+    pub mirrored_as: Option<String>,
+}
+
+/// Admits `decision`, or says why it cannot progress.
+pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, Stall> {
+    let spec = &decision.spec;
+    if let Some(problem) = crate::validate::spec_problem(spec) {
+        return Err(Stall::InvalidSpec(problem));
+    }
+    let grant = ctx
+        .bindings
+        .authorize(&decision.namespace().unwrap_or_default(), spec)
+        .map_err(Stall::NotAuthorized)?;
+    let retry = ctx
+        .timing
+        .retry
+        .with_policy(spec.retry.as_ref())
+        .map_err(Stall::InvalidSpec)?;
+    let region = spec
+        .region
+        .as_deref()
+        .or(grant.region.as_deref())
+        .or(ctx.default_region.as_deref())
+        .ok_or_else(|| {
+            Stall::InvalidSpec(
+                "spec.region is not set, the account's QuickSightAccount names no region and the \
+                 operator has no default region (--region / AWS_REGION)"
+                    .to_string(),
+            )
+        })?;
+    let admitted = |namespace: &str| ctx.bindings.authorize(namespace, spec).is_ok();
+    if let Some(winner) = ctx.claims.winner_over(decision, admitted) {
+        return Err(Stall::Conflict { winner });
+    }
+    let scope = Scope {
+        account_id: spec.aws_account_id.clone(),
+        region: region.to_string(),
+        namespace: spec.quicksight_namespace.clone(),
+        credentials: grant.credentials,
+    };
+    Ok(Admitted {
+        mirrored_as: mirrored_as(ctx, &scope, &spec.upgrade_request_id),
+        scope,
+        retry,
+    })
+}
+
+fn mirrored_as(ctx: &Context, scope: &Scope, request_id: &str) -> Option<String> {
+    let mirror = ctx.mirror.as_ref()?;
+    crate::mirror::covers(ctx, mirror, scope).then(|| {
+        let name = crate::mirror::object_name(&scope.account_id, &scope.namespace, request_id);
+        format!("{}/{name}", mirror.namespace)
+    })
+}

@@ -1,0 +1,208 @@
+//! boto3 and the AWS CLI, unmodified, against the simulator: the simulator speaks the wire
+//! protocol that AWS's own clients speak. Skipped with a printed reason where the clients are
+//! not installed, unless REQUIRE_AWS_CLIENTS=1 (as in CI), where their absence fails the test.
+
+mod common;
+
+use common::*;
+use selfupgrade_testbed::quicksight::SimStatus;
+use serde_json::Value;
+use std::process::Command;
+
+fn available(program: &str, args: &[&str]) -> bool {
+    let present = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var("REQUIRE_AWS_CLIENTS").as_deref() != Ok("1"),
+            "{program} is required (REQUIRE_AWS_CLIENTS=1) but not installed"
+        );
+        eprintln!("skipped: `{program} {}` is not available", args.join(" "));
+    }
+    present
+}
+
+/// The key pair tests/clients/boto3_client.py signs with.
+const BOTO3_KEY: (&str, &str) = ("AKIDBOTO3", "boto3-secret");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
+    if !available("python3", &["-c", "import boto3"]) {
+        return;
+    }
+    let requests = (0..250).map(|i| request(&format!("req-{i:03}"))).collect();
+    let sim = start_sim(requests).await;
+    sim.handle.add_access_key(BOTO3_KEY.0, BOTO3_KEY.1);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_client.py");
+    let endpoint = sim.endpoint();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([script, &endpoint, ACCOUNT])
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+
+    assert_eq!(seen["listed"], 250);
+    assert_eq!(seen["distinct"], 250);
+    assert_eq!(seen["pages"], 3);
+    assert_eq!(seen["approvedStatus"], "APPROVED");
+    assert_eq!(seen["approvedCreationTime"], 1_764_115_200_000i64);
+    assert_eq!(
+        seen["approveAgain"],
+        serde_json::json!(["PreconditionNotMetException", 400])
+    );
+    assert_eq!(
+        seen["unknownId"],
+        serde_json::json!(["ResourceNotFoundException", 404])
+    );
+    assert_eq!(
+        seen["badToken"],
+        serde_json::json!(["InvalidNextTokenException", 400])
+    );
+    assert_eq!(seen["configuration"], "AUTO_APPROVAL");
+    // botocore's own signer, with one part of the signature wrong each time.
+    let refused = serde_json::json!(["InvalidSignatureException", 403]);
+    for wrong in ["wrongSecret", "wrongRegion", "wrongService", "staleDate"] {
+        assert_eq!(seen["refused"][wrong], refused, "{wrong}");
+    }
+    assert_eq!(
+        sim.handle
+            .request(ACCOUNT, "default", "req-000")
+            .expect("exists")
+            .status,
+        SimStatus::Approved
+    );
+    // 3 pages, 3 updates, the forged token, and the configuration write and read.
+    assert_eq!(sim.handle.counters().access_keys.get("AKIDBOTO3"), Some(&9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
+    if !available("aws", &["--version"]) {
+        return;
+    }
+    let requests = (0..120).map(|i| request(&format!("req-{i:03}"))).collect();
+    let sim = start_sim(requests).await;
+    sim.handle.add_access_key("AKIDCLI", "cli-secret");
+    let endpoint = sim.endpoint();
+    let aws = move |args: &[&str]| {
+        let mut command = Command::new("aws");
+        command
+            .args([
+                "quicksight",
+                "--endpoint-url",
+                &endpoint,
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDCLI")
+            .env("AWS_SECRET_ACCESS_KEY", "cli-secret")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        command.output().expect("aws runs")
+    };
+    let listing = tokio::task::spawn_blocking({
+        let aws = aws.clone();
+        move || {
+            aws(&[
+                "list-self-upgrades",
+                "--aws-account-id",
+                ACCOUNT,
+                "--namespace",
+                "default",
+            ])
+        }
+    })
+    .await
+    .expect("joined");
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&listing.stdout).expect("json");
+    // botocore defines no paginator for this operation: the CLI shows one page and the token.
+    assert_eq!(
+        listed["SelfUpgradeRequestDetails"].as_array().map(Vec::len),
+        Some(100)
+    );
+    let token = listed["NextToken"]
+        .as_str()
+        .expect("a next token")
+        .to_string();
+    let rest = tokio::task::spawn_blocking({
+        let aws = aws.clone();
+        move || {
+            aws(&[
+                "list-self-upgrades",
+                "--aws-account-id",
+                ACCOUNT,
+                "--namespace",
+                "default",
+                "--next-token",
+                &token,
+                "--max-results",
+                "100",
+            ])
+        }
+    })
+    .await
+    .expect("joined");
+    assert!(
+        rest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rest.stderr)
+    );
+    let rest: Value = serde_json::from_slice(&rest.stdout).expect("json");
+    assert_eq!(
+        rest["SelfUpgradeRequestDetails"].as_array().map(Vec::len),
+        Some(20)
+    );
+    assert!(rest.get("NextToken").is_none());
+
+    let approve = tokio::task::spawn_blocking(move || {
+        aws(&[
+            "update-self-upgrade",
+            "--aws-account-id",
+            ACCOUNT,
+            "--namespace",
+            "default",
+            "--upgrade-request-id",
+            "req-007",
+            "--action",
+            "APPROVE",
+        ])
+    })
+    .await
+    .expect("joined");
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    let approved: Value = serde_json::from_slice(&approve.stdout).expect("json");
+    assert_eq!(
+        approved["SelfUpgradeRequestDetail"]["RequestStatus"],
+        "APPROVED"
+    );
+    assert_eq!(
+        sim.handle
+            .request(ACCOUNT, "default", "req-007")
+            .expect("exists")
+            .status,
+        SimStatus::Approved
+    );
+}
