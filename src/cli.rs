@@ -341,8 +341,9 @@ pub fn print_crds(args: &CrdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: the controller, until SIGTERM or Ctrl-C.
-pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+/// The context `run` reconciles with: the Kubernetes client, the QuickSight stack, the bindings,
+/// and the mirror when asked for.
+async fn controller_context(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<Context> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
@@ -350,30 +351,31 @@ pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     if default_region.is_none() {
         tracing::warn!("no default region: decisions without spec.region will be Stalled");
     }
-    let metrics = Arc::new(Metrics::default());
-    let directory = crate::quicksight::stack(
-        Arc::new(quicksight),
-        metrics.clone(),
-        args.pacing(),
-        args.listing_ttl,
-    )
-    .context("--quicksight-* flags")?;
+    let (pacing, ttl) = (args.pacing(), args.listing_ttl);
+    let directory = crate::quicksight::stack(Arc::new(quicksight), metrics.clone(), pacing, ttl)
+        .context("--quicksight-* flags")?;
     if args.allow_unbound_accounts {
         tracing::warn!(
             "--allow-unbound-accounts: decisions in any namespace may act on accounts no QuickSightAccount binds"
         );
     }
     let bindings = Bindings::watch(client.clone(), args.allow_unbound_accounts);
-    let mut ctx = Context::new(client, directory, bindings, default_region, args.timing())
-        .with_metrics(metrics.clone());
-    if args.mirror_requests {
-        ctx = ctx.with_mirror(crate::mirror::MirrorSettings {
+    let ctx = Context::new(client, directory, bindings, default_region, args.timing())
+        .with_metrics(metrics);
+    Ok(match args.mirror_requests {
+        true => ctx.with_mirror(crate::mirror::MirrorSettings {
             namespace: args.mirror_namespace.clone(),
             accounts: args.mirror_accounts.clone(),
             interval: args.mirror_interval,
-        });
-    }
-    let ctx = Arc::new(ctx);
+        }),
+        false => ctx,
+    })
+}
+
+/// `run`: the controller, until SIGTERM or Ctrl-C.
+pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(controller_context(&args, metrics.clone()).await?);
     let readiness = crate::health::Readiness::default();
     let health = crate::health::start(args.health_addr, crate::health::router(readiness.clone()))
         .await

@@ -2,7 +2,7 @@
 //! account, printed for people or tools, and turned into ready-to-commit `SelfUpgradeDecision`
 //! YAML for a GitOps pull request. Pure: listing happens in `cli`.
 
-use crate::api::{Action, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
+use crate::api::{Action, RequestDetails, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
 use crate::quicksight::{RequestDetail, RequestStatus};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -18,28 +18,15 @@ pub const NOTE_ANNOTATION: &str = "quicksight.selfupgrade.io/note";
 #[serde(rename_all = "camelCase")]
 pub struct InboxEntry {
     pub upgrade_request_id: String,
-    pub user_name: Option<String>,
-    pub original_role: Option<String>,
-    pub requested_role: Option<String>,
-    pub request_note: Option<String>,
-    pub creation_time: Option<String>,
-    pub request_status: String,
-    pub last_update_attempt_time: Option<String>,
-    pub last_update_failure_reason: Option<String>,
+    #[serde(flatten)]
+    pub request: RequestDetails,
 }
 
 impl From<&RequestDetail> for InboxEntry {
     fn from(detail: &RequestDetail) -> Self {
         Self {
             upgrade_request_id: detail.upgrade_request_id.clone(),
-            user_name: detail.user_name.clone(),
-            original_role: detail.original_role.clone(),
-            requested_role: detail.requested_role.clone(),
-            request_note: detail.request_note.clone(),
-            creation_time: detail.creation_time.map(|t| t.to_string()),
-            request_status: detail.request_status.to_string(),
-            last_update_attempt_time: detail.last_update_attempt_time.map(|t| t.to_string()),
-            last_update_failure_reason: detail.last_update_failure_reason.clone(),
+            request: detail.into(),
         }
     }
 }

@@ -174,7 +174,7 @@ impl Metrics {
         for decision in decisions.iter().filter_map(|d| d.0.as_ref().ok()) {
             let status = decision.status.as_ref();
             let request_status = status
-                .and_then(|s| s.request_status.clone())
+                .and_then(|s| s.request.request_status.clone())
                 .unwrap_or_else(|| "none".to_string());
             *by_status.entry(request_status).or_default() += 1;
             for condition in status.map(|s| s.conditions.as_slice()).unwrap_or_default() {

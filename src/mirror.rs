@@ -93,18 +93,7 @@ pub fn desired(
     }
     object.metadata.labels = Some(labels);
     object.status = Some(SelfUpgradeRequestStatus {
-        user_name: detail.user_name.clone(),
-        original_role: detail.original_role.clone(),
-        requested_role: detail.requested_role.clone(),
-        request_note: detail.request_note.clone(),
-        // As Kubernetes keeps them (whole seconds), so that an unchanged request compares
-        // equal to its object read back and is not written again.
-        creation_time: detail.creation_time.map(crate::status::whole_second),
-        request_status: Some(detail.request_status.to_string()),
-        last_update_attempt_time: detail
-            .last_update_attempt_time
-            .map(crate::status::whole_second),
-        last_update_failure_reason: detail.last_update_failure_reason.clone(),
+        request: detail.into(),
         decision: decision.map(str::to_string),
     });
     object

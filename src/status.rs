@@ -5,7 +5,9 @@
 //! stays the same, so a reconcile that changes nothing produces an identical status and the
 //! reconciler skips the write (and does not trigger itself).
 
-use crate::api::{Action, RequestRejection, SelfUpgradeDecisionStatus, UpdateIntent};
+use crate::api::{
+    Action, RequestDetails, RequestRejection, SelfUpgradeDecisionStatus, UpdateIntent,
+};
 use crate::decide::{CallWindow, Stall, Verdict};
 use crate::quicksight::{QuickSightError, RequestDetail, RequestStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
@@ -34,22 +36,7 @@ pub fn carry_over(
 /// Copies the request as QuickSight shows it into the status; `None` (not found) clears it, so
 /// the status never shows details of a request that is not there.
 pub fn record_remote(status: &mut SelfUpgradeDecisionStatus, remote: Option<&RequestDetail>) {
-    status.request_status = remote.map(|r| r.request_status.as_str().to_string());
-    status.last_update_failure_reason = remote.and_then(|r| r.last_update_failure_reason.clone());
-    status.user_name = remote.and_then(|r| r.user_name.clone());
-    status.original_role = remote.and_then(|r| r.original_role.clone());
-    status.requested_role = remote.and_then(|r| r.requested_role.clone());
-    status.request_note = remote.and_then(|r| r.request_note.clone());
-    status.creation_time = remote.and_then(|r| r.creation_time).map(whole_second);
-    status.last_update_attempt_time = remote
-        .and_then(|r| r.last_update_attempt_time)
-        .map(whole_second);
-}
-
-/// A `Time` as Kubernetes keeps it (`Time` serializes whole seconds), so that a status read back
-/// compares equal to one built from the same request and no write is made for nothing new.
-pub fn whole_second(time: Timestamp) -> Time {
-    Time(Timestamp::from_second(time.as_second()).unwrap_or(time))
+    status.request = remote.map(RequestDetails::from).unwrap_or_default();
 }
 
 /// Records the write-ahead intent of a call: the action, the request as it is before it, and
@@ -155,7 +142,16 @@ fn keep_request_id(status: &mut SelfUpgradeDecisionStatus, error: &QuickSightErr
     }
 }
 
-/// Sets the three kstatus conditions for `verdict`.
+/// Which of the three kstatus conditions is True for a verdict.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ready,
+    Reconciling,
+    Stalled,
+}
+
+/// Sets the three kstatus conditions for `verdict`: one of them True, all three with the
+/// verdict's reason and message.
 pub fn set_conditions(
     status: &mut SelfUpgradeDecisionStatus,
     verdict: &Verdict,
@@ -164,8 +160,8 @@ pub fn set_conditions(
     now: Timestamp,
 ) {
     let previous = std::mem::take(&mut status.conditions);
-    let request = status.request_status.clone().unwrap_or_default();
-    let condition = |type_: &str, state: bool, reason: &str, message: String| {
+    let (phase, reason, message) = summarize(verdict, action, status);
+    let condition = |type_: &str, state: bool| {
         let state = if state { "True" } else { "False" };
         let last_transition_time = previous
             .iter()
@@ -175,14 +171,39 @@ pub fn set_conditions(
         Condition {
             type_: type_.to_string(),
             status: state.to_string(),
-            reason: reason.to_string(),
-            message,
+            reason: reason.clone(),
+            message: message.clone(),
             observed_generation: Some(generation),
             last_transition_time,
         }
     };
+    let ready = match verdict {
+        // A transient failure while re-checking a request that is already done does not make
+        // it un-done: Ready stays as it was for this generation.
+        Verdict::Retrying(_) => previous
+            .iter()
+            .find(|c| {
+                c.type_ == READY && c.status == "True" && c.observed_generation == Some(generation)
+            })
+            .cloned()
+            .unwrap_or_else(|| condition(READY, false)),
+        _ => condition(READY, phase == Phase::Ready),
+    };
+    status.conditions = vec![
+        ready,
+        condition(RECONCILING, phase == Phase::Reconciling),
+        condition(STALLED, phase == Phase::Stalled),
+    ];
+}
 
-    let (ready, reconciling, stalled) = match verdict {
+/// The phase, condition reason and message of a verdict.
+fn summarize(
+    verdict: &Verdict,
+    action: Action,
+    status: &SelfUpgradeDecisionStatus,
+) -> (Phase, String, String) {
+    let request = status.request.request_status.clone().unwrap_or_default();
+    match verdict {
         Verdict::Satisfied {
             applied_by_operator,
         } => {
@@ -193,20 +214,12 @@ pub fn set_conditions(
             };
             let message =
                 format!("QuickSight shows the request {request}, as {action} asks, {how}");
-            (
-                condition(READY, true, reason, message.clone()),
-                condition(RECONCILING, false, reason, message.clone()),
-                condition(STALLED, false, reason, message),
-            )
+            (Phase::Ready, reason.to_string(), message)
         }
         Verdict::AwaitingResult => {
             let message =
                 format!("{action} was sent; QuickSight still shows the request {request}");
-            (
-                condition(READY, false, "AwaitingResult", message.clone()),
-                condition(RECONCILING, true, "AwaitingResult", message.clone()),
-                condition(STALLED, false, "AwaitingResult", message),
-            )
+            (Phase::Reconciling, "AwaitingResult".to_string(), message)
         }
         Verdict::ActionFailed {
             request_status,
@@ -229,41 +242,19 @@ pub fn set_conditions(
                 "QuickSight could not complete {action}: {request_status}: {}; {then}",
                 reason.as_deref().unwrap_or("no reason given")
             );
-            (
-                condition(READY, false, condition_reason, message.clone()),
-                condition(RECONCILING, true, condition_reason, message.clone()),
-                condition(STALLED, false, condition_reason, message),
-            )
+            (Phase::Reconciling, condition_reason.to_string(), message)
         }
-        Verdict::Stalled(stall) => {
-            let message = stall_message(stall, action);
-            (
-                condition(READY, false, stall.reason(), message.clone()),
-                condition(RECONCILING, false, stall.reason(), message.clone()),
-                condition(STALLED, true, stall.reason(), message),
-            )
-        }
-        Verdict::Retrying(error) => {
-            let message = format!("{error}; retrying with backoff");
-            // A transient failure while re-checking a request that is already done does not
-            // make it un-done: Ready stays as it was for this generation.
-            let ready = previous
-                .iter()
-                .find(|c| {
-                    c.type_ == READY
-                        && c.status == "True"
-                        && c.observed_generation == Some(generation)
-                })
-                .cloned()
-                .unwrap_or_else(|| condition(READY, false, &error.code, message.clone()));
-            (
-                ready,
-                condition(RECONCILING, true, &error.code, message.clone()),
-                condition(STALLED, false, &error.code, message),
-            )
-        }
-    };
-    status.conditions = vec![ready, reconciling, stalled];
+        Verdict::Stalled(stall) => (
+            Phase::Stalled,
+            stall.reason().to_string(),
+            stall_message(stall, action),
+        ),
+        Verdict::Retrying(error) => (
+            Phase::Reconciling,
+            error.code.clone(),
+            format!("{error}; retrying with backoff"),
+        ),
+    }
 }
 
 fn stall_message(stall: &Stall, action: Action) -> String {
@@ -542,13 +533,16 @@ mod tests {
     #[test]
     fn a_request_not_found_clears_the_request_detail() {
         let mut status = SelfUpgradeDecisionStatus {
-            request_status: Some("PENDING".into()),
-            user_name: Some("alice".into()),
+            request: RequestDetails {
+                request_status: Some("PENDING".into()),
+                user_name: Some("alice".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         record_remote(&mut status, None);
-        assert_eq!(status.request_status, None);
-        assert_eq!(status.user_name, None);
+        assert_eq!(status.request.request_status, None);
+        assert_eq!(status.request.user_name, None);
     }
 
     #[test]

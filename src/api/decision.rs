@@ -120,30 +120,9 @@ pub struct SelfUpgradeDecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// The request's status in QuickSight: PENDING, APPROVED, DENIED, UPDATE_FAILED, VERIFY_FAILED.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_status: Option<String>,
-    /// Why QuickSight's last update of the request failed, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_failure_reason: Option<String>,
-    /// The QuickSight user who asked for the upgrade.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_name: Option<String>,
-    /// The user's role before the upgrade (e.g. READER).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_role: Option<String>,
-    /// The role the user asked for (e.g. AUTHOR_PRO).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_role: Option<String>,
-    /// The user's note with the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_note: Option<String>,
-    /// When the user made the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creation_time: Option<Time>,
-    /// When QuickSight last tried to update the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_attempt_time: Option<Time>,
+    /// The request as QuickSight showed it last.
+    #[serde(flatten)]
+    pub request: super::RequestDetails,
 
     /// The action this operator last sent successfully ...
     #[serde(default, skip_serializing_if = "Option::is_none")]

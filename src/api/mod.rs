@@ -3,6 +3,7 @@
 mod account;
 mod decision;
 mod request;
+mod request_detail;
 
 pub use account::{QuickSightAccount, QuickSightAccountSpec, QuickSightAccountStatus};
 pub use decision::{
@@ -10,3 +11,4 @@ pub use decision::{
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
 };
 pub use request::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};
+pub use request_detail::{RequestDetails, whole_second};

@@ -2,7 +2,6 @@
 //! (`run --mirror-requests`), so that `kubectl get selfupgraderequests -w` and Argo CD show the
 //! inbox live. Written by the operator only; people decide with `SelfUpgradeDecision`s.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,23 +39,8 @@ pub struct SelfUpgradeRequestSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SelfUpgradeRequestStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_note: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creation_time: Option<Time>,
-    /// PENDING, APPROVED, DENIED, UPDATE_FAILED, VERIFY_FAILED.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_attempt_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_failure_reason: Option<String>,
+    #[serde(flatten)]
+    pub request: super::RequestDetails,
     /// The `SelfUpgradeDecision` (`namespace/name`) that decides this request, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,

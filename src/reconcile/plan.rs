@@ -330,11 +330,17 @@ mod tests {
     #[test]
     fn the_observed_request_is_recorded_in_the_status() {
         let planned = plan_for(Action::Approve, None, Ok(Some(request(Pending))));
-        assert_eq!(planned.status.request_status.as_deref(), Some("PENDING"));
-        assert_eq!(planned.status.user_name.as_deref(), Some("alice"));
+        assert_eq!(
+            planned.status.request.request_status.as_deref(),
+            Some("PENDING")
+        );
+        assert_eq!(planned.status.request.user_name.as_deref(), Some("alice"));
         let failed = crate::fixtures::service_error("ThrottlingException", 429);
         let planned = plan_for(Action::Approve, None, Err(failed));
-        assert_eq!(planned.status.request_status, None, "nothing was read");
+        assert_eq!(
+            planned.status.request.request_status, None,
+            "nothing was read"
+        );
     }
 
     #[test]

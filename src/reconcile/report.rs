@@ -365,7 +365,10 @@ mod tests {
             Some("aws-request-2")
         );
         assert_eq!(report.status.intent, None);
-        assert_eq!(report.status.request_status.as_deref(), Some("APPROVED"));
+        assert_eq!(
+            report.status.request.request_status.as_deref(),
+            Some("APPROVED")
+        );
     }
 
     #[test]
@@ -387,7 +390,10 @@ mod tests {
         );
         let report = report_of(None, explained);
         assert_eq!(report.status.rejection, None);
-        assert_eq!(report.status.request_status.as_deref(), Some("DENIED"));
+        assert_eq!(
+            report.status.request.request_status.as_deref(),
+            Some("DENIED")
+        );
         let unexplained = refused(
             "PreconditionNotMetException",
             Some(Ok(Some(request(Pending)))),

@@ -259,7 +259,7 @@ async fn status_is_isolated_and_generation_counts_only_spec_changes() {
         after_status
             .status
             .as_ref()
-            .and_then(|s| s.request_status.as_deref()),
+            .and_then(|s| s.request.request_status.as_deref()),
         Some("PENDING")
     );
     assert_eq!(after_status.metadata.generation, Some(1));
@@ -275,7 +275,7 @@ async fn status_is_isolated_and_generation_counts_only_spec_changes() {
         after_label
             .status
             .as_ref()
-            .and_then(|s| s.request_status.as_deref()),
+            .and_then(|s| s.request.request_status.as_deref()),
         Some("PENDING")
     );
     assert_eq!(after_label.metadata.generation, Some(1));

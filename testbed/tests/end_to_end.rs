@@ -95,7 +95,7 @@ async fn decisions_converge_to_what_quicksight_shows() {
         approved
             .status
             .as_ref()
-            .and_then(|s| s.request_status.as_deref()),
+            .and_then(|s| s.request.request_status.as_deref()),
         Some("APPROVED")
     );
     let denied = wait_for(&api, "deny", 30, |d| is(d, "Ready", "True", "Applied")).await;
@@ -103,7 +103,7 @@ async fn decisions_converge_to_what_quicksight_shows() {
         denied
             .status
             .as_ref()
-            .and_then(|s| s.request_status.as_deref()),
+            .and_then(|s| s.request.request_status.as_deref()),
         Some("DENIED")
     );
     let failed = wait_for(&api, "verify-missing-group", 30, |d| {
@@ -115,8 +115,11 @@ async fn decisions_converge_to_what_quicksight_shows() {
         Some("True")
     );
     let status = failed.status.expect("status");
-    assert_eq!(status.request_status.as_deref(), Some("VERIFY_FAILED"));
-    assert!(status.last_update_failure_reason.is_some());
+    assert_eq!(
+        status.request.request_status.as_deref(),
+        Some("VERIFY_FAILED")
+    );
+    assert!(status.request.last_update_failure_reason.is_some());
     wait_for(&api, "verify-in-group", 30, |d| {
         is(d, "Ready", "True", "Applied")
     })
@@ -177,7 +180,7 @@ async fn changing_the_action_bumps_the_generation_and_is_acted_on() {
     assert_eq!(patched.metadata.generation, Some(2));
     let denied = wait_for(&api, "carol", 30, |d| is(d, "Ready", "True", "Applied")).await;
     let status = denied.status.expect("status");
-    assert_eq!(status.request_status.as_deref(), Some("DENIED"));
+    assert_eq!(status.request.request_status.as_deref(), Some("DENIED"));
     assert_eq!(status.applied_action, Some(Action::Deny));
     assert_eq!(status.applied_generation, Some(2));
     assert_eq!(status.observed_generation, Some(2));
@@ -466,7 +469,7 @@ async fn a_decision_made_outside_the_cluster_is_followed_not_overwritten() {
     })
     .await;
     let status = followed.status.expect("status");
-    assert_eq!(status.request_status.as_deref(), Some("DENIED"));
+    assert_eq!(status.request.request_status.as_deref(), Some("DENIED"));
     let request = handle.request(ACCOUNT, "default", "req-1").expect("exists");
     assert_eq!(request.status, SimStatus::Denied, "never overwritten");
     assert_eq!(request.updates_applied, 1, "only the first VERIFY was sent");

@@ -222,7 +222,7 @@ async fn a_call_refused_because_the_console_decided_first_reports_the_request_as
     );
     for decision in [&approved, &denied] {
         let status = decision.status.as_ref().expect("status");
-        assert_eq!(status.request_status.as_deref(), Some("APPROVED"));
+        assert_eq!(status.request.request_status.as_deref(), Some("APPROVED"));
         assert_eq!(status.rejection, None, "not held against the action");
         assert_eq!(status.attempts, None, "QuickSight never acted on the call");
     }
@@ -356,7 +356,11 @@ async fn a_deny_refused_before_its_effect_is_sent_again() {
     for id in &ids {
         let decision = wait_for(&api, id, 60, |d| is(d, "Ready", "True", "Applied")).await;
         let status = decision.status.as_ref().expect("status");
-        assert_eq!(status.request_status.as_deref(), Some("DENIED"), "{id}");
+        assert_eq!(
+            status.request.request_status.as_deref(),
+            Some("DENIED"),
+            "{id}"
+        );
         assert_eq!(status.attempts, Some(1), "{id}: one DENY QuickSight saw");
         assert_eq!(sim_request(&endpoint, id)["updatesApplied"], 2, "{id}");
     }

@@ -38,7 +38,7 @@ fn status_of<'a>(objects: &'a [SelfUpgradeRequest], id: &str) -> Option<&'a str>
     objects
         .iter()
         .find(|o| o.spec.upgrade_request_id == id)
-        .and_then(|o| o.status.as_ref()?.request_status.as_deref())
+        .and_then(|o| o.status.as_ref()?.request.request_status.as_deref())
 }
 
 /// The playground over `world`, mirroring every 300 ms, and a client of its API server.
@@ -91,7 +91,9 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
         .find(|o| o.spec.upgrade_request_id == "r-1")
         .expect("r-1");
     assert_eq!(
-        r1.status.as_ref().and_then(|s| s.user_name.as_deref()),
+        r1.status
+            .as_ref()
+            .and_then(|s| s.request.user_name.as_deref()),
         Some("r-1@example.com")
     );
 

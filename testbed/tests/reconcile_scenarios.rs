@@ -550,6 +550,7 @@ async fn an_unchanged_status_is_not_written_again() {
         .status
         .as_mut()
         .expect("status")
+        .request
         .last_update_attempt_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_second(
             stored
