@@ -7,7 +7,7 @@ use crate::context::{Context, Timing};
 use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
 use crate::metrics::Metrics;
-use crate::quicksight::{PacingSettings, SdkQuickSight, SdkSettings};
+use crate::quicksight::{AwsEndpoints, PacingSettings};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
@@ -89,41 +89,6 @@ pub struct CrdArgs {
     /// printing them all.
     #[arg(long)]
     pub out_dir: Option<std::path::PathBuf>,
-}
-
-/// Where to reach AWS: shared by `run` and `requests`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct AwsEndpoints {
-    /// AWS region (for `run`: of decisions without spec.region); else the AWS profile's.
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
-    /// QuickSight endpoint override (e.g. the simulator's address).
-    #[arg(long, env = "AWS_ENDPOINT_URL_QUICKSIGHT")]
-    pub quicksight_endpoint: Option<String>,
-    /// STS endpoint override for assuming roles (e.g. the simulator's address).
-    #[arg(long, env = "AWS_ENDPOINT_URL_STS")]
-    pub sts_endpoint: Option<String>,
-}
-
-impl AwsEndpoints {
-    /// The QuickSight client these flags and the AWS configuration (environment, profile, pod
-    /// identity) describe, and the region: the flag's, else the configuration's.
-    pub async fn connect(&self, call_timeout: Duration) -> (SdkQuickSight, Option<String>) {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let region = self
-            .region
-            .clone()
-            .or_else(|| aws.region().map(|r| r.to_string()));
-        let quicksight = SdkQuickSight::new(
-            aws,
-            SdkSettings {
-                endpoint_url: self.quicksight_endpoint.clone(),
-                sts_endpoint_url: self.sts_endpoint.clone(),
-                call_timeout,
-            },
-        );
-        (quicksight, region)
-    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -94,7 +94,7 @@ impl Context {
         }
     }
 
-    /// Exports into `metrics` (shared with the QuickSight port's [`crate::metrics::Measured`]).
+    /// Exports into `metrics` (shared with the QuickSight port's [`crate::quicksight::Measured`]).
     pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
         Self { metrics, ..self }
     }

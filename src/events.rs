@@ -3,7 +3,6 @@
 //! [`EventPublisher`]'s.
 
 use crate::api::SelfUpgradeDecisionStatus;
-use crate::decide::Verdict;
 use crate::status::READY;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
@@ -110,18 +109,32 @@ fn kube_event(
     }
 }
 
-/// The Event for the change from `previous` to `next` (written for `verdict`), if the outcome
-/// changed: the verdict is an outcome (applied, decided elsewhere, failed, stalled), not a step
-/// (awaiting the result) or a transient error being retried, and the Ready condition's reason
-/// or message differs from before.
+/// What an outcome announces when its Ready condition changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// A step (awaiting the result) or a transient error being retried: no Event.
+    Nothing,
+    /// The request shows what the action asks, after this operator's call.
+    Applied,
+    /// The request shows what the action asks without a call (decided elsewhere).
+    Observed,
+    /// A failure or a stall.
+    Warning,
+}
+
+/// The Event for the change from `previous` to `next`, if the outcome announces one and the
+/// Ready condition's reason or message differs from before.
 pub fn transition_event(
     previous: Option<&SelfUpgradeDecisionStatus>,
     next: &SelfUpgradeDecisionStatus,
-    verdict: &Verdict,
+    announce: Announce,
 ) -> Option<Event> {
-    if matches!(verdict, Verdict::AwaitingResult | Verdict::Retrying(_)) {
-        return None;
-    }
+    let (type_, action) = match announce {
+        Announce::Nothing => return None,
+        Announce::Applied => (EventType::Normal, "UpdateSelfUpgrade"),
+        Announce::Observed => (EventType::Normal, "Observe"),
+        Announce::Warning => (EventType::Warning, "Observe"),
+    };
     let ready = |status: &SelfUpgradeDecisionStatus| {
         status
             .conditions
@@ -130,16 +143,9 @@ pub fn transition_event(
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
     let (state, reason, message) = ready(next)?;
-    if previous.and_then(ready) == Some((state.clone(), reason.clone(), message.clone())) {
+    if previous.and_then(ready) == Some((state, reason.clone(), message.clone())) {
         return None;
     }
-    let (type_, action) = match verdict {
-        Verdict::Satisfied {
-            applied_by_operator: true,
-        } => (EventType::Normal, "UpdateSelfUpgrade"),
-        Verdict::Satisfied { .. } => (EventType::Normal, "Observe"),
-        _ => (EventType::Warning, "Observe"),
-    };
     Some(Event {
         type_,
         reason,
@@ -152,8 +158,6 @@ pub fn transition_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::Stall;
-    use crate::quicksight::QuickSightError;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use k8s_openapi::jiff::Timestamp;
 
@@ -212,28 +216,21 @@ mod tests {
     fn outcomes_get_one_event_and_repeats_none() {
         let waiting = status("False", "AwaitingResult", "APPROVE was sent");
         let applied = status("True", "Applied", "QuickSight shows the request APPROVED");
-        let satisfied = Verdict::Satisfied {
-            applied_by_operator: true,
-        };
-        let event = transition_event(Some(&waiting), &applied, &satisfied).expect("an event");
+        let event =
+            transition_event(Some(&waiting), &applied, Announce::Applied).expect("an event");
         assert_eq!(
             (event.type_, event.reason.as_str(), event.action.as_str()),
             (EventType::Normal, "Applied", "UpdateSelfUpgrade")
         );
-        assert!(transition_event(Some(&applied), &applied, &satisfied).is_none());
+        assert!(transition_event(Some(&applied), &applied, Announce::Applied).is_none());
     }
 
     #[test]
     fn steps_and_retried_errors_get_no_event() {
         let pending = status("False", "AwaitingResult", "APPROVE was sent");
-        assert!(transition_event(None, &pending, &Verdict::AwaitingResult).is_none());
+        assert!(transition_event(None, &pending, Announce::Nothing).is_none());
         let throttled = status("False", "ThrottlingException", "Rate exceeded");
-        let retrying = Verdict::Retrying(QuickSightError::transport(
-            "UpdateSelfUpgrade",
-            "ThrottlingException",
-            "Rate exceeded".into(),
-        ));
-        assert!(transition_event(Some(&pending), &throttled, &retrying).is_none());
+        assert!(transition_event(Some(&pending), &throttled, Announce::Nothing).is_none());
     }
 
     #[test]
@@ -250,82 +247,36 @@ mod tests {
 
     #[test]
     fn decisions_made_elsewhere_and_failures_are_warnings_or_notes() {
-        let stalled = |stall| Verdict::Stalled(stall);
-        let failed = |request_status| Verdict::ActionFailed {
-            request_status,
-            reason: None,
-            next_retry: None,
-        };
-        let already_applied = Verdict::Satisfied {
-            applied_by_operator: false,
-        };
-        use crate::quicksight::RequestStatus::{Denied, UpdateFailed, VerifyFailed};
         let cases = [
-            ("True", "AlreadyApplied", already_applied, EventType::Normal),
+            (
+                "True",
+                "AlreadyApplied",
+                Announce::Observed,
+                EventType::Normal,
+            ),
             (
                 "False",
                 "AlreadyDecided",
-                stalled(Stall::AlreadyDecided {
-                    request_status: Denied,
-                }),
+                Announce::Warning,
                 EventType::Warning,
             ),
             (
                 "False",
                 "UpdateFailed",
-                failed(UpdateFailed),
-                EventType::Warning,
-            ),
-            (
-                "False",
-                "VerifyFailed",
-                failed(VerifyFailed),
+                Announce::Warning,
                 EventType::Warning,
             ),
             (
                 "False",
                 "RetriesExhausted",
-                stalled(Stall::RetriesExhausted {
-                    attempts: 3,
-                    request_status: UpdateFailed,
-                    reason: None,
-                }),
-                EventType::Warning,
-            ),
-            (
-                "False",
-                "RequestNotFound",
-                stalled(Stall::RequestNotFound),
-                EventType::Warning,
-            ),
-            (
-                "False",
-                "Conflict",
-                stalled(Stall::Conflict {
-                    winner: "a/b".into(),
-                }),
-                EventType::Warning,
-            ),
-            (
-                "False",
-                "NotAuthorized",
-                stalled(Stall::NotAuthorized("no binding".into())),
-                EventType::Warning,
-            ),
-            (
-                "False",
-                "AccessDeniedException",
-                stalled(Stall::Rejected {
-                    error: "AccessDeniedException".into(),
-                    message: "m".into(),
-                }),
+                Announce::Warning,
                 EventType::Warning,
             ),
         ];
-        // The type follows the verdict; the reason is the Ready condition's.
-        for (ready, reason, verdict, type_) in cases {
+        // The type follows what the outcome announces; the reason is the Ready condition's.
+        for (ready, reason, announce, type_) in cases {
             let event =
-                transition_event(None, &status(ready, reason, "m"), &verdict).expect(reason);
+                transition_event(None, &status(ready, reason, "m"), announce).expect(reason);
             assert_eq!((event.type_, event.reason.as_str()), (type_, reason));
         }
     }
@@ -334,11 +285,6 @@ mod tests {
     fn a_second_failure_with_a_new_message_is_a_new_event() {
         let first = status("False", "UpdateFailed", "attempt 1 failed");
         let second = status("False", "UpdateFailed", "attempt 2 failed");
-        let failed = Verdict::ActionFailed {
-            request_status: crate::quicksight::RequestStatus::UpdateFailed,
-            reason: None,
-            next_retry: None,
-        };
-        assert!(transition_event(Some(&first), &second, &failed).is_some());
+        assert!(transition_event(Some(&first), &second, Announce::Warning).is_some());
     }
 }

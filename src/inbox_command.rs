@@ -2,9 +2,10 @@
 //! simulator), with the same credentials and endpoint options as `run`.
 
 use crate::api::{Action, SelfUpgradeDecision};
-use crate::cli::AwsEndpoints;
 use crate::inbox::{self, InboxEntry};
-use crate::quicksight::{AssumeRole, Credentials, RequestDetail, Scope, list_requests};
+use crate::quicksight::{
+    AssumeRole, AwsEndpoints, Credentials, RequestDetail, Scope, list_requests,
+};
 use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};

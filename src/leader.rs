@@ -10,7 +10,7 @@
 //!
 //! Leadership is an optimisation, not the safety net: even two replicas acting at once cannot
 //! call QuickSight twice for one decision, because every call is preceded by a write-ahead intent
-//! that is conditional on the object's resourceVersion (see `reconcile::observe_and_act`).
+//! that is conditional on the object's resourceVersion (see `reconcile::act`).
 
 use crate::context::Context;
 use crate::controller::{self, WatchScope};

@@ -2,6 +2,7 @@
 //! that finds one request among an account's requests, and the error classes the reconciler acts on.
 
 mod directory;
+mod endpoints;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
@@ -11,6 +12,7 @@ mod pacing;
 mod sdk;
 
 pub use directory::{RequestDirectory, list_requests};
+pub use endpoints::AwsEndpoints;
 pub use error::{ErrorClass, QuickSightError};
 pub use measured::Measured;
 pub use model::{

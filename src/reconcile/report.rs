@@ -7,6 +7,7 @@ use super::plan::{Asked, Observed, retry_failed};
 use crate::api::SelfUpgradeDecisionStatus;
 use crate::context::Timing;
 use crate::decide::{Plan, Stall, Verdict, decide};
+use crate::events::Announce;
 use crate::quicksight::{QuickSightError, RequestDetail, UpdateResult};
 use crate::retry::RetrySettings;
 use crate::status;
@@ -47,37 +48,53 @@ pub fn report(
 ) -> Report {
     let verdict = judge(asked, &mut status, outcome, now);
     status::set_conditions(&mut status, &verdict, asked.action, asked.generation, now);
-    let event = crate::events::transition_event(asked.previous, &status, &verdict);
-    let (label, requeue) = match &verdict {
-        Verdict::Retrying(_) => ("retrying", Requeue::Backoff),
-        Verdict::AwaitingResult => ("awaiting", Requeue::After(timing.awaiting_recheck)),
-        // Look again at the retry (or sooner, to notice changes made elsewhere).
-        Verdict::ActionFailed { next_retry, .. } => {
-            let delay = next_retry.unwrap_or(timing.failed_recheck);
-            (
-                "action_failed",
-                Requeue::After(delay.min(timing.failed_recheck)),
-            )
-        }
-        // The winner may be deleted: look again on the slower re-check cadence.
-        Verdict::Stalled(Stall::RequestNotFound | Stall::Conflict { .. }) => {
-            ("stalled", Requeue::After(timing.not_found_recheck))
-        }
-        Verdict::Stalled(Stall::InvalidSpec(_)) => ("stalled", Requeue::OnChange),
-        // QuickSight does not reopen a decided request; only a decision made elsewhere could
-        // still change the picture.
-        Verdict::Satisfied { .. } => ("satisfied", Requeue::After(timing.final_resync)),
-        Verdict::Stalled(Stall::AlreadyDecided { .. }) => {
-            ("stalled", Requeue::After(timing.final_resync))
-        }
-        Verdict::Stalled(_) => ("stalled", Requeue::After(timing.resync)),
-    };
+    let (label, requeue, announce) = outcome_of(&verdict, timing);
+    let event = crate::events::transition_event(asked.previous, &status, announce);
     Report {
         status,
         verdict,
         event,
         requeue,
         label,
+    }
+}
+
+/// The metric label, the requeue and the Event kind of a verdict, from one match.
+fn outcome_of(verdict: &Verdict, timing: &Timing) -> (&'static str, Requeue, Announce) {
+    use Announce::{Applied, Nothing, Observed, Warning};
+    match verdict {
+        Verdict::Retrying(_) => ("retrying", Requeue::Backoff, Nothing),
+        Verdict::AwaitingResult => ("awaiting", Requeue::After(timing.awaiting_recheck), Nothing),
+        // Look again at the retry (or sooner, to notice changes made elsewhere).
+        Verdict::ActionFailed { next_retry, .. } => {
+            let delay = next_retry.unwrap_or(timing.failed_recheck);
+            let requeue = Requeue::After(delay.min(timing.failed_recheck));
+            ("action_failed", requeue, Warning)
+        }
+        // QuickSight does not reopen a decided request; only a decision made elsewhere could
+        // still change the picture.
+        Verdict::Satisfied {
+            applied_by_operator,
+        } => {
+            let announce = if *applied_by_operator {
+                Applied
+            } else {
+                Observed
+            };
+            ("satisfied", Requeue::After(timing.final_resync), announce)
+        }
+        Verdict::Stalled(stall) => {
+            let requeue = match stall {
+                // The winner may be deleted: look again on the slower re-check cadence.
+                Stall::RequestNotFound | Stall::Conflict { .. } => {
+                    Requeue::After(timing.not_found_recheck)
+                }
+                Stall::InvalidSpec(_) => Requeue::OnChange,
+                Stall::AlreadyDecided { .. } => Requeue::After(timing.final_resync),
+                _ => Requeue::After(timing.resync),
+            };
+            ("stalled", requeue, Warning)
+        }
     }
 }
 
