@@ -5,10 +5,10 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# The playground and simulator subcommands embed these; the operator never reads them.
-COPY crds ./crds
-COPY examples ./examples
-RUN cargo build --release --locked --bin selfupgrade-operator
+# A member of the workspace, so cargo must find its manifest; only the operator package is built
+# (`-p`), and only its binary reaches the image below.
+COPY testbed ./testbed
+RUN cargo build --release --locked -p selfupgrade-operator --bin selfupgrade-operator
 
 # Runtime: distroless with glibc (aws-lc-rs links it), no shell, no package manager, non-root.
 FROM gcr.io/distroless/cc-debian12:nonroot
