@@ -388,13 +388,17 @@ mod tests {
     }
 
     /// A call that queued for a token before the account was paused must not go out during the
-    /// pause once it gets the token. Real time, as governor keeps its own clock.
+    /// pause once it gets the token. Real time, as governor keeps its own clock; the margins
+    /// are seconds, and the pause is measured from when it began, so a loaded machine that is
+    /// slow to run the test cannot fail it.
     #[tokio::test]
     async fn a_call_queued_for_a_token_when_a_pause_begins_waits_for_the_pause() {
         let fake = Arc::new(FakeQuickSight::default());
+        let pause = Duration::from_secs(3);
         let settings = PacingSettings {
-            throttle_pause: Duration::from_millis(1500),
-            ..settings(1.0, 1)
+            throttle_pause: pause,
+            throttle_pause_cap: pause,
+            ..settings(0.5, 1)
         };
         let paced = Arc::new(Paced::new(fake.clone(), settings).expect("valid"));
         let window = Duration::from_secs(10);
@@ -408,12 +412,16 @@ mod tests {
                     .map(|_| started.elapsed())
             }
         });
-        // The queued call waits about a second for its token; the pause begins meanwhile and
-        // lasts until 1.7 s.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The queued call runs first (one thread), reaches the pacer and waits two seconds for
+        // its token; the pause begins meanwhile and outlasts that wait.
+        tokio::task::yield_now().await;
+        let paused_at = started.elapsed();
         paced.pause("111122223333/us-east-1");
         let sent_after = queued.await.expect("joined").expect("sent");
-        assert!(sent_after >= Duration::from_millis(1700), "{sent_after:?}");
+        assert!(
+            sent_after >= paused_at + pause,
+            "sent {sent_after:?} after the start, paused at {paused_at:?}"
+        );
     }
 
     /// An answer to a call that was in flight when the account was paused says nothing about

@@ -246,6 +246,11 @@ async fn run_configuration(
         }
     }
     targets.truncate(decisions);
+    anyhow::ensure!(
+        targets.len() == decisions,
+        "the simulator generated {} requests for {decisions} decisions",
+        targets.len()
+    );
     let decision = |index: usize| {
         let (account, id) = &targets[index];
         let mut decision = SelfUpgradeDecision::new(
@@ -487,6 +492,14 @@ fn with_kept_sections(results: &str, existing: &str) -> String {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Each run starts the operator after its first decision exists, to time the startup.
+    for (flag, value) in [
+        ("--decisions", args.decisions),
+        ("--naive-decisions", args.naive_decisions),
+        ("--accounts", args.accounts),
+    ] {
+        anyhow::ensure!(value >= 1, "{flag} must be at least 1, got {value}");
+    }
     let main = run_configuration(
         "operator as shipped",
         args.decisions,

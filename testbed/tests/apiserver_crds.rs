@@ -34,6 +34,25 @@ async fn empty_server(state_dir: Option<std::path::PathBuf>) -> RunningApiServer
     .expect("starts")
 }
 
+/// A CRD directory given at start is validated as a create through the API is: a scope
+/// kube-apiserver does not know keeps the server from starting, with the field named.
+#[tokio::test]
+async fn an_invalid_crd_given_at_start_keeps_the_server_from_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut crd = serde_json::to_value(decisions_crd()).expect("json");
+    crd["spec"]["scope"] = json!("Galactic");
+    let yaml = serde_yaml::to_string(&crd).expect("yaml");
+    std::fs::write(dir.path().join("decision.yaml"), yaml).expect("written");
+    let started = RunningApiServer::start(ApiServerConfig {
+        crds: InitialCrds::Directory(dir.path().to_path_buf()),
+        ..ApiServerConfig::default()
+    })
+    .await;
+    let error = started.err().expect("refused").to_string();
+    assert!(error.contains(DECISIONS_CRD), "{error}");
+    assert!(error.contains("spec.scope: Unsupported value"), "{error}");
+}
+
 fn decisions(client: Client) -> Api<DynamicObject> {
     let resource = ApiResource {
         group: "quicksight.selfupgrade.io".into(),

@@ -47,3 +47,18 @@ fn bench_runs_both_configurations_and_writes_the_table() {
         .count();
     assert_eq!(rows, 3);
 }
+
+#[test]
+fn a_run_without_decisions_is_refused_with_the_flag_named() {
+    let output = Command::new(BIN)
+        .args(["bench", "--naive-decisions", "0"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--naive-decisions must be at least 1, got 0"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

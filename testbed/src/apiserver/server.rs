@@ -334,6 +334,7 @@ fn initial_store(
     }
     for mut crd in crds {
         super::crds::set_defaults(&mut crd);
+        refuse_invalid_crd(&crd)?;
         super::crds::set_status(&mut crd, None);
         add_unless_present(&mut store, &registry, crd);
     }
@@ -346,6 +347,24 @@ fn initial_store(
         store.persist_to(dir);
     }
     Ok((store, registry))
+}
+
+/// A CRD given at start is held to what a create through the API is held to: kube-apiserver
+/// would have refused it, so the server does not start with it.
+fn refuse_invalid_crd(crd: &Value) -> Result<(), StartError> {
+    let causes = super::crds::causes(crd, None);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = crd["metadata"]["name"].as_str().unwrap_or("(unnamed)");
+    let what: Vec<String> = causes
+        .iter()
+        .map(|cause| format!("{}: {}", cause.field, cause.message))
+        .collect();
+    Err(StartError::Schema(format!(
+        "{name} is invalid: {}",
+        what.join("; ")
+    )))
 }
 
 /// Stores an object given at start (a CRD or an RBAC object), as if created then, unless a
