@@ -78,7 +78,7 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .expect("service account token"),
     )
     .expect("kubeconfig");
-    let _operator = Process(
+    let _operator = Process::new(
         Command::new(BIN)
             .args(["run", "--quicksight-endpoint", &sim.endpoint()])
             .args(["--leader-elect", "--lease-namespace", OPERATOR_NAMESPACE])

@@ -11,13 +11,36 @@ use std::process::{Child, Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_selfupgrade-testbed");
 
-/// A child process, SIGKILLed when dropped.
-pub struct Process(pub Child);
+/// A child process, SIGKILLed when dropped; with a log, printed (its end) when a failing test
+/// drops it, so that a process test that fails shows what the process said.
+pub struct Process(pub Child, pub Option<tempfile::NamedTempFile>);
+
+impl Process {
+    /// A process whose stderr is not kept.
+    pub fn new(child: Child) -> Self {
+        Self(child, None)
+    }
+}
+
+/// Lines of a failed test's process log that are printed.
+const LOG_TAIL: usize = 80;
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let Some(log) = self.1.as_ref().filter(|_| std::thread::panicking()) else {
+            return;
+        };
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+        eprintln!(
+            "--- the last {} lines of process {}'s log ---\n{}",
+            tail.len(),
+            self.0.id(),
+            tail.join("\n")
+        );
     }
 }
 
@@ -33,7 +56,7 @@ pub fn serve(args: &[&str]) -> (Process, String) {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("address line");
-    (Process(child), line.trim().to_string())
+    (Process::new(child), line.trim().to_string())
 }
 
 /// The embedded API server and the simulator, each its own process, so that they outlive any
@@ -115,38 +138,39 @@ pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&s
         &format!("/_sim/access-keys/{access_key}"),
         serde_json::json!({ "secretAccessKey": OPERATOR_SECRET }),
     );
-    Process(
-        Command::new(BIN)
-            .args([
-                "run",
-                "--quicksight-endpoint",
-                endpoint,
-                "--sts-endpoint",
-                endpoint,
-            ])
-            // These tests are single-tenant; tests/tenancy.rs covers the bindings.
-            .arg("--allow-unbound-accounts")
-            .args([
-                "--health-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--backoff-base", "200ms", "--awaiting-recheck", "1s"])
-            // An unsettled intent waits out the call timeout before its action is sent again.
-            .args(["--call-timeout", "3s"])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", access_key)
-            .env("AWS_SECRET_ACCESS_KEY", OPERATOR_SECRET)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("operator starts"),
-    )
+    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let stderr = log.reopen().expect("the log file, for writing");
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--quicksight-endpoint",
+            endpoint,
+            "--sts-endpoint",
+            endpoint,
+        ])
+        // These tests are single-tenant; tests/tenancy.rs covers the bindings.
+        .arg("--allow-unbound-accounts")
+        .args([
+            "--health-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--backoff-base", "200ms", "--awaiting-recheck", "1s"])
+        // An unsettled intent waits out the call timeout before its action is sent again.
+        .args(["--call-timeout", "3s"])
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", OPERATOR_SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("operator starts");
+    Process(child, Some(log))
 }
 
 /// The secret of every key [`operator`] runs with.
