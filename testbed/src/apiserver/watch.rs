@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub struct WatchRequest {
     pub target: Target,
@@ -100,7 +100,22 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
                 // Ended mid-stream on command, as when an API server instance goes away.
                 _ = &mut dropped => return,
                 _ = bookmarks.tick(), if request.bookmarks => {
+                    // A bookmark promises that every change up to its resourceVersion was sent,
+                    // as kube-apiserver's watch cache keeps it: the changes already committed
+                    // (broadcast under the store's lock) go out first. Otherwise a client that
+                    // saw the bookmark and then lost the stream would resume past a change it
+                    // never received, and keep a stale object for good.
                     let current = state.lock_store().revision();
+                    loop {
+                        let change = match live.try_recv() {
+                            Ok(change) => change,
+                            Err(TryRecvError::Empty) => break,
+                            Err(_) => return,
+                        };
+                        if !forward(&mut tx, &state, &request, &change, &mut last_revision).await {
+                            return;
+                        }
+                    }
                     let bookmark = json!({"type": "BOOKMARK", "object": {
                         "kind": state.registry().types[request.target.type_id].kind,
                         "apiVersion": state.registry().types[request.target.type_id].api_version(),
@@ -110,10 +125,9 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
                 }
                 change = live.recv() => match change {
                     Ok(change) => {
-                        if change.revision <= last_revision || !matches(&request, &change) { continue; }
-                        last_revision = change.revision;
-                        let item = event(&state, &request, change.kind.as_str(), &change.object);
-                        if send(&mut tx, &item).await.is_err() { return; }
+                        if !forward(&mut tx, &state, &request, &change, &mut last_revision).await {
+                            return;
+                        }
                     }
                     // A watcher too slow for the change rate is ended; the client re-watches
                     // from its last resourceVersion, as with a real API server.
@@ -126,6 +140,23 @@ pub fn watch(state: Arc<ApiState>, request: WatchRequest) -> Result<Response, Ap
         .header("content-type", "application/json")
         .body(Body::from_stream(rx))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Sends `change` unless it was sent already or the watch does not select it; `false` when the
+/// client is gone.
+async fn forward(
+    tx: &mut Sender,
+    state: &ApiState,
+    request: &WatchRequest,
+    change: &Change,
+    last_revision: &mut u64,
+) -> bool {
+    if change.revision <= *last_revision || !matches(request, change) {
+        return true;
+    }
+    *last_revision = change.revision;
+    let item = event(state, request, change.kind.as_str(), &change.object);
+    send(tx, &item).await.is_ok()
 }
 
 fn matches(request: &WatchRequest, change: &Change) -> bool {
