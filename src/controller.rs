@@ -83,7 +83,7 @@ pub async fn run(
         .run(reconcile_guarded, error_policy_guarded, ctx.clone())
         .for_each(|result| {
             match result {
-                Ok((object, _)) => debug!(%object, "reconciled"),
+                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
                 Err(error) => warn!(%error, "reconcile error"),
             }
             futures::future::ready(())

@@ -6,6 +6,7 @@ use super::apply;
 use super::errors::ApiError;
 use super::event_views::{self, EventShape};
 use super::meta_validation;
+use super::persist::PersistError;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::{ApiState, Target};
 use super::store::{ChangeKind, ObjectKey, Store};
@@ -531,21 +532,25 @@ fn delete(state: &ApiState, target: &Target, body: &Bytes) -> Result<Response, A
             let mut marked = current.clone();
             marked["metadata"]["deletionTimestamp"] = json!(now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            return ok(put(state, &mut store, key, marked, ChangeKind::Modified));
+            return ok(put(state, &mut store, key, marked, ChangeKind::Modified)?);
         }
         return ok(current);
     }
     if resource.group.is_empty() && resource.plural == "namespaces" {
-        remove_namespace_contents(state, &mut store, &name);
+        remove_namespace_contents(state, &mut store, &name)?;
     }
-    let removed = remove(state, &mut store, &key).unwrap_or(current);
+    let removed = remove(state, &mut store, &key)?.unwrap_or(current);
     ok(json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": name, "group": resource.group, "kind": resource.plural, "uid": removed["metadata"]["uid"]},
     }))
 }
 
-fn remove_namespace_contents(state: &ApiState, store: &mut Store, namespace: &str) {
+fn remove_namespace_contents(
+    state: &ApiState,
+    store: &mut Store,
+    namespace: &str,
+) -> Result<(), ApiError> {
     for type_id in 0..state.registry().types.len() {
         let keys: Vec<ObjectKey> = store
             .list(type_id, Some(namespace))
@@ -553,10 +558,17 @@ fn remove_namespace_contents(state: &ApiState, store: &mut Store, namespace: &st
             .collect();
         for key in keys {
             // Each view of an Event is listed under its own type.
-            store.remove(&key, None);
+            store.remove(&key, None).map_err(not_stored)?;
         }
     }
     state.refresh_rbac(store);
+    Ok(())
+}
+
+/// What a client is told when the state directory refuses a write: what kube-apiserver answers
+/// when etcd does (a 500 InternalError), nothing having changed.
+fn not_stored(error: PersistError) -> ApiError {
+    ApiError::internal(format!("the write could not be stored: {error}"))
 }
 
 /// Stores `object`, and an Event in both its shapes (see [`event_views`]).
@@ -566,7 +578,7 @@ fn put(
     key: ObjectKey,
     object: Value,
     kind: ChangeKind,
-) -> Value {
+) -> Result<Value, ApiError> {
     let grants = is_rbac(state, &key);
     let defines = is_crd(state, &key);
     let stored = match view_key(state, &key) {
@@ -575,14 +587,15 @@ fn put(
             store.put_with_view(key, object, (view_key, view), kind)
         }
         None => store.put(key, object, kind),
-    };
+    }
+    .map_err(not_stored)?;
     if grants {
         state.refresh_rbac(store);
     }
     if defines {
         state.refresh_crds(store);
     }
-    stored
+    Ok(stored)
 }
 
 /// Whether `key` is a Role, ClusterRole or binding: writing it changes what is allowed.
@@ -596,28 +609,33 @@ fn is_crd(state: &ApiState, key: &ObjectKey) -> bool {
 }
 
 /// Removes an object, and an Event in both its shapes; a CRD with all its custom resources.
-fn remove(state: &ApiState, store: &mut Store, key: &ObjectKey) -> Option<Value> {
+fn remove(state: &ApiState, store: &mut Store, key: &ObjectKey) -> Result<Option<Value>, ApiError> {
     let view = view_key(state, key).map(|(view_key, _)| view_key);
-    let removed = store.remove(key, view.as_ref());
+    let removed = store.remove(key, view.as_ref()).map_err(not_stored)?;
     if is_rbac(state, key) {
         state.refresh_rbac(store);
     }
     if let (true, Some(crd)) = (is_crd(state, key), &removed) {
-        remove_custom_resources(state, store, crd);
+        remove_custom_resources(state, store, crd)?;
         state.refresh_crds(store);
     }
-    removed
+    Ok(removed)
 }
 
 /// What the API server's `customresourcecleanup` finalizer does before a CRD goes: every
 /// object of its types is deleted (done at once here; watchers see each go).
-fn remove_custom_resources(state: &ApiState, store: &mut Store, crd: &Value) {
+fn remove_custom_resources(
+    state: &ApiState,
+    store: &mut Store,
+    crd: &Value,
+) -> Result<(), ApiError> {
     for type_id in state.registry().type_ids_of_crd(crd) {
         let keys: Vec<ObjectKey> = store.list(type_id, None).map(|(k, _)| k.clone()).collect();
         for key in keys {
-            store.remove(&key, None);
+            store.remove(&key, None).map_err(not_stored)?;
         }
     }
+    Ok(())
 }
 
 /// Where the other shape of an Event is stored, and the shape `key`'s type writes.
@@ -796,8 +814,8 @@ fn commit(
             .as_array()
             .is_none_or(|f| f.is_empty());
     if finalized {
-        put(state, store, key.clone(), object, ChangeKind::Modified);
-        return remove(state, store, &key)
+        put(state, store, key.clone(), object, ChangeKind::Modified)?;
+        return remove(state, store, &key)?
             .ok_or_else(|| ApiError::internal("object vanished while finalizing"));
     }
     let kind = if old.is_some() {
@@ -809,7 +827,7 @@ fn commit(
         // A no-op write does not bump the resourceVersion, as on a real API server.
         return Ok(old.cloned().unwrap_or(object));
     }
-    Ok(put(state, store, key, object, kind))
+    put(state, store, key, object, kind)
 }
 
 /// What kube-apiserver's namespace strategy sets (`pkg/registry/core/namespace/strategy.go`):

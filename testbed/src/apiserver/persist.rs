@@ -2,10 +2,10 @@
 //! so that a process killed and started again on the same port serves the same cluster to the
 //! same clients, as a kube-apiserver restarted over its etcd does.
 //!
-//! Every write is on disk before it is answered (the whole snapshot, written to a temporary file
-//! and renamed over the last), as etcd commits a write before the API server acknowledges it: a
-//! test that kills this server never loses an acknowledged write, which no real cluster does
-//! either. A restarted server keeps no watch history, as a restarted watch cache keeps none: a
+//! Every write is on disk before it is answered or sent to a watch (the whole snapshot, written
+//! to a temporary file and renamed over the last), as etcd commits a write before the API server
+//! acknowledges it or its watch cache sees it: a test that kills this server never loses a write
+//! a client was told of, which no real cluster does either; a write the disk refuses is refused. A restarted server keeps no watch history, as a restarted watch cache keeps none: a
 //! watch from an older resourceVersion gets `410 Gone`, and clients list again.
 
 use super::store::ObjectKey;

@@ -328,7 +328,7 @@ fn initial_store(
                     namespace: String::new(),
                     name: namespace.clone(),
                 };
-                store.put(key, objects::new_namespace(namespace), ChangeKind::Added);
+                store.put(key, objects::new_namespace(namespace), ChangeKind::Added)?;
             }
         }
     }
@@ -336,15 +336,15 @@ fn initial_store(
         super::crds::set_defaults(&mut crd);
         refuse_invalid_crd(&crd)?;
         super::crds::set_status(&mut crd, None);
-        add_unless_present(&mut store, &registry, crd);
+        add_unless_present(&mut store, &registry, crd)?;
     }
     let registry = serving_stored_crds(&registry, &store).map_err(StartError::Schema)?;
     for object in rbac_objects {
-        add_unless_present(&mut store, &registry, object);
+        add_unless_present(&mut store, &registry, object)?;
     }
     if let Some(mut dir) = state_dir.take() {
         dir.name_types(resource_names(&registry));
-        store.persist_to(dir);
+        store.persist_to(dir)?;
     }
     Ok((store, registry))
 }
@@ -369,14 +369,18 @@ fn refuse_invalid_crd(crd: &Value) -> Result<(), StartError> {
 
 /// Stores an object given at start (a CRD or an RBAC object), as if created then, unless a
 /// stored one has its name.
-fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value) {
+fn add_unless_present(
+    store: &mut Store,
+    registry: &Registry,
+    mut object: Value,
+) -> Result<(), StartError> {
     let group = object["apiVersion"]
         .as_str()
         .and_then(|v| v.rsplit_once('/'))
         .map_or("", |(group, _)| group);
     let kind = object["kind"].as_str().unwrap_or_default();
     let Some(type_id) = registry.type_id_of_kind(group, kind) else {
-        return;
+        return Ok(());
     };
     let key = ObjectKey {
         type_id,
@@ -395,8 +399,9 @@ fn add_unless_present(store: &mut Store, registry: &Registry, mut object: Value)
     };
     if store.get(&key).is_none() {
         objects::stamp_new(&mut object);
-        store.put(key, object, ChangeKind::Added);
+        store.put(key, object, ChangeKind::Added)?;
     }
+    Ok(())
 }
 
 /// `registry` serving exactly the CRDs stored in `store`.

@@ -1,7 +1,7 @@
 //! The in-memory object store: objects by (type, namespace, name), one global resourceVersion
 //! that increases on every write, and a bounded history of changes that watches replay from.
 
-use super::persist::StateDir;
+use super::persist::{PersistError, StateDir};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -42,6 +42,9 @@ pub struct Change {
     pub object: Arc<Value>,
 }
 
+/// One change [`Store::commit`] applies: the object to store, or `None` to remove it.
+type Write = (ObjectKey, Option<Value>, ChangeKind);
+
 pub struct Store {
     objects: BTreeMap<ObjectKey, Value>,
     revision: u64,
@@ -77,10 +80,11 @@ impl Store {
         self.history.clear();
     }
 
-    /// From now on, writes every change to `dir` before returning; writes once now.
-    pub fn persist_to(&mut self, dir: StateDir) {
+    /// From now on, writes every change to `dir` before it is answered or watched; writes
+    /// once now.
+    pub fn persist_to(&mut self, dir: StateDir) -> Result<(), PersistError> {
         self.persist = Some(dir);
-        self.save();
+        self.save(self.revision)
     }
 
     /// The resource name of each type id, for what is written to the state directory.
@@ -90,11 +94,10 @@ impl Store {
         }
     }
 
-    fn save(&self) {
-        if let Some(dir) = &self.persist
-            && let Err(error) = dir.save_objects(self.revision, self.objects.iter())
-        {
-            tracing::error!(%error, "could not write the API server's state");
+    fn save(&self, revision: u64) -> Result<(), PersistError> {
+        match &self.persist {
+            Some(dir) => dir.save_objects(revision, self.objects.iter()),
+            None => Ok(()),
         }
     }
 
@@ -122,9 +125,14 @@ impl Store {
     }
 
     /// Stores `object` under a new revision and returns it with that `resourceVersion`.
-    pub fn put(&mut self, key: ObjectKey, object: Value, kind: ChangeKind) -> Value {
-        self.revision += 1;
-        self.write(key, object, kind)
+    pub fn put(
+        &mut self,
+        key: ObjectKey,
+        object: Value,
+        kind: ChangeKind,
+    ) -> Result<Value, PersistError> {
+        let mut written = self.commit(vec![(key, Some(object), kind)])?;
+        Ok(written.pop().unwrap_or_default())
     }
 
     /// Stores `object` and `view` — the same object as another API serves it (see
@@ -135,39 +143,75 @@ impl Store {
         object: Value,
         (view_key, view): (ObjectKey, Value),
         kind: ChangeKind,
-    ) -> Value {
-        self.revision += 1;
-        self.write(view_key, view, kind);
-        self.write(key, object, kind)
-    }
-
-    fn write(&mut self, key: ObjectKey, mut object: Value, kind: ChangeKind) -> Value {
-        object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
-        self.objects.insert(key.clone(), object.clone());
-        self.record(key, kind, object.clone());
-        self.save();
-        object
+    ) -> Result<Value, PersistError> {
+        let writes = vec![(view_key, Some(view), kind), (key, Some(object), kind)];
+        let mut written = self.commit(writes)?;
+        Ok(written.pop().unwrap_or_default())
     }
 
     /// Removes an object, and its view under `view_key` if any; watches see them with a new
-    /// revision.
-    pub fn remove(&mut self, key: &ObjectKey, view_key: Option<&ObjectKey>) -> Option<Value> {
-        let object = self.objects.remove(key)?;
-        self.revision += 1;
-        if let Some(view_key) = view_key
-            && let Some(view) = self.objects.remove(view_key)
-        {
-            self.record_removal(view_key.clone(), view);
+    /// revision. `Ok(None)`: there was no such object.
+    pub fn remove(
+        &mut self,
+        key: &ObjectKey,
+        view_key: Option<&ObjectKey>,
+    ) -> Result<Option<Value>, PersistError> {
+        if !self.objects.contains_key(key) {
+            return Ok(None);
         }
-        let removed = self.record_removal(key.clone(), object);
-        self.save();
-        Some(removed)
+        let mut removals: Vec<Write> = view_key
+            .filter(|view_key| self.objects.contains_key(*view_key))
+            .map(|view_key| (view_key.clone(), None, ChangeKind::Deleted))
+            .into_iter()
+            .collect();
+        removals.push((key.clone(), None, ChangeKind::Deleted));
+        Ok(self.commit(removals)?.pop())
     }
 
-    fn record_removal(&mut self, key: ObjectKey, mut object: Value) -> Value {
-        object["metadata"]["resourceVersion"] = Value::String(self.revision.to_string());
-        self.record(key, ChangeKind::Deleted, object.clone());
-        object
+    /// Applies `writes` (a value to store, or `None` to remove) under one new revision, on disk
+    /// first (with `--state-dir`) and only then to watches, as kube-apiserver sends a watch
+    /// event only for what etcd has committed: a watcher never sees a change that a crash
+    /// could take back. A write the disk refuses changes nothing and is seen by no one.
+    /// Returns each object as stored (or removed) with its new resourceVersion.
+    fn commit(&mut self, writes: Vec<Write>) -> Result<Vec<Value>, PersistError> {
+        let revision = self.revision + 1;
+        let mut before = Vec::with_capacity(writes.len());
+        let mut changes = Vec::with_capacity(writes.len());
+        for (key, object, kind) in writes {
+            let previous = match object {
+                Some(mut object) => {
+                    object["metadata"]["resourceVersion"] = Value::String(revision.to_string());
+                    changes.push((key.clone(), kind, object.clone()));
+                    self.objects.insert(key.clone(), object)
+                }
+                None => {
+                    let removed = self.objects.remove(&key);
+                    if let Some(mut gone) = removed.clone() {
+                        gone["metadata"]["resourceVersion"] = Value::String(revision.to_string());
+                        changes.push((key.clone(), kind, gone));
+                    }
+                    removed
+                }
+            };
+            before.push((key, previous));
+        }
+        if let Err(error) = self.save(revision) {
+            for (key, previous) in before.into_iter().rev() {
+                match previous {
+                    Some(object) => self.objects.insert(key, object),
+                    None => self.objects.remove(&key),
+                };
+            }
+            return Err(error);
+        }
+        self.revision = revision;
+        Ok(changes
+            .into_iter()
+            .map(|(key, kind, object)| {
+                self.record(key, kind, object.clone());
+                object
+            })
+            .collect())
     }
 
     fn record(&mut self, key: ObjectKey, kind: ChangeKind, object: Value) {
@@ -232,15 +276,22 @@ mod tests {
     #[test]
     fn every_write_gets_a_higher_revision() {
         let mut store = Store::new(10);
-        let a = store.put(key("a"), json!({"metadata": {}}), ChangeKind::Added);
-        let b = store.put(key("a"), json!({"metadata": {}}), ChangeKind::Modified);
+        let a = store
+            .put(key("a"), json!({"metadata": {}}), ChangeKind::Added)
+            .expect("stored");
+        let b = store
+            .put(key("a"), json!({"metadata": {}}), ChangeKind::Modified)
+            .expect("stored");
         let rv = |v: &Value| {
             v["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|s| s.parse::<u64>().ok())
         };
         assert!(rv(&b) > rv(&a));
-        let removed = store.remove(&key("a"), None).expect("present");
+        let removed = store
+            .remove(&key("a"), None)
+            .expect("stored")
+            .expect("present");
         assert!(rv(&removed) > rv(&b));
         assert_eq!(store.revision(), rv(&removed).expect("rv"));
     }
@@ -252,19 +303,24 @@ mod tests {
             type_id: 1,
             ..key("a")
         };
-        let written = store.put_with_view(
-            key("a"),
-            json!({"metadata": {}, "note": "n"}),
-            (view_key.clone(), json!({"metadata": {}, "message": "n"})),
-            ChangeKind::Added,
-        );
+        let written = store
+            .put_with_view(
+                key("a"),
+                json!({"metadata": {}, "note": "n"}),
+                (view_key.clone(), json!({"metadata": {}, "message": "n"})),
+                ChangeKind::Added,
+            )
+            .expect("stored");
         let view = store.get(&view_key).expect("view stored").clone();
         assert_eq!(view["message"], "n");
         assert_eq!(
             view["metadata"]["resourceVersion"],
             written["metadata"]["resourceVersion"]
         );
-        store.remove(&key("a"), Some(&view_key)).expect("present");
+        store
+            .remove(&key("a"), Some(&view_key))
+            .expect("stored")
+            .expect("present");
         assert!(store.get(&view_key).is_none());
         let (replay, _) = store.changes_since(1).expect("retained");
         let kinds: Vec<(usize, ChangeKind)> =
@@ -284,7 +340,9 @@ mod tests {
     fn history_replays_and_expires() {
         let mut store = Store::new(2);
         for name in ["a", "b", "c"] {
-            store.put(key(name), json!({"metadata": {}}), ChangeKind::Added);
+            store
+                .put(key(name), json!({"metadata": {}}), ChangeKind::Added)
+                .expect("stored");
         }
         // Revisions 2, 3, 4 were written; only 3 and 4 are retained.
         assert!(store.changes_since(1).is_none());
@@ -296,5 +354,41 @@ mod tests {
         store.compact();
         assert!(store.changes_since(3).is_none());
         assert!(store.changes_since(4).is_some());
+    }
+
+    #[test]
+    fn a_write_the_state_directory_refuses_changes_nothing_and_is_watched_by_no_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let mut store = Store::new(10);
+        store
+            .persist_to(StateDir::new(&state).expect("state dir"))
+            .expect("first snapshot");
+        store
+            .put(key("a"), json!({"metadata": {}, "v": 1}), ChangeKind::Added)
+            .expect("stored");
+        let mut watch = store.subscribe();
+        // The disk goes away: no snapshot can be written there any more.
+        std::fs::remove_dir_all(&state).expect("removed");
+        std::fs::write(&state, "not a directory").expect("file in its place");
+        let revision = store.revision();
+
+        let refused = store.put(
+            key("a"),
+            json!({"metadata": {}, "v": 2}),
+            ChangeKind::Modified,
+        );
+        assert!(refused.is_err(), "the write is refused");
+        assert!(store.remove(&key("a"), None).is_err(), "so is a removal");
+        assert_eq!(
+            store.get(&key("a")).expect("kept")["v"],
+            1,
+            "nothing changed"
+        );
+        assert_eq!(store.revision(), revision, "no revision was used up");
+        assert!(
+            matches!(watch.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+            "no watcher saw a change the disk does not hold"
+        );
     }
 }
