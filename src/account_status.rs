@@ -3,7 +3,10 @@
 //! binding itself rather than on every decision. Refreshed on an interval while leading;
 //! written only when it changed.
 
-use crate::api::{QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision};
+use crate::api::{
+    ApprovalModeStatus, QuickSightAccount, QuickSightAccountStatus, SelfUpgradeDecision,
+};
+use crate::approval_modes::not_ready_because;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::quicksight::Credentials;
 use crate::tenancy::{self, Grant};
@@ -26,15 +29,54 @@ pub struct Findings {
     pub usable: Result<Option<()>, (String, String)>,
 }
 
-/// The status for `binding` given `findings`; `lastTransitionTime` is kept while Ready keeps
-/// its value, so that an unchanged binding yields an equal status (and no write).
+/// The status for `binding` given `findings` and the approval modes found of its namespaces;
+/// `lastTransitionTime` is kept while Ready keeps its value, so that an unchanged binding
+/// yields an equal status (and no write).
 pub fn account_status(
     binding: &QuickSightAccount,
     findings: &Findings,
+    approval_modes: Vec<ApprovalModeStatus>,
     now: Timestamp,
 ) -> QuickSightAccountStatus {
     let generation = binding.meta().generation;
-    let (status, reason, message) = match &findings.usable {
+    let modes_not_ready = binding
+        .spec
+        .self_upgrade
+        .as_ref()
+        .and_then(|settings| not_ready_because(settings, &approval_modes));
+    let (status, reason, message) = match (&findings.usable, modes_not_ready) {
+        (Ok(_), Some((reason, message))) => ("False", reason.to_string(), message),
+        (usable, _) => ready_for_credentials(binding, usable),
+    };
+    let previous = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let last_transition_time = previous
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    QuickSightAccountStatus {
+        observed_generation: generation,
+        bound_decisions: Some(findings.bound_decisions),
+        approval_modes,
+        conditions: vec![Condition {
+            type_: "Ready".to_string(),
+            status: status.to_string(),
+            reason,
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }],
+    }
+}
+
+/// Ready as the credentials make it: (status, reason, message).
+fn ready_for_credentials(
+    binding: &QuickSightAccount,
+    usable: &Result<Option<()>, (String, String)>,
+) -> (&'static str, String, String) {
+    match usable {
         Ok(Some(())) => (
             "True",
             "CredentialsResolved".to_string(),
@@ -50,26 +92,6 @@ pub fn account_status(
                 .to_string(),
         ),
         Err((reason, message)) => ("False", reason.clone(), message.clone()),
-    };
-    let previous = binding
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let last_transition_time = previous
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    QuickSightAccountStatus {
-        observed_generation: generation,
-        bound_decisions: Some(findings.bound_decisions),
-        conditions: vec![Condition {
-            type_: "Ready".to_string(),
-            status: status.to_string(),
-            reason,
-            message,
-            observed_generation: generation,
-            last_transition_time,
-        }],
     }
 }
 
@@ -82,6 +104,7 @@ pub fn unreadable_status(
     QuickSightAccountStatus {
         observed_generation: metadata.generation,
         bound_decisions: Some(0),
+        approval_modes: Vec::new(),
         conditions: vec![Condition {
             type_: "Ready".to_string(),
             status: "False".to_string(),
@@ -99,11 +122,16 @@ pub fn unreadable_status(
 /// Refreshes every binding's status each `ctx.timing.account_status_interval`, until dropped.
 pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfUpgradeDecision>>) {
     let mut tick = tokio::time::interval(ctx.timing.account_status_interval);
+    // A new approval-mode reading is written at once, not at the next interval.
+    let mut modes_read = ctx.approval_modes.statuses_changed();
     // An unreadable binding's own status cannot be read back to compare with, so what was
     // written is remembered (by UID and generation) to write it once, not every interval.
     let mut reported_unreadable: HashMap<(String, Option<i64>), String> = HashMap::new();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = modes_read.changed() => {}
+        }
         let bound = bound_decisions(&ctx, &decisions);
         let mut still_unreadable = HashSet::new();
         for binding in ctx.bindings.accounts() {
@@ -111,7 +139,8 @@ pub async fn maintain(ctx: Arc<Context>, decisions: Store<DeserializeGuard<SelfU
                 Ok(binding) => {
                     let count = bound.get(&binding.name_any()).copied().unwrap_or(0);
                     let findings = find(&ctx, binding, count).await;
-                    let status = account_status(binding, &findings, Timestamp::now());
+                    let modes = ctx.approval_modes.of_binding(&binding.name_any());
+                    let status = account_status(binding, &findings, modes, Timestamp::now());
                     if binding.status.as_ref() != Some(&status) {
                         write(&ctx.client, &binding.name_any(), &status).await;
                     }
@@ -244,7 +273,7 @@ mod tests {
             bound_decisions: 4,
             usable: Ok(Some(())),
         };
-        let status = account_status(&binding(), &findings, at(1_800_000_000));
+        let status = account_status(&binding(), &findings, vec![], at(1_800_000_000));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.bound_decisions, Some(4));
         let ready = &status.conditions[0];
@@ -262,8 +291,13 @@ mod tests {
             usable: Err(("CredentialsUnresolvable".into(), "AccessDenied".into())),
         };
         let mut binding = binding();
-        binding.status = Some(account_status(&binding, &findings, at(1_800_000_000)));
-        let again = account_status(&binding, &findings, at(1_800_000_600));
+        binding.status = Some(account_status(
+            &binding,
+            &findings,
+            vec![],
+            at(1_800_000_000),
+        ));
+        let again = account_status(&binding, &findings, vec![], at(1_800_000_600));
         assert_eq!(binding.status.as_ref(), Some(&again));
         assert_eq!(again.conditions[0].status, "False");
     }
@@ -275,12 +309,17 @@ mod tests {
             usable: Err(("CredentialsUnresolvable".into(), "AccessDenied".into())),
         };
         let mut binding = binding();
-        binding.status = Some(account_status(&binding, &failing, at(1_800_000_000)));
+        binding.status = Some(account_status(
+            &binding,
+            &failing,
+            vec![],
+            at(1_800_000_000),
+        ));
         let fixed = Findings {
             bound_decisions: 1,
             usable: Ok(Some(())),
         };
-        let status = account_status(&binding, &fixed, at(1_800_000_600));
+        let status = account_status(&binding, &fixed, vec![], at(1_800_000_600));
         assert_eq!(
             status.conditions[0].last_transition_time,
             Time(at(1_800_000_600))

@@ -122,6 +122,10 @@ pub struct RunArgs {
     /// How often QuickSightAccount statuses (bound decisions, credentials) are refreshed.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub account_status_interval: Duration,
+    /// How often the approval mode of the QuickSight namespaces a QuickSightAccount declares
+    /// one for (`spec.selfUpgrade`) is read (and, with `Enforce`, set back).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub approval_mode_interval: Duration,
     /// Watch only this Kubernetes namespace (default: all namespaces).
     #[arg(long)]
     pub namespace: Option<String>,
@@ -227,6 +231,7 @@ impl RunArgs {
             },
             call_timeout: self.call_timeout,
             account_status_interval: self.account_status_interval,
+            approval_mode_interval: self.approval_mode_interval,
             debounce: self.debounce,
         }
     }

@@ -39,6 +39,8 @@ pub struct Timing {
     pub call_timeout: Duration,
     /// How often the `QuickSightAccount` statuses (bound decisions, credentials) are refreshed.
     pub account_status_interval: Duration,
+    /// How often the approval mode of the namespaces bindings declare one for is read.
+    pub approval_mode_interval: Duration,
     /// How long a change to a decision waits before its reconcile, to fold quick edits into one.
     pub debounce: Duration,
 }
@@ -62,6 +64,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// `--mirror-requests`: where the requests are mirrored.
     pub mirror: Option<crate::mirror::MirrorSettings>,
+    /// The approval modes found of the namespaces bindings declare one for.
+    pub approval_modes: crate::approval_modes::ApprovalModes,
 }
 
 impl Context {
@@ -83,6 +87,7 @@ impl Context {
             claims: Default::default(),
             metrics: Arc::default(),
             mirror: None,
+            approval_modes: Default::default(),
         }
     }
 

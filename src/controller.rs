@@ -70,6 +70,7 @@ pub async fn run(
         .clone()
         .map(|settings| tokio::spawn(crate::mirror::run(ctx.clone(), settings)));
     let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
+    let approval_modes = tokio::spawn(crate::approval_watch::maintain(ctx.clone()));
     Controller::for_stream(decisions, store)
         .with_config(
             controller::Config::default()
@@ -79,6 +80,8 @@ pub async fn run(
         // A binding or a namespace's labels changed: any decision may be admitted or refused
         // now. Such changes are rare; a reconcile that changes nothing writes nothing.
         .reconcile_all_on(ctx.bindings.changes())
+        // An account's approval mode changed: its decisions show it. Rarer still.
+        .reconcile_all_on(ctx.approval_modes.modes_changed())
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy_guarded, ctx.clone())
         .for_each(|result| {
@@ -96,6 +99,7 @@ pub async fn run(
     }
     ctx.metrics.leader.set(0);
     account_status.abort();
+    approval_modes.abort();
     info!("controller stopped");
 }
 

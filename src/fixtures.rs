@@ -74,6 +74,7 @@ pub fn timing() -> Timing {
         retry: retry(),
         call_timeout: Duration::from_secs(30),
         account_status_interval: Duration::from_secs(60),
+        approval_mode_interval: Duration::from_secs(60),
         debounce: Duration::ZERO,
     }
 }
@@ -89,6 +90,7 @@ pub fn admitted() -> Admitted {
         },
         retry: retry(),
         mirrored_as: None,
+        approval_mode: None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! account, printed for people or tools, and turned into ready-to-commit `SelfUpgradeDecision`
 //! YAML for a GitOps pull request. Pure: listing happens in `cli`.
 
-use crate::api::{Action, RequestDetails, SelfUpgradeDecision, SelfUpgradeDecisionSpec};
+use crate::api::{
+    Action, ApprovalMode, RequestDetails, SelfUpgradeDecision, SelfUpgradeDecisionSpec,
+};
 use crate::quicksight::{RequestDetail, RequestStatus};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -28,6 +30,35 @@ impl From<&RequestDetail> for InboxEntry {
             upgrade_request_id: detail.upgrade_request_id.clone(),
             request: detail.into(),
         }
+    }
+}
+
+/// What `requests list -o json|yaml` prints: whose requests, the namespace's approval mode, and
+/// the requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxListing {
+    pub aws_account_id: String,
+    pub quicksight_namespace: String,
+    /// `AUTO_APPROVAL`: QuickSight approves every request itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_mode: Option<ApprovalMode>,
+    /// Why the approval mode could not be read (e.g. the permission is not granted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_mode_error: Option<String>,
+    pub requests: Vec<InboxEntry>,
+}
+
+/// The line `requests list` prints above its table, and `requests mode` prints.
+pub fn mode_line(mode: &Result<ApprovalMode, String>) -> String {
+    match mode {
+        Ok(ApprovalMode::AdminApproval) => {
+            "approval mode: ADMIN_APPROVAL (requests wait for an admin's decision)".to_string()
+        }
+        Ok(ApprovalMode::AutoApproval) => {
+            "approval mode: AUTO_APPROVAL (QuickSight approves every request itself)".to_string()
+        }
+        Err(error) => format!("approval mode: unknown ({error})"),
     }
 }
 

@@ -1,10 +1,11 @@
-//! `selfupgrade-operator requests list|decide`: the inbox against QuickSight (or the
+//! `selfupgrade-operator requests list|decide|mode`: the inbox against QuickSight (or the
 //! simulator), with the same credentials and endpoint options as `run`.
 
-use crate::api::{Action, SelfUpgradeDecision};
-use crate::inbox::{self, InboxEntry};
+use crate::api::{Action, ApprovalMode, SelfUpgradeDecision};
+use crate::inbox::{self, InboxEntry, InboxListing};
 use crate::quicksight::{
-    AssumeRole, AwsEndpoints, Credentials, RequestDetail, Scope, list_requests,
+    AssumeRole, AwsEndpoints, Credentials, RequestDetail, Scope, SdkQuickSight, SelfUpgradeApi,
+    list_requests,
 };
 use crate::tenancy::DEFAULT_SESSION_NAME;
 use anyhow::{Context as _, bail};
@@ -25,6 +26,15 @@ pub enum RequestsCommand {
     List(ListArgs),
     /// Print SelfUpgradeDecision YAML for requests, ready to commit for a pull request.
     Decide(DecideArgs),
+    /// Print the QuickSight namespace's self-upgrade approval mode (ADMIN_APPROVAL or
+    /// AUTO_APPROVAL); fails when it cannot be read.
+    Mode(ModeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModeArgs {
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// Where the requests are and who asks.
@@ -102,26 +112,40 @@ fn parse_action(value: &str) -> Result<Action, String> {
 pub async fn run(args: RequestsArgs) -> anyhow::Result<()> {
     match args.command {
         RequestsCommand::List(list) => {
-            let requests = fetch(&list.connection).await?;
+            let account = connect(&list.connection).await?;
+            let (requests, mode) = futures::join!(fetch(&account), approval_mode(&account));
+            let requests = requests?;
             let shown: Vec<&RequestDetail> =
                 inbox::with_status(&requests, list.status.as_deref()).collect();
+            let listing = || InboxListing {
+                aws_account_id: account.scope.account_id.clone(),
+                quicksight_namespace: account.scope.namespace.clone(),
+                approval_mode: mode.as_ref().ok().copied(),
+                approval_mode_error: mode.as_ref().err().cloned(),
+                requests: shown.iter().map(|r| InboxEntry::from(*r)).collect(),
+            };
             let text = match list.output {
-                Format::Table => inbox::table(&shown, k8s_openapi::jiff::Timestamp::now()),
-                Format::Json => {
-                    let entries: Vec<InboxEntry> =
-                        shown.iter().map(|r| InboxEntry::from(*r)).collect();
-                    serde_json::to_string_pretty(&entries)? + "\n"
-                }
-                Format::Yaml => {
-                    let entries: Vec<InboxEntry> =
-                        shown.iter().map(|r| InboxEntry::from(*r)).collect();
-                    serde_yaml::to_string(&entries)?
-                }
+                Format::Table => format!(
+                    "{}\n{}",
+                    inbox::mode_line(&mode),
+                    inbox::table(&shown, k8s_openapi::jiff::Timestamp::now())
+                ),
+                Format::Json => serde_json::to_string_pretty(&listing())? + "\n",
+                Format::Yaml => serde_yaml::to_string(&listing())?,
             };
             std::io::stdout().write_all(text.as_bytes())?;
         }
+        RequestsCommand::Mode(args) => {
+            let account = connect(&args.connection).await?;
+            let mode = approval_mode(&account).await;
+            let line = inbox::mode_line(&mode);
+            mode.map_err(|error| {
+                anyhow::anyhow!("reading the approval mode of {}: {error}", account.scope)
+            })?;
+            println!("{line}");
+        }
         RequestsCommand::Decide(decide) => {
-            let requests = fetch(&decide.connection).await?;
+            let requests = fetch(&connect(&decide.connection).await?).await?;
             let chosen = inbox::select(&requests, &decide.ids, decide.all_pending)
                 .map_err(anyhow::Error::msg)?;
             let connection = &decide.connection;
@@ -177,9 +201,13 @@ fn request_id_in(dir: &Path, name: &str) -> Option<String> {
     )
 }
 
-/// Every request of the account's QuickSight namespace, page by page (progress on stderr once
-/// it takes more than a moment).
-async fn fetch(connection: &Connection) -> anyhow::Result<Vec<RequestDetail>> {
+/// The account and QuickSight namespace a command works on, and the client to reach them.
+struct Account {
+    quicksight: SdkQuickSight,
+    scope: Scope,
+}
+
+async fn connect(connection: &Connection) -> anyhow::Result<Account> {
     if connection.account.len() != 12 || !connection.account.bytes().all(|b| b.is_ascii_digit()) {
         bail!("--account must be 12 digits, got {:?}", connection.account);
     }
@@ -198,13 +226,29 @@ async fn fetch(connection: &Connection) -> anyhow::Result<Vec<RequestDetail>> {
             }),
         },
     };
+    Ok(Account { quicksight, scope })
+}
+
+/// The namespace's approval mode, or why it cannot be read (`requests list` prints either).
+async fn approval_mode(account: &Account) -> Result<ApprovalMode, String> {
+    account
+        .quicksight
+        .approval_mode(&account.scope)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Every request of the account's QuickSight namespace, page by page (progress on stderr once
+/// it takes more than a moment).
+async fn fetch(account: &Account) -> anyhow::Result<Vec<RequestDetail>> {
     let started = Instant::now();
     let progress = |listed: usize| {
         if started.elapsed() > Duration::from_secs(1) {
             eprint!("\rlisted {listed} requests…");
         }
     };
-    let requests = list_requests(&quicksight, &scope, progress)
+    let scope = &account.scope;
+    let requests = list_requests(&account.quicksight, scope, progress)
         .await
         .with_context(|| format!("listing the self-upgrade requests of {scope}"))?;
     if started.elapsed() > Duration::from_secs(1) {

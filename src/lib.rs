@@ -8,6 +8,8 @@
 
 pub mod account_status;
 pub mod api;
+pub mod approval_modes;
+pub mod approval_watch;
 pub mod bindings;
 pub mod cli;
 pub mod conflicts;

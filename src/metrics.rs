@@ -44,6 +44,20 @@ pub struct ConditionLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApprovalModeLabels {
+    pub account: String,
+    pub quicksight_namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestoreLabels {
+    pub account: String,
+    pub quicksight_namespace: String,
+    /// `ok`, or the exception name QuickSight refused with.
+    pub outcome: String,
+}
+
 /// Every metric the operator exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +69,8 @@ pub struct Metrics {
     pub decisions_by_condition: Family<ConditionLabels, Gauge>,
     pub retry_queue_depth: Gauge,
     pub leader: Gauge,
+    pub approval_mode_drift: Family<ApprovalModeLabels, Gauge>,
+    pub approval_mode_restores: Family<RestoreLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,6 +90,8 @@ impl Default for Metrics {
             decisions_by_condition: Family::default(),
             retry_queue_depth: Gauge::default(),
             leader: Gauge::default(),
+            approval_mode_drift: Family::default(),
+            approval_mode_restores: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +133,16 @@ impl Default for Metrics {
             "leader",
             "1 while this replica runs the controller (holds the Lease, or runs without election)",
             metrics.leader.clone(),
+        );
+        registry.register(
+            "approval_mode_drift",
+            "1 while a QuickSight namespace's approval mode differs from its QuickSightAccount's spec.selfUpgrade.mode",
+            metrics.approval_mode_drift.clone(),
+        );
+        registry.register(
+            "approval_mode_restores",
+            "UpdateSelfUpgradeConfiguration calls that set a drifted approval mode back (Enforce), by outcome",
+            metrics.approval_mode_restores.clone(),
         );
         Self {
             registry,

@@ -5,6 +5,7 @@
 //! themselves an account: without a binding that admits its namespace, a decision makes no AWS
 //! call at all (unless the operator runs with `--allow-unbound-accounts`).
 
+use super::{ApprovalModeStatus, SelfUpgradeSettings};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -23,7 +24,9 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountId"}"#,
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.roleArn"}"#,
     printcolumn = r#"{"name":"Decisions","type":"integer","jsonPath":".status.boundDecisions"}"#,
+    printcolumn = r#"{"name":"Approval","type":"string","jsonPath":".status.approvalModes[*].observedMode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +68,13 @@ pub struct QuickSightAccountSpec {
     /// to `namespaces`). `{}` admits every namespace; unset admits none beyond `namespaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+
+    /// The self-upgrade approval mode of the account's QuickSight namespaces (those of
+    /// `quicksightNamespaces`, or `default` when that is unset): read on a cadence and reported
+    /// (`Observe`), or also set back when it differs (`Enforce`). Unset: the operator neither
+    /// reads nor writes it (and needs no IAM permission for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_upgrade: Option<SelfUpgradeSettings>,
 }
 
 /// What the operator found of the binding.
@@ -77,7 +87,12 @@ pub struct QuickSightAccountStatus {
     /// Decisions this binding admits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_decisions: Option<i64>,
-    /// `Ready`: the credentials for the account resolve (the role could be assumed).
+    /// With `spec.selfUpgrade`: the approval mode of each QuickSight namespace as last read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["quicksightNamespace"]))]
+    pub approval_modes: Vec<ApprovalModeStatus>,
+    /// `Ready`: the credentials for the account resolve (the role could be assumed) and, with
+    /// `spec.selfUpgrade`, every QuickSight namespace has the declared approval mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -34,6 +34,7 @@ fn default_quicksight_namespace() -> String {
     printcolumn = r#"{"name":"User","type":"string","jsonPath":".status.userName"}"#,
     printcolumn = r#"{"name":"Requested","type":"string","jsonPath":".status.requestedRole"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Approval","type":"string","jsonPath":".status.accountApprovalMode"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -151,6 +152,12 @@ pub struct SelfUpgradeDecisionStatus {
     /// the operator runs with `--mirror-requests`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirrored_as: Option<String>,
+
+    /// The approval mode of the account's QuickSight namespace, when a `QuickSightAccount`
+    /// observes it (`spec.selfUpgrade`). `AUTO_APPROVAL`: QuickSight approves every request
+    /// itself, so this decision's review does not hold anything back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_approval_mode: Option<super::ApprovalMode>,
 
     /// kstatus conditions: Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

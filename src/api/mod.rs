@@ -1,11 +1,13 @@
 //! The custom resource types this operator serves.
 
 mod account;
+mod approval_mode;
 mod decision;
 mod request;
 mod request_detail;
 
 pub use account::{QuickSightAccount, QuickSightAccountSpec, QuickSightAccountStatus};
+pub use approval_mode::{ApprovalMode, ApprovalModeStatus, Enforcement, SelfUpgradeSettings};
 pub use decision::{
     Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, RetryPolicy, SelfUpgradeDecision,
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,

@@ -10,7 +10,7 @@
 use super::{
     Credentials, QuickSightError, RequestDetail, RequestPage, Scope, SelfUpgradeApi, UpdateResult,
 };
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use crate::retry::{backoff_delay, full_jitter};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -95,6 +95,21 @@ impl RequestDirectory {
         region: &str,
     ) -> Result<(), String> {
         self.api.check_credentials(credentials, region).await
+    }
+
+    /// The approval mode of the scope's QuickSight namespace (not cached: it is read on its own
+    /// cadence).
+    pub async fn approval_mode(&self, scope: &Scope) -> Result<ApprovalMode, QuickSightError> {
+        self.api.approval_mode(scope).await
+    }
+
+    /// Sets the approval mode of the scope's QuickSight namespace.
+    pub async fn set_approval_mode(
+        &self,
+        scope: &Scope,
+        mode: ApprovalMode,
+    ) -> Result<(), QuickSightError> {
+        self.api.set_approval_mode(scope, mode).await
     }
 
     /// The request's current detail, or `None` when the account has no request with that id.

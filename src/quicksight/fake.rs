@@ -5,7 +5,7 @@
 use super::{
     QuickSightError, RequestDetail, RequestPage, RequestStatus, Scope, SelfUpgradeApi, UpdateResult,
 };
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
@@ -21,6 +21,8 @@ pub struct FakeQuickSight {
     pub calls: AtomicUsize,
     /// While set, every listing call is throttled.
     pub throttling: AtomicBool,
+    /// The approval mode the configuration calls read and write (unset: ADMIN_APPROVAL).
+    pub mode: Mutex<Option<ApprovalMode>>,
 }
 
 impl FakeQuickSight {
@@ -97,5 +99,24 @@ impl SelfUpgradeApi for FakeQuickSight {
             })
         }
         .boxed()
+    }
+
+    fn approval_mode<'a>(
+        &'a self,
+        _: &'a Scope,
+    ) -> BoxFuture<'a, Result<ApprovalMode, QuickSightError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mode = lock(&self.mode).unwrap_or(ApprovalMode::AdminApproval);
+        futures::future::ready(Ok(mode)).boxed()
+    }
+
+    fn set_approval_mode<'a>(
+        &'a self,
+        _: &'a Scope,
+        mode: ApprovalMode,
+    ) -> BoxFuture<'a, Result<(), QuickSightError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.mode) = Some(mode);
+        futures::future::ready(Ok(())).boxed()
     }
 }

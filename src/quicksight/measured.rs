@@ -2,7 +2,7 @@
 //! how it answered, for `/metrics`.
 
 use super::{Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult};
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -53,6 +53,35 @@ impl SelfUpgradeApi for Measured {
                 .await;
             self.metrics
                 .observe_call("UpdateSelfUpgrade", started, &result);
+            result
+        }
+        .boxed()
+    }
+
+    fn approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<ApprovalMode, QuickSightError>> {
+        async move {
+            let started = Instant::now();
+            let result = self.inner.approval_mode(scope).await;
+            self.metrics
+                .observe_call("DescribeSelfUpgradeConfiguration", started, &result);
+            result
+        }
+        .boxed()
+    }
+
+    fn set_approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+        mode: ApprovalMode,
+    ) -> BoxFuture<'a, Result<(), QuickSightError>> {
+        async move {
+            let started = Instant::now();
+            let result = self.inner.set_approval_mode(scope, mode).await;
+            self.metrics
+                .observe_call("UpdateSelfUpgradeConfiguration", started, &result);
             result
         }
         .boxed()

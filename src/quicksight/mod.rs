@@ -22,7 +22,7 @@ pub use model::{
 pub use pacing::{Paced, PacingError, PacingSettings};
 pub use sdk::{SdkQuickSight, SdkSettings};
 
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -51,7 +51,7 @@ pub struct RequestPage {
     pub next_token: Option<String>,
 }
 
-/// The two QuickSight operations the operator performs. Production uses [`SdkQuickSight`]; the
+/// The QuickSight operations the operator performs. Production uses [`SdkQuickSight`]; the
 /// trait is the seam that keeps the reconciler free of HTTP and lets tests count calls.
 pub trait SelfUpgradeApi: Send + Sync {
     /// One page of the account's self-upgrade requests in a QuickSight namespace.
@@ -71,6 +71,20 @@ pub trait SelfUpgradeApi: Send + Sync {
         action: Action,
         send_by: tokio::time::Instant,
     ) -> BoxFuture<'a, Result<UpdateResult, QuickSightError>>;
+
+    /// The self-upgrade approval mode of the scope's QuickSight namespace
+    /// (`DescribeSelfUpgradeConfiguration`).
+    fn approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<ApprovalMode, QuickSightError>>;
+
+    /// Sets it (`UpdateSelfUpgradeConfiguration`).
+    fn set_approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+        mode: ApprovalMode,
+    ) -> BoxFuture<'a, Result<(), QuickSightError>>;
 
     /// Whether calls with `credentials` in `region` can be signed (for an assumed role: whether
     /// STS lets the operator assume it). `Err` says why not. Stand-ins without credentials

@@ -8,7 +8,7 @@
 //! account, not just the one that was throttled.
 
 use super::{Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult};
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use crate::retry::backoff_delay;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -235,6 +235,33 @@ impl SelfUpgradeApi for Paced {
             Some(send_by),
             self.inner
                 .update(scope, upgrade_request_id, action, send_by),
+        )
+        .boxed()
+    }
+
+    fn approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<ApprovalMode, QuickSightError>> {
+        self.paced(
+            scope,
+            "DescribeSelfUpgradeConfiguration",
+            None,
+            self.inner.approval_mode(scope),
+        )
+        .boxed()
+    }
+
+    fn set_approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+        mode: ApprovalMode,
+    ) -> BoxFuture<'a, Result<(), QuickSightError>> {
+        self.paced(
+            scope,
+            "UpdateSelfUpgradeConfiguration",
+            None,
+            self.inner.set_approval_mode(scope, mode),
         )
         .boxed()
     }

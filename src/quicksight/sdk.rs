@@ -4,7 +4,7 @@ use super::{
     Credentials, QuickSightError, RequestDetail, RequestPage, RequestStatus, Scope, SelfUpgradeApi,
     UpdateResult, timestamp_from_epoch,
 };
-use crate::api::Action;
+use crate::api::{Action, ApprovalMode};
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
@@ -14,7 +14,9 @@ use aws_sdk_quicksight::config::http::HttpResponse;
 use aws_sdk_quicksight::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_quicksight::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_quicksight::operation::RequestId;
-use aws_sdk_quicksight::types::{SelfUpgradeAdminAction, SelfUpgradeRequestDetail};
+use aws_sdk_quicksight::types::{
+    SelfUpgradeAdminAction, SelfUpgradeRequestDetail, SelfUpgradeStatus,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -216,6 +218,60 @@ impl SelfUpgradeApi for SdkQuickSight {
                 detail: to_detail(detail),
                 aws_request_id: output.request_id().map(str::to_string),
             })
+        }
+        .boxed()
+    }
+
+    fn approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<ApprovalMode, QuickSightError>> {
+        const OPERATION: &str = "DescribeSelfUpgradeConfiguration";
+        async move {
+            let output = self
+                .client(scope)
+                .await
+                .describe_self_upgrade_configuration()
+                .aws_account_id(&scope.account_id)
+                .namespace(&scope.namespace)
+                .send()
+                .await
+                .map_err(|e| classify(OPERATION, e))?;
+            let wire = output
+                .self_upgrade_configuration()
+                .and_then(|c| c.self_upgrade_status())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            // A mode this operator does not know is reported, never guessed at.
+            ApprovalMode::parse(&wire).ok_or_else(|| {
+                QuickSightError::from_service(
+                    OPERATION,
+                    "UnrecognizedSelfUpgradeStatus",
+                    &format!("the answer carried SelfUpgradeStatus {wire:?}"),
+                    Some(200),
+                    output.request_id().map(str::to_string),
+                )
+            })
+        }
+        .boxed()
+    }
+
+    fn set_approval_mode<'a>(
+        &'a self,
+        scope: &'a Scope,
+        mode: ApprovalMode,
+    ) -> BoxFuture<'a, Result<(), QuickSightError>> {
+        async move {
+            self.client(scope)
+                .await
+                .update_self_upgrade_configuration()
+                .aws_account_id(&scope.account_id)
+                .namespace(&scope.namespace)
+                .self_upgrade_status(SelfUpgradeStatus::from(mode.as_str()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("UpdateSelfUpgradeConfiguration", e))
         }
         .boxed()
     }

@@ -2,7 +2,7 @@
 //! that admits the decision, a valid retry policy, a region, and no older decision for the same
 //! request. Reads only in-memory state (the bindings' and claims' stores).
 
-use crate::api::SelfUpgradeDecision;
+use crate::api::{ApprovalMode, SelfUpgradeDecision};
 use crate::context::Context;
 use crate::decide::Stall;
 use crate::quicksight::Scope;
@@ -17,6 +17,8 @@ pub struct Admitted {
     pub retry: RetrySettings,
     /// `namespace/name` of the request's `SelfUpgradeRequest` mirror, when it is mirrored.
     pub mirrored_as: Option<String>,
+    /// The approval mode of the account's QuickSight namespace, when a binding observes it.
+    pub approval_mode: Option<ApprovalMode>,
 }
 
 /// Admits `decision`, or says why it cannot progress.
@@ -58,6 +60,9 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
     };
     Ok(Admitted {
         mirrored_as: mirrored_as(ctx, &scope, &spec.upgrade_request_id),
+        approval_mode: ctx
+            .approval_modes
+            .observed(&scope.account_id, &scope.namespace),
         scope,
         retry,
     })

@@ -162,6 +162,7 @@ async fn reconcile_decision(
         },
         Ok(admitted) => {
             status.mirrored_as = admitted.mirrored_as.clone();
+            status.account_approval_mode = admitted.approval_mode;
             let id = &decision.spec.upgrade_request_id;
             let observed = observe(&ctx, &admitted, &asked, id).await;
             let window = CallWindow::new(ctx.timing.call_timeout);

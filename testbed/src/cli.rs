@@ -87,6 +87,10 @@ pub struct SimArgs {
     /// Unit of CreationTime / lastUpdateAttemptTime on the wire.
     #[arg(long, value_enum, default_value_t = EpochUnit::Milliseconds)]
     pub epoch_unit: EpochUnit,
+    /// In AUTO_APPROVAL, how long after a request is made (or the mode switched on) the
+    /// simulator approves it by itself (QuickSight: within about ten minutes).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub auto_approval_delay: std::time::Duration,
     /// An access key pair the simulator issues, `ID:SECRET` (repeatable): calls must be
     /// SigV4-signed with one of them (or with credentials its STS handed out).
     #[arg(long = "access-key", default_values = ["test:test"], value_parser = access_key_pair)]
@@ -123,6 +127,8 @@ impl SimArgs {
         let now = qs_sim::epoch_millis();
         let mut world = World {
             epoch_unit: self.epoch_unit,
+            auto_approval_delay_ms: i64::try_from(self.auto_approval_delay.as_millis())
+                .unwrap_or(i64::MAX),
             ..World::default()
         };
         if let Some(path) = &self.seed_file {

@@ -35,6 +35,52 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8")
 }
 
+/// `requests list -o json|yaml`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listing {
+    approval_mode: Option<String>,
+    approval_mode_error: Option<String>,
+    requests: Vec<serde_json::Value>,
+}
+
+/// The mode above the table and in `-o json`, and `requests mode`, follow the console's switch;
+/// without the permission to read it, `list` still lists and says why the mode is unknown,
+/// while `mode` fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_shows_the_approval_mode_the_console_set() {
+    let sim = start_sim(vec![request("r-1")]).await;
+    let mode = stdout(&requests(&sim, &["mode"]));
+    assert!(mode.starts_with("approval mode: ADMIN_APPROVAL"), "{mode}");
+    sim.handle
+        .set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")
+        .expect("switched");
+    let mode = stdout(&requests(&sim, &["mode"]));
+    assert!(mode.starts_with("approval mode: AUTO_APPROVAL"), "{mode}");
+    let table = stdout(&requests(&sim, &["list"]));
+    assert!(table.starts_with("approval mode: AUTO_APPROVAL"), "{table}");
+
+    sim.handle
+        .force_error("DescribeSelfUpgradeConfiguration", "AccessDeniedException");
+    let listing: Listing =
+        serde_json::from_str(&stdout(&requests(&sim, &["list", "-o", "json"]))).expect("json");
+    assert_eq!(listing.approval_mode, None);
+    let error = listing.approval_mode_error.expect("why");
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    assert_eq!(
+        listing.requests.len(),
+        1,
+        "the requests are listed all the same"
+    );
+    sim.handle
+        .force_error("DescribeSelfUpgradeConfiguration", "AccessDeniedException");
+    let refused = requests(&sim, &["mode"]);
+    assert!(!refused.status.success(), "mode fails when it cannot read");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("AccessDeniedException"), "{stderr}");
+    sim.stop().await;
+}
+
 async fn sim_with_250_requests() -> RunningSim {
     let sim = start_sim((0..250).map(|i| request(&format!("req-{i:03}"))).collect()).await;
     for i in 0..50 {
@@ -57,17 +103,19 @@ async fn list_starts_again_when_the_next_token_is_refused() {
     let sim = sim_with_250_requests().await;
     sim.handle
         .force_error("ListSelfUpgrades", "InvalidNextTokenException");
-    let json: Vec<serde_json::Value> =
+    let json: Listing =
         serde_json::from_str(&stdout(&requests(&sim, &["list", "-o", "json"]))).expect("json");
-    assert_eq!(json.len(), 250, "every request, once");
+    assert_eq!(json.requests.len(), 250, "every request, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pages_through_every_request_in_every_format() {
     let sim = sim_with_250_requests().await;
 
-    let json: Vec<serde_json::Value> =
+    let listing: Listing =
         serde_json::from_str(&stdout(&requests(&sim, &["list", "-o", "json"]))).expect("json");
+    assert_eq!(listing.approval_mode.as_deref(), Some("ADMIN_APPROVAL"));
+    let json = listing.requests;
     assert_eq!(json.len(), 250, "all three pages");
     let mut ids: Vec<&str> = json
         .iter()
@@ -78,25 +126,40 @@ async fn list_pages_through_every_request_in_every_format() {
     assert_eq!(ids.len(), 250);
     assert_eq!(json[0]["userName"], "req-000@example.com");
 
-    let yaml: Vec<serde_json::Value> = serde_yaml::from_str(&stdout(&requests(
+    let yaml: Listing = serde_yaml::from_str(&stdout(&requests(
         &sim,
         &["list", "-o", "yaml", "--status", "DENIED"],
     )))
     .expect("yaml");
-    assert_eq!(yaml.len(), 50);
-    assert!(yaml.iter().all(|r| r["requestStatus"] == "DENIED"));
+    assert_eq!(yaml.requests.len(), 50);
+    assert!(yaml.requests.iter().all(|r| r["requestStatus"] == "DENIED"));
 
     let table = stdout(&requests(&sim, &["list", "--status", "pending"]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 201, "a header and 200 pending requests");
-    assert!(lines[0].starts_with("ID"), "{}", lines[0]);
-    assert!(
-        lines[1].contains("READER → AUTHOR") && lines[1].ends_with("PENDING"),
-        "{}",
-        lines[1]
+    assert_eq!(
+        lines.len(),
+        202,
+        "the approval mode, a header and 200 pending requests"
     );
-    // Three listings of three pages each.
+    assert!(
+        lines[0].starts_with("approval mode: ADMIN_APPROVAL"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("ID"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("READER → AUTHOR") && lines[2].ends_with("PENDING"),
+        "{}",
+        lines[2]
+    );
+    // Three listings of three pages each, and the mode read once per listing.
     assert_eq!(sim.handle.counters().count("ListSelfUpgrades", "ok"), 9);
+    assert_eq!(
+        sim.handle
+            .counters()
+            .count("DescribeSelfUpgradeConfiguration", "ok"),
+        3
+    );
     sim.stop().await;
 }
 

@@ -39,6 +39,10 @@ pub fn router(handle: SimHandle) -> Router {
             post(set_update_faults),
         )
         .route(
+            "/_sim/accounts/{account}/namespaces/{namespace}/self-upgrade-configuration",
+            put(set_approval_mode),
+        )
+        .route(
             "/_sim/requests/{account}/{namespace}/{id}/hold",
             get(held_calls).post(hold).delete(release),
         )
@@ -165,6 +169,21 @@ async fn set_update_faults(
     Json(faults): Json<UpdateFaults>,
 ) -> Response {
     answer(handle.set_update_faults(&account, &namespace, &id, faults.faults))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApprovalModeChange {
+    self_upgrade_status: String,
+}
+
+/// A console user switching the namespace's approval mode (no signature, no IAM, no faults).
+async fn set_approval_mode(
+    State(handle): State<SimHandle>,
+    Path((account, namespace)): Path<(String, String)>,
+    Json(change): Json<ApprovalModeChange>,
+) -> Response {
+    answer(handle.set_approval_mode(&account, &namespace, &change.self_upgrade_status))
 }
 
 async fn hold(

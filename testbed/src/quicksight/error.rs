@@ -143,6 +143,8 @@ impl SimError {
             "AccessDeniedException" => Self::access_denied(message),
             "InvalidParameterValueException" => Self::invalid_parameter(message),
             "InvalidNextTokenException" => Self::invalid_next_token(),
+            // Listed (400) by the service model for the self-upgrade configuration operations.
+            "InvalidParameterException" => Self::new("InvalidParameterException", 400, message),
             "PreconditionNotMetException" => Self::precondition(message),
             "ResourceNotFoundException" => Self::new("ResourceNotFoundException", 404, message),
             "ThrottlingException" => Self::throttled(message),

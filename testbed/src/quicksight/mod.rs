@@ -128,9 +128,31 @@ impl SimHandle {
         }
     }
 
+    /// The state, with what QuickSight would have done by itself by now (auto-approvals)
+    /// done: every call and every admin look sees it.
     fn lock(&self) -> MutexGuard<'_, SimState> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.world.auto_approve(epoch_millis());
+        state
+    }
+
+    /// Switches a namespace's approval mode, as a console user does.
+    pub fn set_approval_mode(
+        &self,
+        account: &str,
+        namespace: &str,
+        status: &str,
+    ) -> Result<(), SimError> {
+        self.lock()
+            .world
+            .set_self_upgrade_status(account, namespace, status, epoch_millis())
+    }
+
+    /// How long after a request (or the switch to `AUTO_APPROVAL`) QuickSight approves it.
+    pub fn set_auto_approval_delay(&self, delay: Duration) {
+        self.lock().world.auto_approval_delay_ms =
+            i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     }
 
     pub fn counters(&self) -> Counters {

@@ -3,6 +3,7 @@
 use super::world::{SimRequest, World};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use selfupgrade_operator::api::ApprovalMode;
 use serde::Deserialize;
 
 /// A seed file:
@@ -33,7 +34,7 @@ pub struct SeedNamespace {
     #[serde(default = "default_namespace")]
     pub namespace: String,
     #[serde(default)]
-    pub self_upgrade_status: Option<String>,
+    pub self_upgrade_status: Option<ApprovalMode>,
     #[serde(default)]
     pub requests: Vec<SimRequest>,
 }
@@ -54,7 +55,7 @@ impl SeedFile {
         for seed in self.accounts {
             let ns = world.ensure_namespace(&seed.account_id, &seed.namespace);
             if let Some(status) = seed.self_upgrade_status {
-                ns.self_upgrade_status = status;
+                ns.self_upgrade_status = status.as_str().to_string();
             }
             for mut request in seed.requests {
                 if request.created_at_ms <= 0 {

@@ -277,14 +277,7 @@ async fn update_configuration(
         |world, _| {
             let input = json_body(raw.body())?;
             let status = required_string(&input, "SelfUpgradeStatus")?;
-            if !matches!(status, "ADMIN_APPROVAL" | "AUTO_APPROVAL") {
-                return Err(SimError::invalid_parameter(format!(
-                    "SelfUpgradeStatus must be ADMIN_APPROVAL or AUTO_APPROVAL, got {status:?}"
-                )));
-            }
-            world
-                .namespace_mut(&account, &namespace)?
-                .self_upgrade_status = status.to_string();
+            world.set_self_upgrade_status(&account, &namespace, status, epoch_millis())?;
             Ok(json!({}))
         },
     )

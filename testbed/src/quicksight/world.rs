@@ -97,17 +97,42 @@ pub enum EpochUnit {
 pub struct SimNamespace {
     /// `ADMIN_APPROVAL` or `AUTO_APPROVAL`.
     pub self_upgrade_status: String,
+    /// Since when (epoch milliseconds) the namespace is in `AUTO_APPROVAL`; unset for one that
+    /// always was (a seeded one), whose requests are approved their delay after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approval_since_ms: Option<i64>,
     /// In creation order, which is the listing order.
     pub requests: Vec<SimRequest>,
 }
 
 /// Every account the simulator knows. Accounts and namespaces it does not know answer
 /// `ResourceNotFoundException`, as for an account without a QuickSight subscription.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct World {
     pub namespaces: BTreeMap<(String, String), SimNamespace>,
     pub epoch_unit: EpochUnit,
+    /// How long after a request is made (or its namespace switched to `AUTO_APPROVAL`)
+    /// QuickSight approves it by itself in `AUTO_APPROVAL`. The user guide says "within about
+    /// ten minutes"; the simulator's default is short enough for tests to watch.
+    pub auto_approval_delay_ms: i64,
 }
+
+/// The simulator's default [`World::auto_approval_delay_ms`].
+pub const DEFAULT_AUTO_APPROVAL_DELAY_MS: i64 = 2_000;
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            namespaces: BTreeMap::new(),
+            epoch_unit: EpochUnit::default(),
+            auto_approval_delay_ms: DEFAULT_AUTO_APPROVAL_DELAY_MS,
+        }
+    }
+}
+
+/// The two values of `SelfUpgradeStatus`.
+pub const ADMIN_APPROVAL: &str = "ADMIN_APPROVAL";
+pub const AUTO_APPROVAL: &str = "AUTO_APPROVAL";
 
 /// `ListSelfUpgrades` accepts 1..=100.
 const MAX_PAGE: usize = 100;
@@ -117,9 +142,53 @@ impl World {
         self.namespaces
             .entry((account.to_string(), namespace.to_string()))
             .or_insert_with(|| SimNamespace {
-                self_upgrade_status: "ADMIN_APPROVAL".to_string(),
+                self_upgrade_status: ADMIN_APPROVAL.to_string(),
+                auto_approval_since_ms: None,
                 requests: Vec::new(),
             })
+    }
+
+    /// Sets a namespace's approval mode, as `UpdateSelfUpgradeConfiguration` or a console user
+    /// does; switching to `AUTO_APPROVAL` starts the clock of its pending requests.
+    pub fn set_self_upgrade_status(
+        &mut self,
+        account: &str,
+        namespace: &str,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<(), SimError> {
+        if !matches!(status, ADMIN_APPROVAL | AUTO_APPROVAL) {
+            return Err(SimError::invalid_parameter(format!(
+                "SelfUpgradeStatus must be ADMIN_APPROVAL or AUTO_APPROVAL, got {status:?}"
+            )));
+        }
+        let ns = self.namespace_mut(account, namespace)?;
+        if ns.self_upgrade_status != status {
+            ns.self_upgrade_status = status.to_string();
+            ns.auto_approval_since_ms = (status == AUTO_APPROVAL).then_some(now_ms);
+        }
+        Ok(())
+    }
+
+    /// What QuickSight does by itself in `AUTO_APPROVAL`: each PENDING request becomes APPROVED
+    /// [`World::auto_approval_delay_ms`] after it was made or after the mode was switched on,
+    /// whichever is later, with `lastUpdateAttemptTime` set then. Applied lazily, before every
+    /// look at the state, so that no clock runs in the background.
+    pub fn auto_approve(&mut self, now_ms: i64) {
+        let delay = self.auto_approval_delay_ms;
+        for ns in self.namespaces.values_mut() {
+            if ns.self_upgrade_status != AUTO_APPROVAL {
+                continue;
+            }
+            let since = ns.auto_approval_since_ms.unwrap_or(i64::MIN);
+            for request in ns.requests.iter_mut() {
+                let due = request.created_at_ms.max(since).saturating_add(delay);
+                if request.status == SimStatus::Pending && due <= now_ms {
+                    request.status = SimStatus::Approved;
+                    request.last_update_attempt_ms = Some(due);
+                }
+            }
+        }
     }
 
     pub fn namespace(&self, account: &str, namespace: &str) -> Result<&SimNamespace, SimError> {
@@ -379,5 +448,71 @@ mod tests {
             code(world.list("999988887777", "default", None, None)),
             Err("ResourceNotFoundException")
         );
+    }
+
+    #[test]
+    fn auto_approval_approves_pending_requests_after_the_delay_and_admin_approval_stops_it() {
+        let mut world = World {
+            auto_approval_delay_ms: 2_000,
+            ..World::default()
+        };
+        let ns = world.ensure_namespace("111122223333", "default");
+        ns.requests = vec![
+            SimRequest::pending("old", "a", 0),
+            SimRequest {
+                status: SimStatus::Denied,
+                ..SimRequest::pending("denied", "b", 0)
+            },
+        ];
+        world
+            .set_self_upgrade_status("111122223333", "default", AUTO_APPROVAL, 1_000)
+            .expect("switched");
+        let status = |world: &World, id: &str| {
+            let ns = world.namespace("111122223333", "default").expect("ns");
+            let r = ns.requests.iter().find(|r| r.id == id).expect("request");
+            (r.status, r.last_update_attempt_ms)
+        };
+        world.auto_approve(2_999);
+        assert_eq!(status(&world, "old"), (SimStatus::Pending, None), "not yet");
+        world.auto_approve(3_000);
+        assert_eq!(
+            status(&world, "old"),
+            (SimStatus::Approved, Some(3_000)),
+            "the delay after the switch, not after the request"
+        );
+        assert_eq!(
+            status(&world, "denied"),
+            (SimStatus::Denied, None),
+            "decided stays"
+        );
+        // A request made while the mode is on waits its own delay.
+        let ns = world.namespace_mut("111122223333", "default").expect("ns");
+        ns.requests.push(SimRequest::pending("new", "c", 5_000));
+        world.auto_approve(6_999);
+        assert_eq!(status(&world, "new").0, SimStatus::Pending);
+        world.auto_approve(7_000);
+        assert_eq!(status(&world, "new"), (SimStatus::Approved, Some(7_000)));
+        // Back in ADMIN_APPROVAL nothing is approved by itself.
+        world
+            .set_self_upgrade_status("111122223333", "default", ADMIN_APPROVAL, 8_000)
+            .expect("switched back");
+        let ns = world.namespace_mut("111122223333", "default").expect("ns");
+        ns.requests.push(SimRequest::pending("later", "d", 9_000));
+        world.auto_approve(60_000);
+        assert_eq!(status(&world, "later").0, SimStatus::Pending);
+    }
+
+    #[test]
+    fn an_unknown_approval_mode_is_refused_as_quicksight_refuses_it() {
+        let mut world = World::default();
+        world.ensure_namespace("111122223333", "default");
+        let refused = world
+            .set_self_upgrade_status("111122223333", "default", "SOMETIMES", 0)
+            .expect_err("refused");
+        assert_eq!(refused.code, "InvalidParameterValueException");
+        let missing = world
+            .set_self_upgrade_status("111122223333", "nowhere", AUTO_APPROVAL, 0)
+            .expect_err("refused");
+        assert_eq!(missing.code, "ResourceNotFoundException");
     }
 }
