@@ -149,6 +149,14 @@ impl SimHandle {
             .set_self_upgrade_status(account, namespace, status, epoch_millis())
     }
 
+    /// A namespace's approval mode, as the console shows it.
+    pub fn approval_mode(&self, account: &str, namespace: &str) -> Result<String, SimError> {
+        self.lock()
+            .world
+            .namespace(account, namespace)
+            .map(|ns| ns.self_upgrade_status.clone())
+    }
+
     /// How long after a request (or the switch to `AUTO_APPROVAL`) QuickSight approves it.
     pub fn set_auto_approval_delay(&self, delay: Duration) {
         self.lock().world.auto_approval_delay_ms =
