@@ -1,6 +1,7 @@
-//! The Argo CD health check in `deploy/argocd/`, executed the way Argo CD executes it: the
-//! object as the global `obj`, the script's returned table as the health. Every case of
-//! `health_test.yaml` (Argo CD's own test layout) must give its expected status and message.
+//! The Argo CD health checks in `deploy/argocd/` (decisions and bindings), executed the way Argo
+//! CD executes them: the object as the global `obj`, the script's returned table as the health.
+//! Every case of each `health_test.yaml` (Argo CD's own test layout) must give its expected
+//! status and message.
 
 use mlua::{Lua, LuaSerdeExt, Table};
 use serde::Deserialize;
@@ -9,6 +10,10 @@ use std::path::Path;
 const CHECK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/argocd/quicksight.selfupgrade.io/SelfUpgradeDecision"
+);
+const ACCOUNT_CHECK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/argocd/quicksight.selfupgrade.io/QuickSightAccount"
 );
 
 #[derive(Deserialize)]
@@ -40,9 +45,8 @@ fn health_of(script: &str, object: &serde_json::Value) -> Health {
     }
 }
 
-#[test]
-fn every_argo_cd_test_case_gets_its_expected_health() {
-    let dir = Path::new(CHECK);
+/// Runs every case of the check in `dir`; returns the health statuses seen.
+fn run_cases(dir: &Path) -> Vec<String> {
     let script = std::fs::read_to_string(dir.join("health.lua")).expect("health.lua");
     let cases: Cases = serde_yaml::from_str(
         &std::fs::read_to_string(dir.join("health_test.yaml")).expect("health_test.yaml"),
@@ -60,10 +64,61 @@ fn every_argo_cd_test_case_gets_its_expected_health() {
         );
         seen.insert(case.health_status.status);
     }
-    assert_eq!(
-        seen.into_iter().collect::<Vec<_>>(),
-        ["Degraded", "Healthy", "Progressing"]
+    seen.into_iter().collect()
+}
+
+#[test]
+fn every_argo_cd_test_case_gets_its_expected_health() {
+    for dir in [CHECK, ACCOUNT_CHECK] {
+        assert_eq!(
+            run_cases(Path::new(dir)),
+            ["Degraded", "Healthy", "Progressing"],
+            "{dir}"
+        );
+    }
+}
+
+#[test]
+fn a_binding_whose_approval_mode_drifted_is_degraded() {
+    // The status as the operator writes it (src/account_status.rs), not hand-written.
+    use selfupgrade_operator::account_status::{Findings, account_status};
+    use selfupgrade_operator::api::{
+        ApprovalMode, ApprovalModeStatus, Enforcement, QuickSightAccount, QuickSightAccountSpec,
+        SelfUpgradeSettings,
+    };
+    let mut binding = QuickSightAccount::new(
+        "analytics",
+        QuickSightAccountSpec {
+            account_id: "111122223333".into(),
+            namespaces: vec!["team-a".into()],
+            self_upgrade: Some(SelfUpgradeSettings {
+                mode: ApprovalMode::AdminApproval,
+                enforcement: Enforcement::Observe,
+            }),
+            ..Default::default()
+        },
     );
+    binding.metadata.generation = Some(1);
+    let script =
+        std::fs::read_to_string(Path::new(ACCOUNT_CHECK).join("health.lua")).expect("script");
+    let findings = Findings {
+        bound_decisions: 2,
+        usable: Ok(Some(())),
+    };
+    for (observed, expected) in [
+        (ApprovalMode::AdminApproval, "Healthy"),
+        (ApprovalMode::AutoApproval, "Degraded"),
+    ] {
+        let modes = vec![ApprovalModeStatus {
+            quicksight_namespace: "default".into(),
+            observed_mode: Some(observed),
+            ..Default::default()
+        }];
+        let now = k8s_openapi::jiff::Timestamp::now();
+        binding.status = Some(account_status(&binding, &findings, modes, now));
+        let object = serde_json::to_value(&binding).expect("json");
+        assert_eq!(health_of(&script, &object).status, expected, "{observed}");
+    }
 }
 
 #[test]

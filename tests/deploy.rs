@@ -236,9 +236,8 @@ fn json(name: &str) -> Value {
     serde_json::from_str(&text).expect("json")
 }
 
-#[test]
-fn the_iam_policy_grants_exactly_the_operators_actions() {
-    let policy = json("iam-policy.json");
+/// Every action a policy allows, sorted (every statement must allow).
+fn allowed_actions(policy: &Value) -> Vec<String> {
     let mut actions: Vec<String> = policy["Statement"]
         .as_array()
         .expect("statements")
@@ -255,6 +254,41 @@ fn the_iam_policy_grants_exactly_the_operators_actions() {
         })
         .collect();
     actions.sort();
+    actions
+}
+
+/// The base policy needs nothing for the approval mode; the additions grant reading it
+/// (`Observe`) and writing it (`Enforce`), each in a statement of its own so that an
+/// `Observe`-only install attaches the first alone.
+#[test]
+fn the_approval_mode_permissions_are_a_separate_policy_one_statement_each() {
+    let additions = json("iam-policy-approval-mode.json");
+    assert_eq!(
+        allowed_actions(&additions),
+        [
+            "quicksight:DescribeSelfUpgradeConfiguration",
+            "quicksight:UpdateSelfUpgradeConfiguration"
+        ]
+    );
+    let sids: Vec<&str> = additions["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["Sid"].as_str().expect("sid"))
+        .collect();
+    assert_eq!(sids, ["ObserveTheApprovalMode", "EnforceTheApprovalMode"]);
+    assert!(
+        !allowed_actions(&json("iam-policy.json"))
+            .iter()
+            .any(|a| a.contains("SelfUpgradeConfiguration")),
+        "the base policy does without them"
+    );
+}
+
+#[test]
+fn the_iam_policy_grants_exactly_the_operators_actions() {
+    let policy = json("iam-policy.json");
+    let actions = allowed_actions(&policy);
     assert_eq!(
         actions,
         [

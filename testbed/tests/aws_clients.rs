@@ -35,6 +35,8 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
     let requests = (0..250).map(|i| request(&format!("req-{i:03}"))).collect();
     let sim = start_sim(requests).await;
     sim.handle.add_access_key(BOTO3_KEY.0, BOTO3_KEY.1);
+    sim.handle
+        .set_auto_approval_delay(std::time::Duration::from_millis(500));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_client.py");
     let endpoint = sim.endpoint();
     let output = tokio::task::spawn_blocking(move || {
@@ -70,6 +72,19 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
         serde_json::json!(["InvalidNextTokenException", 400])
     );
     assert_eq!(seen["configuration"], "AUTO_APPROVAL");
+    assert_eq!(
+        seen["badMode"],
+        serde_json::json!(["InvalidParameterValueException", 400])
+    );
+    assert_eq!(
+        seen["noNamespace"],
+        serde_json::json!(["ResourceNotFoundException", 404])
+    );
+    assert_eq!(
+        seen["autoApproved"],
+        serde_json::json!(["APPROVED", true]),
+        "approved by QuickSight itself, with its attempt time"
+    );
     // botocore's own signer, with one part of the signature wrong each time.
     let refused = serde_json::json!(["InvalidSignatureException", 403]);
     for wrong in ["wrongSecret", "wrongRegion", "wrongService", "staleDate"] {
@@ -82,8 +97,12 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
             .status,
         SimStatus::Approved
     );
-    // 3 pages, 3 updates, the forged token, and the configuration write and read.
-    assert_eq!(sim.handle.counters().access_keys.get("AKIDBOTO3"), Some(&9));
+    // 3 pages, 3 updates, the forged token, the configuration write and read, the refused
+    // write and read, and the page after the auto-approval.
+    assert_eq!(
+        sim.handle.counters().access_keys.get("AKIDBOTO3"),
+        Some(&12)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,18 +192,21 @@ async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
     );
     assert!(rest.get("NextToken").is_none());
 
-    let approve = tokio::task::spawn_blocking(move || {
-        aws(&[
-            "update-self-upgrade",
-            "--aws-account-id",
-            ACCOUNT,
-            "--namespace",
-            "default",
-            "--upgrade-request-id",
-            "req-007",
-            "--action",
-            "APPROVE",
-        ])
+    let approve = tokio::task::spawn_blocking({
+        let aws = aws.clone();
+        move || {
+            aws(&[
+                "update-self-upgrade",
+                "--aws-account-id",
+                ACCOUNT,
+                "--namespace",
+                "default",
+                "--upgrade-request-id",
+                "req-007",
+                "--action",
+                "APPROVE",
+            ])
+        }
     })
     .await
     .expect("joined");
@@ -197,6 +219,45 @@ async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
     assert_eq!(
         approved["SelfUpgradeRequestDetail"]["RequestStatus"],
         "APPROVED"
+    );
+
+    let namespace = ["--aws-account-id", ACCOUNT, "--namespace", "default"];
+    let switch = tokio::task::spawn_blocking({
+        let aws = aws.clone();
+        move || {
+            let mut args = vec!["update-self-upgrade-configuration"];
+            args.extend(namespace);
+            args.extend(["--self-upgrade-status", "AUTO_APPROVAL"]);
+            aws(&args)
+        }
+    })
+    .await
+    .expect("joined");
+    assert!(
+        switch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&switch.stderr)
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["describe-self-upgrade-configuration"];
+        args.extend(namespace);
+        aws(&args)
+    })
+    .await
+    .expect("joined");
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let read: Value = serde_json::from_slice(&read.stdout).expect("json");
+    assert_eq!(
+        read["SelfUpgradeConfiguration"]["SelfUpgradeStatus"],
+        "AUTO_APPROVAL"
+    );
+    assert_eq!(
+        sim.handle.approval_mode(ACCOUNT, "default").ok().as_deref(),
+        Some("AUTO_APPROVAL")
     );
     assert_eq!(
         sim.handle

@@ -6,6 +6,7 @@ Prints one JSON object describing what boto3 saw; tests/aws_clients.rs asserts o
 import datetime
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from unittest import mock
@@ -78,6 +79,19 @@ client.update_self_upgrade_configuration(
     AwsAccountId=account, Namespace="default", SelfUpgradeStatus="AUTO_APPROVAL"
 )
 configuration = client.describe_self_upgrade_configuration(AwsAccountId=account, Namespace="default")
+bad_mode = error_code(
+    lambda: client.update_self_upgrade_configuration(
+        AwsAccountId=account, Namespace="default", SelfUpgradeStatus="SOMETIMES"
+    )
+)
+no_namespace = error_code(
+    lambda: client.describe_self_upgrade_configuration(AwsAccountId=account, Namespace="nowhere")
+)
+# In AUTO_APPROVAL QuickSight approves the pending requests by itself (the test sets the
+# simulator's delay below a second).
+time.sleep(1)
+after = client.list_self_upgrades(AwsAccountId=account, Namespace="default", MaxResults=2)
+untouched = after["SelfUpgradeRequestDetails"][1]
 
 
 def list_with(some_client):
@@ -122,6 +136,9 @@ print(
             "unknownId": list(unknown),
             "badToken": list(bad_token),
             "configuration": configuration["SelfUpgradeConfiguration"]["SelfUpgradeStatus"],
+            "badMode": list(bad_mode),
+            "noNamespace": list(no_namespace),
+            "autoApproved": [untouched["RequestStatus"], "lastUpdateAttemptTime" in untouched],
             "refused": refused,
         }
     )
