@@ -146,6 +146,7 @@ fn the_crd_has_the_names_status_subresource_and_printer_columns() {
             "User",
             "Requested",
             "Ready",
+            "Approval",
             "Age"
         ]
     );
@@ -187,4 +188,40 @@ fn every_example_is_a_valid_decision_for_a_seeded_request() {
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} examples found");
+}
+
+/// `examples/bindings/` holds bindings the schema accepts, each declaring the approval mode of
+/// a seeded account (so that the playground shows it at work).
+#[test]
+fn every_example_binding_is_valid_and_binds_a_seeded_account() {
+    use selfupgrade_operator::api::QuickSightAccount;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let seed = std::fs::read_to_string(format!("{examples}/simulator/seed.yaml")).expect("seed");
+    let seed = selfupgrade_testbed::quicksight::SeedFile::parse(&seed).expect("seed parses");
+    let crd = serde_json::to_value(QuickSightAccount::crd()).expect("crd serializes");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let validator = jsonschema::validator_for(schema).expect("schema compiles");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("{examples}/bindings")).expect("examples/bindings") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let binding: QuickSightAccount =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let raw: Value = serde_yaml::from_str(&text).expect("yaml");
+        let errors: Vec<String> = validator
+            .iter_errors(&raw["spec"])
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        assert!(binding.spec.self_upgrade.is_some(), "{}", path.display());
+        assert!(
+            seed.accounts
+                .iter()
+                .any(|ns| ns.account_id == binding.spec.account_id),
+            "{} binds an account the seed does not have",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1);
 }
