@@ -26,6 +26,8 @@ use tracing::{info, warn};
 /// What is kept of one watched namespace between readings.
 struct Tracked {
     status: ApprovalModeStatus,
+    /// The drift gauge's series for this namespace, removed when it is no longer watched.
+    series: ApprovalModeLabels,
     /// The settings the last reading was judged against: a changed spec is read again at once.
     settings: SelfUpgradeSettings,
     next_read: Instant,
@@ -71,6 +73,10 @@ async fn pass(ctx: &Context, tracked: &mut HashMap<Key, Tracked>) -> Instant {
                     quicksight_namespace: namespace.clone(),
                     ..Default::default()
                 },
+                series: ApprovalModeLabels {
+                    account: binding.spec.account_id.clone(),
+                    quicksight_namespace: namespace.clone(),
+                },
                 settings,
                 next_read: Instant::now(),
                 refused_restores: 0,
@@ -92,7 +98,14 @@ async fn pass(ctx: &Context, tracked: &mut HashMap<Key, Tracked>) -> Instant {
             .record(&name, &binding.spec.account_id, statuses);
         declaring.push((name, binding.spec.account_id.clone()));
     }
-    tracked.retain(|key, _| watched.contains(key));
+    // A deleted binding (or one that no longer declares a mode) must not keep an alert firing.
+    tracked.retain(|key, entry| {
+        let keep = watched.contains(key);
+        if !keep {
+            ctx.metrics.approval_mode_drift.remove(&entry.series);
+        }
+        keep
+    });
     ctx.approval_modes.retain(&declaring);
     let fallback = Instant::now() + interval;
     tracked
@@ -148,10 +161,7 @@ async fn read(ctx: &Context, binding: &QuickSightAccount, entry: &mut Tracked) {
         .is_some_and(|mode| mode != entry.settings.mode);
     ctx.metrics
         .approval_mode_drift
-        .get_or_create(&ApprovalModeLabels {
-            account: binding.spec.account_id.clone(),
-            quicksight_namespace: namespace,
-        })
+        .get_or_create(&entry.series)
         .set(i64::from(drifting));
 }
 

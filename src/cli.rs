@@ -111,7 +111,7 @@ pub struct RunArgs {
     #[arg(long = "mirror-account")]
     pub mirror_accounts: Vec<String>,
     /// How often the mirror re-lists the accounts.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = interval)]
     pub mirror_interval: Duration,
     /// Address of the /healthz and /readyz probes.
     #[arg(long, default_value = "0.0.0.0:8081")]
@@ -120,11 +120,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
     /// How often QuickSightAccount statuses (bound decisions, credentials) are refreshed.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = interval)]
     pub account_status_interval: Duration,
     /// How often the approval mode of the QuickSight namespaces a QuickSightAccount declares
     /// one for (`spec.selfUpgrade`) is read (and, with `Enforce`, set back).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = interval)]
     pub approval_mode_interval: Duration,
     /// Watch only this Kubernetes namespace (default: all namespaces).
     #[arg(long)]
@@ -212,6 +212,16 @@ pub struct RunArgs {
     /// anyway (a reconcile cut short is safe: its intent is already recorded).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+}
+
+/// A period for a task that runs on a cadence: a duration, and not zero (which would make the
+/// task spin, and makes tokio's `interval` panic).
+fn interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(period) if period.is_zero() => Err("an interval must be longer than zero".to_string()),
+        Ok(period) => Ok(period),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl RunArgs {
@@ -436,6 +446,25 @@ mod tests {
             Command::Run(args) => *args,
             other => panic!("not run: {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_interval_of_zero_is_refused() {
+        for flag in [
+            "--account-status-interval",
+            "--approval-mode-interval",
+            "--mirror-interval",
+        ] {
+            let parsed = Cli::try_parse_from(["selfupgrade-operator", "run", flag, "0s"]);
+            let error = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("longer than zero"), "{flag}: {error}");
+        }
+        assert_eq!(
+            run_args(&["--approval-mode-interval", "30s"])
+                .timing()
+                .approval_mode_interval,
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -202,6 +202,23 @@ async fn an_observed_switch_to_auto_approval_shows_on_the_binding_its_decisions_
     );
     assert_eq!(events(&client, ACCOUNT, "ApprovalModeDrift").await.len(), 1);
     assert!(calls(&playground, "DescribeSelfUpgradeConfiguration", "ok") >= 3);
+
+    // The binding goes: its alert stops and its decisions no longer claim to know the mode.
+    Api::<QuickSightAccount>::all(client.clone())
+        .delete(&format!("account-{ACCOUNT}"), &Default::default())
+        .await
+        .expect("deleted");
+    wait_for(&decisions, "approve-r1", 30, |d| {
+        d.status
+            .as_ref()
+            .is_some_and(|s| s.account_approval_mode.is_none())
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while playground.metrics.encode().contains(&metric) {
+        assert!(tokio::time::Instant::now() < deadline, "{metric} stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     playground.stop().await;
 }
 

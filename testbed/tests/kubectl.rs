@@ -171,6 +171,7 @@ async fn walkthrough(binary: &Path) {
             "USER",
             "REQUESTED",
             "READY",
+            "APPROVAL",
             "AGE"
         ]
     );
