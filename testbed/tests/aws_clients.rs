@@ -105,8 +105,39 @@ async fn boto3_lists_updates_and_sees_errors_like_from_aws() {
     );
 }
 
+/// `aws quicksight <args>` against `endpoint` with the test's key, off the async runtime; its
+/// JSON output (the test fails with its stderr when it fails).
+async fn aws_cli(endpoint: &str, args: &[&str]) -> Value {
+    let mut command = Command::new("aws");
+    command
+        .args([
+            "quicksight",
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDCLI")
+        .env("AWS_SECRET_ACCESS_KEY", "cli-secret")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("aws runs");
+    assert!(
+        output.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Some commands (update-self-upgrade-configuration) print nothing but their request id.
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
+async fn the_aws_cli_lists_approves_and_switches_the_mode_through_an_endpoint_override() {
     if !available("aws", &["--version"]) {
         return;
     }
@@ -114,143 +145,49 @@ async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
     let sim = start_sim(requests).await;
     sim.handle.add_access_key("AKIDCLI", "cli-secret");
     let endpoint = sim.endpoint();
-    let aws = move |args: &[&str]| {
-        let mut command = Command::new("aws");
-        command
-            .args([
-                "quicksight",
-                "--endpoint-url",
-                &endpoint,
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-            ])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "AKIDCLI")
-            .env("AWS_SECRET_ACCESS_KEY", "cli-secret")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-        command.output().expect("aws runs")
+    let namespace = ["--aws-account-id", ACCOUNT, "--namespace", "default"];
+    let with = |command: &str, extra: &[&str]| {
+        let mut args = vec![command];
+        args.extend(namespace);
+        args.extend(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
     };
-    let listing = tokio::task::spawn_blocking({
-        let aws = aws.clone();
-        move || {
-            aws(&[
-                "list-self-upgrades",
-                "--aws-account-id",
-                ACCOUNT,
-                "--namespace",
-                "default",
-            ])
+    let run = |args: Vec<String>| {
+        let endpoint = endpoint.clone();
+        async move {
+            aws_cli(
+                &endpoint,
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await
         }
-    })
-    .await
-    .expect("joined");
-    assert!(
-        listing.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
-    let listed: Value = serde_json::from_slice(&listing.stdout).expect("json");
+    };
+
+    let listed = run(with("list-self-upgrades", &[])).await;
     // botocore defines no paginator for this operation: the CLI shows one page and the token.
     assert_eq!(
         listed["SelfUpgradeRequestDetails"].as_array().map(Vec::len),
         Some(100)
     );
-    let token = listed["NextToken"]
-        .as_str()
-        .expect("a next token")
-        .to_string();
-    let rest = tokio::task::spawn_blocking({
-        let aws = aws.clone();
-        move || {
-            aws(&[
-                "list-self-upgrades",
-                "--aws-account-id",
-                ACCOUNT,
-                "--namespace",
-                "default",
-                "--next-token",
-                &token,
-                "--max-results",
-                "100",
-            ])
-        }
-    })
-    .await
-    .expect("joined");
-    assert!(
-        rest.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rest.stderr)
-    );
-    let rest: Value = serde_json::from_slice(&rest.stdout).expect("json");
+    let token = listed["NextToken"].as_str().expect("a next token");
+    let next_page = ["--next-token", token, "--max-results", "100"];
+    let rest = run(with("list-self-upgrades", &next_page)).await;
     assert_eq!(
         rest["SelfUpgradeRequestDetails"].as_array().map(Vec::len),
         Some(20)
     );
     assert!(rest.get("NextToken").is_none());
 
-    let approve = tokio::task::spawn_blocking({
-        let aws = aws.clone();
-        move || {
-            aws(&[
-                "update-self-upgrade",
-                "--aws-account-id",
-                ACCOUNT,
-                "--namespace",
-                "default",
-                "--upgrade-request-id",
-                "req-007",
-                "--action",
-                "APPROVE",
-            ])
-        }
-    })
-    .await
-    .expect("joined");
-    assert!(
-        approve.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approve.stderr)
-    );
-    let approved: Value = serde_json::from_slice(&approve.stdout).expect("json");
+    let approve = ["--upgrade-request-id", "req-007", "--action", "APPROVE"];
+    let approved = run(with("update-self-upgrade", &approve)).await;
     assert_eq!(
         approved["SelfUpgradeRequestDetail"]["RequestStatus"],
         "APPROVED"
     );
 
-    let namespace = ["--aws-account-id", ACCOUNT, "--namespace", "default"];
-    let switch = tokio::task::spawn_blocking({
-        let aws = aws.clone();
-        move || {
-            let mut args = vec!["update-self-upgrade-configuration"];
-            args.extend(namespace);
-            args.extend(["--self-upgrade-status", "AUTO_APPROVAL"]);
-            aws(&args)
-        }
-    })
-    .await
-    .expect("joined");
-    assert!(
-        switch.status.success(),
-        "{}",
-        String::from_utf8_lossy(&switch.stderr)
-    );
-    let read = tokio::task::spawn_blocking(move || {
-        let mut args = vec!["describe-self-upgrade-configuration"];
-        args.extend(namespace);
-        aws(&args)
-    })
-    .await
-    .expect("joined");
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
-    let read: Value = serde_json::from_slice(&read.stdout).expect("json");
+    let auto = ["--self-upgrade-status", "AUTO_APPROVAL"];
+    run(with("update-self-upgrade-configuration", &auto)).await;
+    let read = run(with("describe-self-upgrade-configuration", &[])).await;
     assert_eq!(
         read["SelfUpgradeConfiguration"]["SelfUpgradeStatus"],
         "AUTO_APPROVAL"
@@ -259,6 +196,7 @@ async fn the_aws_cli_lists_and_approves_through_an_endpoint_override() {
         sim.handle.approval_mode(ACCOUNT, "default").ok().as_deref(),
         Some("AUTO_APPROVAL")
     );
+
     assert_eq!(
         sim.handle
             .request(ACCOUNT, "default", "req-007")
