@@ -1,7 +1,7 @@
 //! The operator's command line: `run` (the controller), `crd` (prints the CRDs), `requests`
 //! (the inbox). The stand-ins' commands live in the test bed's binary, which reuses these.
 
-use crate::api::{QuickSightAccount, SelfUpgradeDecision, SelfUpgradeRequest};
+use crate::api::{QuickSightAccount, SelfUpgradeDecision, SelfUpgradePolicy, SelfUpgradeRequest};
 use crate::bindings::Bindings;
 use crate::context::{Context, Timing};
 use crate::controller::{self, WatchScope};
@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// one for (`spec.selfUpgrade`) is read (and, with `Enforce`, set back).
     #[arg(long, default_value = "5m", value_parser = interval)]
     pub approval_mode_interval: Duration,
+    /// How often every SelfUpgradePolicy is evaluated again against its account's requests
+    /// (besides when it changes).
+    #[arg(long, default_value = "1m", value_parser = interval)]
+    pub policy_interval: Duration,
     /// Watch only this Kubernetes namespace (default: all namespaces).
     #[arg(long)]
     pub namespace: Option<String>,
@@ -242,6 +246,7 @@ impl RunArgs {
             call_timeout: self.call_timeout,
             account_status_interval: self.account_status_interval,
             approval_mode_interval: self.approval_mode_interval,
+            policy_interval: self.policy_interval,
             debounce: self.debounce,
         }
     }
@@ -284,11 +289,12 @@ impl RunArgs {
 
 /// The operator's CustomResourceDefinitions, generated from its Rust types: (file name in
 /// `crds/`, definition).
-pub fn crds() -> [(&'static str, CustomResourceDefinition); 3] {
+pub fn crds() -> [(&'static str, CustomResourceDefinition); 4] {
     [
         ("selfupgradedecision.yaml", SelfUpgradeDecision::crd()),
         ("quicksightaccount.yaml", QuickSightAccount::crd()),
         ("selfupgraderequest.yaml", SelfUpgradeRequest::crd()),
+        ("selfupgradepolicy.yaml", SelfUpgradePolicy::crd()),
     ]
 }
 
@@ -454,6 +460,7 @@ mod tests {
             "--account-status-interval",
             "--approval-mode-interval",
             "--mirror-interval",
+            "--policy-interval",
         ] {
             let parsed = Cli::try_parse_from(["selfupgrade-operator", "run", flag, "0s"]);
             let error = parsed.err().map(|e| e.to_string()).unwrap_or_default();

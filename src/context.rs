@@ -41,6 +41,8 @@ pub struct Timing {
     pub account_status_interval: Duration,
     /// How often the approval mode of the namespaces bindings declare one for is read.
     pub approval_mode_interval: Duration,
+    /// How often every `SelfUpgradePolicy` is evaluated again (besides when it changes).
+    pub policy_interval: Duration,
     /// How long a change to a decision waits before its reconcile, to fold quick edits into one.
     pub debounce: Duration,
 }

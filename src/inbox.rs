@@ -3,7 +3,7 @@
 //! YAML for a GitOps pull request. Pure: listing happens in `cli`.
 
 use crate::api::{
-    Action, ApprovalMode, RequestDetails, SelfUpgradeDecision, SelfUpgradeDecisionSpec,
+    Action, ApprovalMode, PolicyMatch, RequestDetails, SelfUpgradeDecision, SelfUpgradeDecisionSpec,
 };
 use crate::quicksight::{RequestDetail, RequestStatus};
 use k8s_openapi::jiff::Timestamp;
@@ -74,35 +74,54 @@ pub fn with_status<'a>(
 
 /// The table `requests list` prints by default.
 pub fn table(requests: &[&RequestDetail], now: Timestamp) -> String {
-    let header = ["ID", "USER", "ROLE", "NOTE", "AGE", "STATUS"].map(str::to_string);
-    let rows: Vec<[String; 6]> = requests
-        .iter()
-        .map(|r| {
-            [
-                r.upgrade_request_id.clone(),
-                r.user_name.clone().unwrap_or_default(),
-                format!(
-                    "{} → {}",
-                    r.original_role.as_deref().unwrap_or("?"),
-                    r.requested_role.as_deref().unwrap_or("?")
-                ),
-                one_line(r.request_note.as_deref().unwrap_or_default(), 40),
-                r.creation_time.map(|t| age(t, now)).unwrap_or_default(),
-                r.request_status.to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
+    let header = ["ID", "USER", "ROLE", "NOTE", "AGE", "STATUS"];
+    let rows = requests.iter().map(|r| {
+        vec![
+            r.upgrade_request_id.clone(),
+            r.user_name.clone().unwrap_or_default(),
+            roles(r.original_role.as_deref(), r.requested_role.as_deref()),
+            one_line(r.request_note.as_deref().unwrap_or_default(), 40),
+            r.creation_time.map(|t| age(t, now)).unwrap_or_default(),
+            r.request_status.to_string(),
+        ]
+    });
+    columns(&header, rows)
+}
+
+/// The table `requests evaluate` prints: what a policy's rules would decide, request by request.
+pub fn policy_table(matches: &[PolicyMatch]) -> String {
+    let header = ["ID", "USER", "ROLE", "RULE", "WOULD"];
+    let rows = matches.iter().map(|m| {
+        vec![
+            m.upgrade_request_id.clone(),
+            m.user_name.clone().unwrap_or_default(),
+            roles(m.original_role.as_deref(), m.requested_role.as_deref()),
+            m.rule.clone(),
+            m.action.to_string(),
+        ]
+    });
+    columns(&header, rows)
+}
+
+fn roles(original: Option<&str>, requested: Option<&str>) -> String {
+    format!("{} → {}", original.unwrap_or("?"), requested.unwrap_or("?"))
+}
+
+/// Left-aligned columns, as wide as their widest cell, three spaces apart.
+fn columns(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+    let mut widths = vec![0; rows[0].len()];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut text = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in &rows {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
         text.push_str(cells.join("   ").trim_end());

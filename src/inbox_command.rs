@@ -1,7 +1,7 @@
-//! `selfupgrade-operator requests list|decide|mode`: the inbox against QuickSight (or the
+//! `selfupgrade-operator requests list|decide|mode|evaluate`: the inbox against QuickSight (or the
 //! simulator), with the same credentials and endpoint options as `run`.
 
-use crate::api::{Action, ApprovalMode, SelfUpgradeDecision};
+use crate::api::{Action, ApprovalMode, SelfUpgradeDecision, SelfUpgradePolicy};
 use crate::inbox::{self, InboxEntry, InboxListing};
 use crate::quicksight::{
     AssumeRole, AwsEndpoints, Credentials, RequestDetail, Scope, SdkQuickSight, SelfUpgradeApi,
@@ -29,6 +29,31 @@ pub enum RequestsCommand {
     /// Print the QuickSight namespace's self-upgrade approval mode (ADMIN_APPROVAL or
     /// AUTO_APPROVAL); fails when it cannot be read.
     Mode(ModeArgs),
+    /// Evaluate a SelfUpgradePolicy manifest against the live requests, without a cluster:
+    /// what its rules would decide (every PENDING request counts: the CLI cannot see which
+    /// ones a SelfUpgradeDecision already decides).
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    /// The SelfUpgradePolicy manifest (YAML or JSON); its account and QuickSight namespace are
+    /// the ones listed, its region the default for `--region`.
+    #[arg(long)]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub aws: AwsEndpoints,
+    /// A role in the account to assume (as a QuickSightAccount's roleArn).
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires.
+    #[arg(long, requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// Time limit for one call.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub call_timeout: Duration,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,6 +160,7 @@ pub async fn run(args: RequestsArgs) -> anyhow::Result<()> {
             };
             std::io::stdout().write_all(text.as_bytes())?;
         }
+        RequestsCommand::Evaluate(args) => evaluate(args).await?,
         RequestsCommand::Mode(args) => {
             let account = connect(&args.connection).await?;
             let mode = approval_mode(&account).await;
@@ -199,6 +225,65 @@ fn request_id_in(dir: &Path, name: &str) -> Option<String> {
             .map(|decision| decision.spec.upgrade_request_id)
             .unwrap_or_else(|_| format!("(another document in {})", path.display())),
     )
+}
+
+/// `requests evaluate`: the policy file's rules against the live listing.
+async fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    let path = &args.policy;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let policy: SelfUpgradePolicy = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a SelfUpgradePolicy", path.display()))?;
+    let compiled = crate::policy::compile(&policy.spec)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+    let mut aws = args.aws.clone();
+    aws.region = aws.region.or(policy.spec.region.clone());
+    let connection = Connection {
+        account: policy.spec.aws_account_id.clone(),
+        quicksight_namespace: policy.spec.quicksight_namespace.clone(),
+        aws,
+        role_arn: args.role_arn.clone(),
+        external_id: args.external_id.clone(),
+        call_timeout: args.call_timeout,
+    };
+    let requests = fetch(&connect(&connection).await?).await?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let evaluation = crate::policy::evaluate(&compiled, &requests, |_| false, now);
+    let summary = EvaluationSummary {
+        matched: evaluation.matches.len(),
+        rules: evaluation.counts,
+        would_decide: evaluation.matches,
+    };
+    let text = match args.output {
+        Format::Table => {
+            let counts: Vec<String> = summary
+                .rules
+                .iter()
+                .map(|c| format!("{} {}", c.rule, c.matched))
+                .collect();
+            format!(
+                "{} of {} requests would be decided (by rule: {})\n{}",
+                summary.matched,
+                requests.len(),
+                counts.join(", "),
+                inbox::policy_table(&summary.would_decide)
+            )
+        }
+        Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
+        Format::Yaml => serde_yaml::to_string(&summary)?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// What `requests evaluate -o json|yaml` prints: the policy status's findings, every match
+/// listed.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EvaluationSummary {
+    matched: usize,
+    rules: Vec<crate::api::RuleCount>,
+    would_decide: Vec<crate::api::PolicyMatch>,
 }
 
 /// The account and QuickSight namespace a command works on, and the client to reach them.

@@ -27,6 +27,8 @@ pub mod lenient;
 pub mod metrics;
 pub mod mirror;
 pub mod names;
+pub mod policy;
+pub mod policy_watch;
 pub mod quicksight;
 pub mod reconcile;
 pub mod retry;

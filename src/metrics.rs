@@ -58,6 +58,13 @@ pub struct RestoreLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyRuleLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub rule: String,
+}
+
 /// Every metric the operator exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +78,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub approval_mode_drift: Family<ApprovalModeLabels, Gauge>,
     pub approval_mode_restores: Family<RestoreLabels, Counter>,
+    pub policy_matches: Family<PolicyRuleLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -92,6 +100,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             approval_mode_drift: Family::default(),
             approval_mode_restores: Family::default(),
+            policy_matches: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +152,11 @@ impl Default for Metrics {
             "approval_mode_restores",
             "UpdateSelfUpgradeConfiguration calls that set a drifted approval mode back (Enforce), by outcome",
             metrics.approval_mode_restores.clone(),
+        );
+        registry.register(
+            "policy_matches",
+            "PENDING requests without a decision that a SelfUpgradePolicy's rule matches (dry run: what it would decide)",
+            metrics.policy_matches.clone(),
         );
         Self {
             registry,

@@ -3,6 +3,7 @@
 mod account;
 mod approval_mode;
 mod decision;
+mod policy;
 mod request;
 mod request_detail;
 
@@ -11,6 +12,10 @@ pub use approval_mode::{ApprovalMode, ApprovalModeStatus, Enforcement, SelfUpgra
 pub use decision::{
     Action, DEFAULT_QUICKSIGHT_NAMESPACE, RequestRejection, RetryPolicy, SelfUpgradeDecision,
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
+};
+pub use policy::{
+    PolicyMatch, PolicyRule, RuleCount, SelfUpgradePolicy, SelfUpgradePolicySpec,
+    SelfUpgradePolicyStatus,
 };
 pub use request::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};
 pub use request_detail::{RequestDetails, whole_second};

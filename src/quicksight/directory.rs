@@ -167,6 +167,36 @@ impl RequestDirectory {
         Ok(requests)
     }
 
+    /// Every request of `scope` from the cached listing while it is within its TTL, else listed
+    /// now (single flight with the reconciles): what a policy reads, so that evaluating it
+    /// costs no page the decisions of that scope do not fetch anyway. Requests whose entry is
+    /// not trusted (an update failed) are left out until the next listing.
+    pub async fn cached_list(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
+        let cached = |directory: &Self| {
+            directory.with_entry(scope, |entry| {
+                let listing = entry.listing.as_ref()?;
+                (listing.fetched_at.elapsed() < directory.ttl).then(|| {
+                    let trusted =
+                        |r: &&RequestDetail| !listing.unknown.contains(&r.upgrade_request_id);
+                    listing.by_id.values().filter(trusted).cloned().collect()
+                })
+            })
+        };
+        if let Some(requests) = cached(self) {
+            return Ok(requests);
+        }
+        let fetching = self.with_entry(scope, |entry| entry.fetching.clone());
+        let _single_flight = fetching.lock().await;
+        if let Some(requests) = cached(self) {
+            return Ok(requests);
+        }
+        let started = Instant::now();
+        let by_id = self.list_all(scope).await?;
+        let requests = by_id.values().cloned().collect();
+        self.keep_listing(scope, by_id, started);
+        Ok(requests)
+    }
+
     /// Keeps a listing as of when it `started`: its pages show the requests as they were from
     /// then on, so a question asked after that start but before its end (a caller that waited
     /// for this single flight after a refused call) must not take it as fresh.

@@ -108,6 +108,7 @@ pub fn playground_timing() -> Timing {
         call_timeout: Duration::from_secs(10),
         account_status_interval: Duration::from_secs(5),
         approval_mode_interval: Duration::from_secs(5),
+        policy_interval: Duration::from_secs(5),
         debounce: Duration::ZERO,
     }
 }

@@ -81,6 +81,64 @@ async fn the_inbox_shows_the_approval_mode_the_console_set() {
     sim.stop().await;
 }
 
+/// `requests evaluate` runs a policy file against the live requests, without a cluster, and
+/// refuses a file whose rules do not compile, naming the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_prints_what_a_policy_file_would_decide() {
+    let reader_pro = SimRequest {
+        requested_role: "READER_PRO".into(),
+        ..request("r-pro")
+    };
+    let sim = start_sim(vec![reader_pro, request("r-author")]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    let example = include_str!("../../examples/policies/routine-upgrades.yaml");
+    std::fs::write(&path, example).expect("written");
+    let policy = path.to_str().expect("utf-8");
+    let evaluate = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "requests", "evaluate", "--policy", policy, "--region", REGION,
+            ])
+            .args(["--quicksight-endpoint", &sim.endpoint()])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("runs")
+    };
+    // The fixture's requests are a year old: the stale rule closes the one no earlier rule takes.
+    let table = stdout(&evaluate(&[]));
+    assert!(
+        table.starts_with("2 of 2 requests would be decided"),
+        "{table}"
+    );
+    let row = |id: &str| {
+        let row = table.lines().find(|l| l.starts_with(id)).expect("a row");
+        row.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("r-pro")[5..], ["reader-pro-for-everyone", "APPROVE"]);
+    assert_eq!(row("r-author")[5..], ["close-stale-requests", "DENY"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&evaluate(&["-o", "json"]))).expect("json");
+    assert_eq!(json["matched"], 2);
+    assert_eq!(json["rules"][1]["matched"], 0, "{json}");
+
+    let broken = example.replace("olderThan: 30d", "olderThan: 30d\n      noteMatches: \"(\"");
+    std::fs::write(&path, broken).expect("written");
+    let refused = evaluate(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("rule \"close-stale-requests\": noteMatches"),
+        "{stderr}"
+    );
+    sim.stop().await;
+}
+
 async fn sim_with_250_requests() -> RunningSim {
     let sim = start_sim((0..250).map(|i| request(&format!("req-{i:03}"))).collect()).await;
     for i in 0..50 {

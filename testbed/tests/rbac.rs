@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
 use selfupgrade_operator::api::{
-    Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision,
+    Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision, SelfUpgradePolicy,
 };
 use selfupgrade_testbed::apiserver::rbac::{Permission, service_account_user};
 use selfupgrade_testbed::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
@@ -120,6 +120,15 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .await
             .expect("decision");
     }
+    // A policy in the tenant's namespace, whose status the operator writes.
+    let policy: SelfUpgradePolicy = serde_yaml::from_str(include_str!(
+        "../../examples/policies/routine-upgrades.yaml"
+    ))
+    .expect("example policy");
+    Api::<SelfUpgradePolicy>::namespaced(admin.clone(), "team-a")
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy");
     // Sufficient: the scenario converges under the granted permissions.
     for name in ["approve", "deny"] {
         wait_for(&decisions, name, 60, |d| is(d, "Ready", "True", "Applied")).await;

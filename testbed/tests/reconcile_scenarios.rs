@@ -41,6 +41,7 @@ fn timing() -> Timing {
         call_timeout: Duration::from_secs(30),
         account_status_interval: Duration::from_secs(60),
         approval_mode_interval: Duration::from_secs(60),
+        policy_interval: Duration::from_secs(60),
         debounce: Duration::ZERO,
     }
 }

@@ -114,7 +114,12 @@ fn default_namespace() -> String {
     "default".to_string()
 }
 
-async fn add_request(State(handle): State<SimHandle>, Json(new): Json<NewRequest>) -> Response {
+/// A user asking for an upgrade; without `createdAtMs` (or with 0) the request is made now, as
+/// in a seed file.
+async fn add_request(State(handle): State<SimHandle>, Json(mut new): Json<NewRequest>) -> Response {
+    if new.request.created_at_ms <= 0 {
+        new.request.created_at_ms = super::epoch_millis();
+    }
     answer(handle.add_request(&new.account_id, &new.namespace, new.request))
 }
 
