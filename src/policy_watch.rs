@@ -1,6 +1,7 @@
 //! Evaluates every `SelfUpgradePolicy` while leading — when it changes and every
 //! `--policy-interval` — against its account's listing, read through the listing cache the
-//! decisions share (so no page beyond those they fetch anyway), and writes what its rules would
+//! decisions share (a listing they fetched serves it; otherwise it fetches at most one per
+//! interval and scope, which then serves them), and writes what its rules would
 //! decide into its status. A policy acts only where a decision in its namespace could: the
 //! bindings admit it exactly as they would admit such a decision.
 

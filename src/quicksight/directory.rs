@@ -168,8 +168,8 @@ impl RequestDirectory {
     }
 
     /// Every request of `scope` from the cached listing while it is within its TTL, else listed
-    /// now (single flight with the reconciles): what a policy reads, so that evaluating it
-    /// costs no page the decisions of that scope do not fetch anyway. Requests whose entry is
+    /// now (single flight with the reconciles): what a policy reads, so that a listing the
+    /// decisions fetched serves it and one it fetches serves them. Requests whose entry is
     /// not trusted (an update failed) are left out until the next listing.
     pub async fn cached_list(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
         let cached = |directory: &Self| {
@@ -410,5 +410,46 @@ mod tests {
         let error = directory.list(&scope()).await.expect_err("gave up");
         assert_eq!(error.code, "ResourceUnavailableException");
         assert_eq!(api.asked().len(), PAGE_ATTEMPTS as usize);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_read_is_served_by_the_listing_until_its_ttl_and_leaves_out_untrusted_entries()
+    {
+        let api = Arc::new(FakeQuickSight::default());
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(30));
+        let ids = |requests: Vec<RequestDetail>| {
+            let mut ids: Vec<String> = requests.into_iter().map(|r| r.upgrade_request_id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(directory.cached_list(&scope()).await.expect("listed")),
+            ["r-1", "r-2", "r-3"]
+        );
+        assert_eq!(
+            directory.cached_list(&scope()).await.expect("cached").len(),
+            3
+        );
+        assert_eq!(
+            api.asked().len(),
+            3,
+            "one listing, of three pages, for both reads"
+        );
+        // An update of r-2 failed: its entry is unknown until the next listing.
+        directory.forget(&scope(), "r-2");
+        assert_eq!(
+            ids(directory.cached_list(&scope()).await.expect("cached")),
+            ["r-1", "r-3"]
+        );
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(
+            directory.cached_list(&scope()).await.expect("listed").len(),
+            3
+        );
+        assert_eq!(
+            api.asked().len(),
+            6,
+            "listed again once the listing expired"
+        );
     }
 }

@@ -152,6 +152,7 @@ fn crd_prints_the_committed_crds() {
         include_str!("../../crds/selfupgradedecision.yaml"),
         include_str!("../../crds/quicksightaccount.yaml"),
         include_str!("../../crds/selfupgraderequest.yaml"),
+        include_str!("../../crds/selfupgradepolicy.yaml"),
     ];
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
