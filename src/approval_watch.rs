@@ -224,45 +224,58 @@ async fn restore(
         scope.namespace, scope.account_id
     );
     match result {
-        Ok(()) => {
-            info!(binding = %binding.name_any(), "set {what}");
-            entry.status.observed_mode = Some(declared);
-            entry.status.restored_at = Some(Time(Timestamp::now()));
-            entry.status.error = None;
-            (entry.refused_restores, entry.restore_not_before) = (0, None);
-            entry.announced = false;
-            let note = format!("set {what}");
-            publish(
-                ctx,
-                binding,
-                EventType::Normal,
-                "ApprovalModeRestored",
-                note,
-            )
-            .await;
-        }
-        Err(error) => {
-            entry.refused_restores = entry.refused_restores.saturating_add(1);
-            let timing = &ctx.timing;
-            let delay = backoff_delay(
-                entry.refused_restores,
-                timing.backoff_base,
-                timing.backoff_cap,
-            );
-            entry.restore_not_before = Some(Instant::now() + delay);
-            warn!(binding = %binding.name_any(), %error, ?delay, "could not set {what}");
-            entry.status.error = Some(error.to_string());
-            let note = format!("could not set {what}: {error}; trying again in {delay:?}");
-            publish(
-                ctx,
-                binding,
-                EventType::Warning,
-                "ApprovalModeRestoreFailed",
-                note,
-            )
-            .await;
-        }
+        Ok(()) => restored(ctx, binding, entry, what).await,
+        Err(error) => refused(ctx, binding, entry, what, error).await,
     }
+}
+
+/// The declared mode is back: recorded, announced, and the drift over.
+async fn restored(ctx: &Context, binding: &QuickSightAccount, entry: &mut Tracked, what: String) {
+    info!(binding = %binding.name_any(), "set {what}");
+    entry.status.observed_mode = Some(entry.settings.mode);
+    entry.status.restored_at = Some(Time(Timestamp::now()));
+    entry.status.error = None;
+    (entry.refused_restores, entry.restore_not_before) = (0, None);
+    entry.announced = false;
+    let note = format!("set {what}");
+    publish(
+        ctx,
+        binding,
+        EventType::Normal,
+        "ApprovalModeRestored",
+        note,
+    )
+    .await;
+}
+
+/// QuickSight refused to set the mode back: recorded, announced, and tried again after a
+/// backoff that grows with each refusal in a row.
+async fn refused(
+    ctx: &Context,
+    binding: &QuickSightAccount,
+    entry: &mut Tracked,
+    what: String,
+    error: crate::quicksight::QuickSightError,
+) {
+    entry.refused_restores = entry.refused_restores.saturating_add(1);
+    let timing = &ctx.timing;
+    let delay = backoff_delay(
+        entry.refused_restores,
+        timing.backoff_base,
+        timing.backoff_cap,
+    );
+    entry.restore_not_before = Some(Instant::now() + delay);
+    warn!(binding = %binding.name_any(), %error, ?delay, "could not set {what}");
+    entry.status.error = Some(error.to_string());
+    let note = format!("could not set {what}: {error}; trying again in {delay:?}");
+    publish(
+        ctx,
+        binding,
+        EventType::Warning,
+        "ApprovalModeRestoreFailed",
+        note,
+    )
+    .await;
 }
 
 /// Whether the Event was published (a failure is logged, never fatal).

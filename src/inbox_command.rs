@@ -136,30 +136,7 @@ fn parse_action(value: &str) -> Result<Action, String> {
 
 pub async fn run(args: RequestsArgs) -> anyhow::Result<()> {
     match args.command {
-        RequestsCommand::List(list) => {
-            let account = connect(&list.connection).await?;
-            let (requests, mode) = futures::join!(fetch(&account), approval_mode(&account));
-            let requests = requests?;
-            let shown: Vec<&RequestDetail> =
-                inbox::with_status(&requests, list.status.as_deref()).collect();
-            let listing = || InboxListing {
-                aws_account_id: account.scope.account_id.clone(),
-                quicksight_namespace: account.scope.namespace.clone(),
-                approval_mode: mode.as_ref().ok().copied(),
-                approval_mode_error: mode.as_ref().err().cloned(),
-                requests: shown.iter().map(|r| InboxEntry::from(*r)).collect(),
-            };
-            let text = match list.output {
-                Format::Table => format!(
-                    "{}\n{}",
-                    inbox::mode_line(&mode),
-                    inbox::table(&shown, k8s_openapi::jiff::Timestamp::now())
-                ),
-                Format::Json => serde_json::to_string_pretty(&listing())? + "\n",
-                Format::Yaml => serde_yaml::to_string(&listing())?,
-            };
-            std::io::stdout().write_all(text.as_bytes())?;
-        }
+        RequestsCommand::List(list) => list_command(list).await?,
         RequestsCommand::Evaluate(args) => evaluate(args).await?,
         RequestsCommand::Mode(args) => {
             let account = connect(&args.connection).await?;
@@ -225,6 +202,33 @@ fn request_id_in(dir: &Path, name: &str) -> Option<String> {
             .map(|decision| decision.spec.upgrade_request_id)
             .unwrap_or_else(|_| format!("(another document in {})", path.display())),
     )
+}
+
+/// `requests list`: the namespace's approval mode and its requests.
+async fn list_command(list: ListArgs) -> anyhow::Result<()> {
+    let account = connect(&list.connection).await?;
+    let (requests, mode) = futures::join!(fetch(&account), approval_mode(&account));
+    let requests = requests?;
+    let shown: Vec<&RequestDetail> =
+        inbox::with_status(&requests, list.status.as_deref()).collect();
+    let listing = || InboxListing {
+        aws_account_id: account.scope.account_id.clone(),
+        quicksight_namespace: account.scope.namespace.clone(),
+        approval_mode: mode.as_ref().ok().copied(),
+        approval_mode_error: mode.as_ref().err().cloned(),
+        requests: shown.iter().map(|r| InboxEntry::from(*r)).collect(),
+    };
+    let text = match list.output {
+        Format::Table => format!(
+            "{}\n{}",
+            inbox::mode_line(&mode),
+            inbox::table(&shown, k8s_openapi::jiff::Timestamp::now())
+        ),
+        Format::Json => serde_json::to_string_pretty(&listing())? + "\n",
+        Format::Yaml => serde_yaml::to_string(&listing())?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// `requests evaluate`: the policy file's rules against the live listing.
