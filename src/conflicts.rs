@@ -12,11 +12,12 @@ use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
 
 /// (AWS account, QuickSight namespace, request id).
 type RequestKey = (String, String, String);
 /// (Kubernetes namespace, name).
-type ObjectKey = (String, String);
+pub type ObjectKey = (String, String);
 
 /// One decision's claim on a request, ordered oldest first: by creation time, then namespace
 /// and name.
@@ -56,12 +57,13 @@ pub struct ClaimIndex {
 }
 
 impl ClaimIndex {
-    /// Records the decision as it is now; a decision being deleted no longer claims anything.
-    pub fn observe(&mut self, decision: &SelfUpgradeDecision) {
+    /// Records the decision as it is now; a decision being deleted no longer claims anything,
+    /// and then the other decisions that claim its request are returned (see [`Self::forget`]).
+    pub fn observe(&mut self, decision: &SelfUpgradeDecision) -> Vec<ObjectKey> {
         let claim = claim_of(decision);
-        self.forget(&claim.namespace, &claim.name);
+        let others = self.forget(&claim.namespace, &claim.name);
         if decision.metadata.deletion_timestamp.is_some() {
-            return;
+            return others;
         }
         let request = request_of(decision);
         let request = match self.by_request.get_key_value(&request) {
@@ -75,13 +77,15 @@ impl ClaimIndex {
             claims.insert(position, claim);
         }
         self.by_object.insert(object, (request, created));
+        Vec::new()
     }
 
-    /// Drops the claim of a deleted (or unreadable) decision.
-    pub fn forget(&mut self, namespace: &str, name: &str) {
+    /// Drops the claim of a deleted (or unreadable) decision; returns the decisions that still
+    /// claim its request (one of them may have lost to it and may decide now).
+    pub fn forget(&mut self, namespace: &str, name: &str) -> Vec<ObjectKey> {
         let key = (namespace.to_string(), name.to_string());
         let Some((request, created)) = self.by_object.remove(&key) else {
-            return;
+            return Vec::new();
         };
         let (namespace, name) = key;
         let claim = Claim {
@@ -89,14 +93,20 @@ impl ClaimIndex {
             namespace,
             name,
         };
-        if let Some(claims) = self.by_request.get_mut(&request) {
-            if let Ok(position) = claims.binary_search(&claim) {
-                claims.remove(position);
-            }
-            if claims.is_empty() {
-                self.by_request.remove(&request);
-            }
+        let Some(claims) = self.by_request.get_mut(&request) else {
+            return Vec::new();
+        };
+        if let Ok(position) = claims.binary_search(&claim) {
+            claims.remove(position);
         }
+        let others = claims
+            .iter()
+            .map(|c| (c.namespace.clone(), c.name.clone()))
+            .collect();
+        if claims.is_empty() {
+            self.by_request.remove(&request);
+        }
+        others
     }
 
     /// The older decision (`namespace/name`) that decides `decision`'s request, if any.
@@ -140,33 +150,71 @@ impl ClaimIndex {
 
 /// A [`ClaimIndex`] fed by the controller's watch events, rebuilt on every re-list as the
 /// reflector's store is.
-#[derive(Default)]
 pub struct Claims {
     current: Mutex<ClaimIndex>,
     /// Filled during a re-list, then swapped in.
     relisting: Mutex<Option<ClaimIndex>>,
+    /// The decisions that still claim a request whose claim by another decision just went:
+    /// one of them lost to it (`Stalled` Conflict) and is reconciled at once rather than at
+    /// its next re-check.
+    released: broadcast::Sender<ObjectKey>,
+}
+
+/// Released claimants a slow controller may fall behind by before the oldest are dropped (a
+/// dropped one is still reconciled at its next re-check).
+const RELEASED_BACKLOG: usize = 1024;
+
+impl Default for Claims {
+    fn default() -> Self {
+        Self {
+            current: Mutex::default(),
+            relisting: Mutex::default(),
+            released: broadcast::channel(RELEASED_BACKLOG).0,
+        }
+    }
 }
 
 impl Claims {
     pub fn on_event(&self, event: &watcher::Event<DeserializeGuard<SelfUpgradeDecision>>) {
-        match event {
+        let released = match event {
             watcher::Event::Apply(object) => observe(&mut lock(&self.current), object),
-            watcher::Event::Delete(object) => {
-                lock(&self.current)
-                    .forget(&object.namespace().unwrap_or_default(), &object.name_any());
+            watcher::Event::Delete(object) => lock(&self.current)
+                .forget(&object.namespace().unwrap_or_default(), &object.name_any()),
+            watcher::Event::Init => {
+                *lock(&self.relisting) = Some(ClaimIndex::default());
+                Vec::new()
             }
-            watcher::Event::Init => *lock(&self.relisting) = Some(ClaimIndex::default()),
             watcher::Event::InitApply(object) => {
                 if let Some(index) = lock(&self.relisting).as_mut() {
                     observe(index, object);
                 }
+                Vec::new()
             }
             watcher::Event::InitDone => {
                 if let Some(index) = lock(&self.relisting).take() {
                     *lock(&self.current) = index;
                 }
+                Vec::new()
             }
+        };
+        for claimant in released {
+            // Nobody listening (no controller running) is fine.
+            let _ = self.released.send(claimant);
         }
+    }
+
+    /// The decisions (namespace, name) to reconcile because a decision that claimed their
+    /// request went away.
+    pub fn released(&self) -> impl futures::Stream<Item = ObjectKey> + Send + 'static {
+        futures::stream::unfold(self.released.subscribe(), |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(claimant) => return Some((claimant, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     /// See [`ClaimIndex::decider`].
@@ -190,7 +238,10 @@ impl Claims {
     }
 }
 
-fn observe(index: &mut ClaimIndex, object: &DeserializeGuard<SelfUpgradeDecision>) {
+fn observe(
+    index: &mut ClaimIndex,
+    object: &DeserializeGuard<SelfUpgradeDecision>,
+) -> Vec<ObjectKey> {
     match &object.0 {
         Ok(decision) => index.observe(decision),
         // An unreadable object claims nothing (it is Stalled with the reason).
@@ -363,5 +414,28 @@ mod tests {
         );
         claims.on_event(&watcher::Event::InitDone);
         assert_eq!(claims.winner_over(&new, anywhere), None);
+    }
+
+    #[test]
+    fn the_decisions_left_claiming_a_request_are_named_when_a_claim_goes_and_only_then() {
+        let older = decision("team-a", "approve", 100, "r1");
+        let younger = decision("team-b", "deny", 200, "r1");
+        let mut index = index(&[&older, &younger]);
+        // An update of a decision (a status write) releases nothing.
+        assert!(index.observe(&older).is_empty());
+        let mut leaving = older.clone();
+        leaving.metadata.deletion_timestamp = leaving.metadata.creation_timestamp.clone();
+        assert_eq!(
+            index.observe(&leaving),
+            [("team-b".to_string(), "deny".to_string())]
+        );
+        assert!(
+            index.forget("team-b", "deny").is_empty(),
+            "no one else claims r1"
+        );
+        assert!(
+            index.forget("team-b", "deny").is_empty(),
+            "forgetting twice is harmless"
+        );
     }
 }

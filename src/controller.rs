@@ -83,6 +83,12 @@ pub async fn run(
         .reconcile_all_on(ctx.bindings.changes())
         // An account's approval mode changed: its decisions show it. Rarer still.
         .reconcile_all_on(ctx.approval_modes.modes_changed())
+        // A decision that won a request went: the one that lost to it may decide now.
+        .reconcile_on(
+            ctx.claims
+                .released()
+                .map(|(namespace, name)| reflector::ObjectRef::new(&name).within(&namespace)),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy_guarded, ctx.clone())
         .for_each(|result| {

@@ -337,6 +337,60 @@ async fn a_second_decision_for_the_same_request_stalls_as_a_conflict_without_a_c
     playground.stop().await;
 }
 
+/// The decision that lost a request to an older one is reconciled as soon as the older one is
+/// deleted, not at its next re-check (set to ten minutes here): it then reports the request as
+/// the older one left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loser_of_a_conflict_decides_as_soon_as_the_winner_is_deleted() {
+    let handle = world(vec![request("req-1")]);
+    let tuning = selfupgrade_testbed::playground::Tuning {
+        timing: selfupgrade_operator::context::Timing {
+            not_found_recheck: std::time::Duration::from_secs(600),
+            ..selfupgrade_testbed::playground::playground_timing()
+        },
+        ..Default::default()
+    };
+    let playground = start_tuned_playground(handle.clone(), tuning).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let create = |name: &'static str, action| {
+        let decisions = decisions.clone();
+        async move {
+            let decision = new_decision(name, ACCOUNT, "req-1", action);
+            decisions
+                .create(&PostParams::default(), &decision)
+                .await
+                .expect("created");
+        }
+    };
+    create("approve", Action::Approve).await;
+    wait_for(&decisions, "approve", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    // Created a second later: strictly younger, whatever the clock's resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    create("deny", Action::Deny).await;
+    wait_for(&decisions, "deny", 30, |d| {
+        is(d, "Stalled", "True", "Conflict")
+    })
+    .await;
+    decisions
+        .delete("approve", &Default::default())
+        .await
+        .expect("deleted");
+    wait_for(&decisions, "deny", 30, |d| {
+        is(d, "Stalled", "True", "AlreadyDecided")
+    })
+    .await;
+    assert_eq!(
+        handle.counters().total("UpdateSelfUpgrade"),
+        1,
+        "the DENY was never sent"
+    );
+    playground.stop().await;
+}
+
 /// Creates a VERIFY decision for a user not in the group yet and waits until it failed.
 async fn create_and_see_verify_fail(
     api: &Api<SelfUpgradeDecision>,
