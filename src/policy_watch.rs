@@ -39,9 +39,16 @@ pub async fn maintain(ctx: Arc<Context>, scope: WatchScope) {
     let mut policies: HashMap<PolicyKey, SelfUpgradePolicy> = HashMap::new();
     let mut series: HashMap<PolicyKey, Vec<PolicyRuleLabels>> = HashMap::new();
     let mut tick = tokio::time::interval(ctx.timing.policy_interval);
+    // A binding's change may admit or refuse a policy's namespace: evaluate at once.
+    let mut binding_changes = ctx.bindings.changes().boxed();
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                for policy in policies.values() {
+                    report(&ctx, policy, &mut series).await;
+                }
+            }
+            Some(()) = binding_changes.next() => {
                 for policy in policies.values() {
                     report(&ctx, policy, &mut series).await;
                 }

@@ -29,14 +29,15 @@ fn recent(id: &str, user: &str, from: &str, to: &str) -> SimRequest {
     }
 }
 
-async fn playground(requests: Vec<SimRequest>) -> (Playground, Client) {
+/// A playground whose operator evaluates policies every `interval` (and when they change).
+async fn playground(requests: Vec<SimRequest>, interval: Duration) -> (Playground, Client) {
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = requests;
     world.ensure_namespace(OTHER_ACCOUNT, "default").requests =
         vec![recent("o-1", "olga@example.com", "READER", "READER_PRO")];
     let tuning = Tuning {
         timing: selfupgrade_operator::context::Timing {
-            policy_interval: Duration::from_secs(1),
+            policy_interval: interval,
             ..playground_timing()
         },
         ..Tuning::default()
@@ -88,17 +89,20 @@ fn condition(policy: &SelfUpgradePolicy, type_: &str) -> Option<(String, String,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_policy_shows_what_it_would_decide_and_decides_nothing() {
-    let (playground, client) = playground(vec![
-        recent("r-reader", "bob@example.com", "READER", "READER_PRO"),
-        recent("r-admin", "eve@example.com", "READER", "ADMIN"),
-        recent(
-            "r-author",
-            "alice@analytics.example.com",
-            "READER",
-            "AUTHOR",
-        ),
-        recent("r-decided", "dan@example.com", "READER", "READER_PRO"),
-    ])
+    let (playground, client) = playground(
+        vec![
+            recent("r-reader", "bob@example.com", "READER", "READER_PRO"),
+            recent("r-admin", "eve@example.com", "READER", "ADMIN"),
+            recent(
+                "r-author",
+                "alice@analytics.example.com",
+                "READER",
+                "AUTHOR",
+            ),
+            recent("r-decided", "dan@example.com", "READER", "READER_PRO"),
+        ],
+        Duration::from_secs(1),
+    )
     .await;
     // A person decided one request already: the policy leaves it alone.
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
@@ -180,8 +184,9 @@ async fn a_dry_run_policy_shows_what_it_would_decide_and_decides_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_cannot_be_evaluated_is_stalled_with_the_reason_and_lists_nothing() {
-    let (playground, client) =
-        playground(vec![recent("r-1", "bob@example.com", "READER", "AUTHOR")]).await;
+    // Evaluated only when something changes: the re-binding below must trigger it.
+    let requests = vec![recent("r-1", "bob@example.com", "READER", "AUTHOR")];
+    let (playground, client) = playground(requests, Duration::from_secs(600)).await;
     let mut broken: SelfUpgradePolicy = serde_yaml::from_str(ROUTINE).expect("example parses");
     broken.metadata.name = Some("broken".into());
     broken.spec.rules[1].note_matches = Some("(unclosed".into());
@@ -225,6 +230,26 @@ async fn a_policy_that_cannot_be_evaluated_is_stalled_with_the_reason_and_lists_
     assert_eq!(
         listed_other, 0,
         "no call into an account the namespace is not bound to"
+    );
+
+    // The cluster admin admits the namespace: the policy is evaluated at once.
+    let admitted = serde_json::json!({"spec": {"namespaces": ["team-b", "default"]}});
+    Api::<QuickSightAccount>::all(client.clone())
+        .patch(
+            "other",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&admitted),
+        )
+        .await
+        .expect("re-bound");
+    let evaluated = wait_for_policy(&client, "foreign", |p| {
+        condition(p, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        evaluated.status.and_then(|s| s.matched),
+        Some(1),
+        "olga's READER_PRO"
     );
     playground.stop().await;
 }
