@@ -42,16 +42,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub policy: PathBuf,
     #[command(flatten)]
-    pub aws: AwsEndpoints,
-    /// A role in the account to assume (as a QuickSightAccount's roleArn).
-    #[arg(long)]
-    pub role_arn: Option<String>,
-    /// The external id the role's trust policy requires.
-    #[arg(long, requires = "role_arn")]
-    pub external_id: Option<String>,
-    /// Time limit for one call.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub call_timeout: Duration,
+    pub access: Access,
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
@@ -71,6 +62,13 @@ pub struct Connection {
     /// The QuickSight namespace.
     #[arg(long, default_value = "default")]
     pub quicksight_namespace: String,
+    #[command(flatten)]
+    pub access: Access,
+}
+
+/// How the account is reached: endpoints and region, the role to assume, the call timeout.
+#[derive(Args, Debug, Clone)]
+pub struct Access {
     #[command(flatten)]
     pub aws: AwsEndpoints,
     /// A role in the account to assume (as a QuickSightAccount's roleArn).
@@ -240,15 +238,12 @@ async fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a SelfUpgradePolicy", path.display()))?;
     let compiled = crate::policy::compile(&policy.spec)
         .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
-    let mut aws = args.aws.clone();
-    aws.region = aws.region.or(policy.spec.region.clone());
+    let mut access = args.access.clone();
+    access.aws.region = access.aws.region.or(policy.spec.region.clone());
     let connection = Connection {
         account: policy.spec.aws_account_id.clone(),
         quicksight_namespace: policy.spec.quicksight_namespace.clone(),
-        aws,
-        role_arn: args.role_arn.clone(),
-        external_id: args.external_id.clone(),
-        call_timeout: args.call_timeout,
+        access,
     };
     let requests = fetch(&connect(&connection).await?).await?;
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -300,17 +295,18 @@ async fn connect(connection: &Connection) -> anyhow::Result<Account> {
     if connection.account.len() != 12 || !connection.account.bytes().all(|b| b.is_ascii_digit()) {
         bail!("--account must be 12 digits, got {:?}", connection.account);
     }
-    let (quicksight, region) = connection.aws.connect(connection.call_timeout).await;
+    let access = &connection.access;
+    let (quicksight, region) = access.aws.connect(access.call_timeout).await;
     let region = region.context("no region: pass --region or set AWS_REGION")?;
     let scope = Scope {
         account_id: connection.account.clone(),
         region,
         namespace: connection.quicksight_namespace.clone(),
-        credentials: match &connection.role_arn {
+        credentials: match &access.role_arn {
             None => Credentials::Operator,
             Some(role_arn) => Credentials::AssumeRole(AssumeRole {
                 role_arn: role_arn.clone(),
-                external_id: connection.external_id.clone(),
+                external_id: access.external_id.clone(),
                 session_name: DEFAULT_SESSION_NAME.to_string(),
             }),
         },

@@ -60,27 +60,14 @@ async fn bind(client: &Client, account: &str, self_upgrade: Option<SelfUpgradeSe
         .expect("binding created");
 }
 
-/// Polls the binding until `done` holds.
+/// Polls `account`'s binding until `done` holds.
 async fn wait_for_binding(
     client: &Client,
     account: &str,
-    what: &str,
     done: impl Fn(&QuickSightAccount) -> bool,
 ) -> QuickSightAccount {
     let api = Api::<QuickSightAccount>::all(client.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let binding = api.get(&format!("account-{account}")).await.expect("get");
-        if done(&binding) {
-            return binding;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: {:#?}",
-            binding.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_object(&api, &format!("account-{account}"), done).await
 }
 
 fn ready(binding: &QuickSightAccount) -> Option<(String, String, String)> {
@@ -143,7 +130,7 @@ async fn an_observed_switch_to_auto_approval_shows_on_the_binding_its_decisions_
         .create(&PostParams::default(), &approve)
         .await
         .expect("created");
-    let in_sync = wait_for_binding(&client, ACCOUNT, "the mode is read", |b| {
+    let in_sync = wait_for_binding(&client, ACCOUNT, |b| {
         observed(b) == Some(ApprovalMode::AdminApproval)
     })
     .await;
@@ -161,7 +148,7 @@ async fn an_observed_switch_to_auto_approval_shows_on_the_binding_its_decisions_
         .handle
         .set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")
         .expect("switched");
-    let drifted = wait_for_binding(&client, ACCOUNT, "the drift is reported", |b| {
+    let drifted = wait_for_binding(&client, ACCOUNT, |b| {
         ready(b).is_some_and(|r| r.1 == "ApprovalModeDrift")
     })
     .await;
@@ -230,7 +217,7 @@ async fn an_enforced_mode_is_set_back_once_and_a_refused_restore_is_retried() {
         enforcement: Enforcement::Enforce,
     };
     bind(&client, ACCOUNT, Some(enforce)).await;
-    wait_for_binding(&client, ACCOUNT, "the mode is read", |b| {
+    wait_for_binding(&client, ACCOUNT, |b| {
         observed(b) == Some(ApprovalMode::AdminApproval)
     })
     .await;
@@ -239,7 +226,7 @@ async fn an_enforced_mode_is_set_back_once_and_a_refused_restore_is_retried() {
     sim.force_error("UpdateSelfUpgradeConfiguration", "InternalFailureException");
     sim.set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")
         .expect("switched");
-    wait_for_binding(&client, ACCOUNT, "the mode is set back", |b| {
+    wait_for_binding(&client, ACCOUNT, |b| {
         b.status
             .as_ref()
             .and_then(|s| s.approval_modes.first())
@@ -322,7 +309,7 @@ async fn a_binding_that_declares_no_mode_makes_no_configuration_call() {
             "{operation}"
         );
     }
-    let binding = wait_for_binding(&client, OTHER_ACCOUNT, "the binding is Ready", |b| {
+    let binding = wait_for_binding(&client, OTHER_ACCOUNT, |b| {
         ready(b).is_some_and(|r| r.0 == "True")
     })
     .await;

@@ -55,26 +55,14 @@ async fn create_policy(client: &Client, policy: &SelfUpgradePolicy) {
         .expect("policy created");
 }
 
-/// Polls the policy until `done` holds.
+/// Polls the policy `name` until `done` holds.
 async fn wait_for_policy(
     client: &Client,
     name: &str,
     done: impl Fn(&SelfUpgradePolicy) -> bool,
 ) -> SelfUpgradePolicy {
     let api = Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let policy = api.get(name).await.expect("get");
-        if done(&policy) {
-            return policy;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: {:#?}",
-            policy.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_object(&api, name, done).await
 }
 
 fn condition(policy: &SelfUpgradePolicy, type_: &str) -> Option<(String, String, String)> {

@@ -165,6 +165,26 @@ pub async fn wait_for(
     }
 }
 
+/// Polls the object `name` of `api` until `done` holds, or fails after 30 s showing it.
+pub async fn wait_for_object<K>(api: &Api<K>, name: &str, done: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let object = api.get(name).await.expect("get");
+        if done(&object) {
+            return object;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} did not get there in 30s: {object:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The status of condition `type_` ("True"/"False"), with its reason.
 pub fn condition(decision: &SelfUpgradeDecision, type_: &str) -> Option<(String, String)> {
     decision
