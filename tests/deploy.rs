@@ -229,6 +229,16 @@ fn single_namespace_mode_grants_decisions_and_events_in_that_namespace_only() {
         decisions_role.metadata.namespace.as_deref(),
         Some(watched.as_str())
     );
+    // Events about bindings (cluster-scoped) go to `default`: only creating Events is granted.
+    let binding_events = roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("selfupgrade-operator-binding-events"))
+        .expect("binding events role");
+    assert_eq!(binding_events.metadata.namespace.as_deref(), Some("default"));
+    let rules = binding_events.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources.as_deref(), Some(&["events".to_string()][..]));
+    assert_eq!(rules[0].verbs, ["create"]);
 }
 
 fn json(name: &str) -> Value {
