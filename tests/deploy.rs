@@ -234,10 +234,16 @@ fn single_namespace_mode_grants_decisions_and_events_in_that_namespace_only() {
         .iter()
         .find(|r| r.metadata.name.as_deref() == Some("selfupgrade-operator-binding-events"))
         .expect("binding events role");
-    assert_eq!(binding_events.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        binding_events.metadata.namespace.as_deref(),
+        Some("default")
+    );
     let rules = binding_events.rules.clone().unwrap_or_default();
     assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].resources.as_deref(), Some(&["events".to_string()][..]));
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["events".to_string()][..])
+    );
     assert_eq!(rules[0].verbs, ["create"]);
 }
 
