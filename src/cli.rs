@@ -454,6 +454,26 @@ mod tests {
         }
     }
 
+    /// docs/configuration.md names every flag `run` takes, so that it stays the reference.
+    #[test]
+    fn every_flag_of_run_is_in_the_configuration_reference() {
+        use clap::CommandFactory;
+        let reference = include_str!("../docs/configuration.md");
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("run");
+        let missing: Vec<String> = run
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .filter(|long| *long != "help")
+            .map(|long| format!("--{long}"))
+            .filter(|flag| !reference.contains(&format!("`{flag}")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
+    }
+
     #[test]
     fn an_interval_of_zero_is_refused() {
         for flag in [
