@@ -189,10 +189,7 @@ impl ApprovalModes {
 
     /// Fires when an observed mode changes.
     pub fn modes_changed(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
-        futures::stream::unfold(self.modes_changed.subscribe(), |mut receiver| async move {
-            receiver.changed().await.ok()?;
-            Some(((), receiver))
-        })
+        crate::bindings::changes_of(self.modes_changed.subscribe())
     }
 }
 

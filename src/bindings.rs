@@ -95,10 +95,7 @@ impl Bindings {
 
     /// One item each time a binding's spec or a namespace's labels change (bursts coalesce).
     pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
-        futures::stream::unfold(self.changed.subscribe(), |mut receiver| async move {
-            receiver.changed().await.ok()?;
-            Some(((), receiver))
-        })
+        changes_of(self.changed.subscribe())
     }
 
     /// Every binding, readable (`Ok`) or not (`Err`: it does not deserialize).
@@ -135,6 +132,17 @@ impl Bindings {
         let verdict = tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts);
         tenancy::considering_unreadable(verdict, &unreadable)
     }
+}
+
+/// One item each time the value behind `receiver` changes (bursts coalesce), until its sender
+/// is gone.
+pub fn changes_of<T: Send + Sync + 'static>(
+    receiver: watch::Receiver<T>,
+) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
 }
 
 fn both_ready(

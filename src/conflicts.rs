@@ -61,10 +61,11 @@ impl ClaimIndex {
     /// and then the other decisions that claim its request are returned (see [`Self::forget`]).
     pub fn observe(&mut self, decision: &SelfUpgradeDecision) -> Vec<ObjectKey> {
         let claim = claim_of(decision);
-        let others = self.forget(&claim.namespace, &claim.name);
         if decision.metadata.deletion_timestamp.is_some() {
-            return others;
+            return self.forget(&claim.namespace, &claim.name);
         }
+        // An update (a status write, most events) re-files the claim: nobody is released.
+        self.remove(&claim.namespace, &claim.name);
         let request = request_of(decision);
         let request = match self.by_request.get_key_value(&request) {
             Some((shared, _)) => shared.clone(),
@@ -83,30 +84,36 @@ impl ClaimIndex {
     /// Drops the claim of a deleted (or unreadable) decision; returns the decisions that still
     /// claim its request (one of them may have lost to it and may decide now).
     pub fn forget(&mut self, namespace: &str, name: &str) -> Vec<ObjectKey> {
-        let key = (namespace.to_string(), name.to_string());
-        let Some((request, created)) = self.by_object.remove(&key) else {
+        let Some(request) = self.remove(namespace, name) else {
             return Vec::new();
         };
+        self.by_request
+            .get(&request)
+            .into_iter()
+            .flatten()
+            .map(|c| (c.namespace.clone(), c.name.clone()))
+            .collect()
+    }
+
+    /// Removes a decision's claim; returns the request it claimed, if it claimed one.
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<Arc<RequestKey>> {
+        let key = (namespace.to_string(), name.to_string());
+        let (request, created) = self.by_object.remove(&key)?;
         let (namespace, name) = key;
         let claim = Claim {
             created,
             namespace,
             name,
         };
-        let Some(claims) = self.by_request.get_mut(&request) else {
-            return Vec::new();
-        };
-        if let Ok(position) = claims.binary_search(&claim) {
-            claims.remove(position);
+        if let Some(claims) = self.by_request.get_mut(&request) {
+            if let Ok(position) = claims.binary_search(&claim) {
+                claims.remove(position);
+            }
+            if claims.is_empty() {
+                self.by_request.remove(&request);
+            }
         }
-        let others = claims
-            .iter()
-            .map(|c| (c.namespace.clone(), c.name.clone()))
-            .collect();
-        if claims.is_empty() {
-            self.by_request.remove(&request);
-        }
-        others
+        Some(request)
     }
 
     /// The older decision (`namespace/name`) that decides `decision`'s request, if any.

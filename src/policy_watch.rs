@@ -42,27 +42,21 @@ pub async fn maintain(ctx: Arc<Context>, scope: WatchScope) {
     // A binding's change may admit or refuse a policy's namespace: evaluate at once.
     let mut binding_changes = ctx.bindings.changes().boxed();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                for policy in policies.values() {
-                    report(&ctx, policy, &mut series).await;
-                }
-            }
-            Some(()) = binding_changes.next() => {
-                for policy in policies.values() {
-                    report(&ctx, policy, &mut series).await;
-                }
-            }
+        let due: Vec<SelfUpgradePolicy> = tokio::select! {
+            _ = tick.tick() => policies.values().cloned().collect(),
+            Some(()) = binding_changes.next() => policies.values().cloned().collect(),
             event = events.next() => match event {
-                Some(Ok(event)) => {
-                    for changed in apply(&mut policies, &mut series, &ctx, event) {
-                        report(&ctx, &changed, &mut series).await;
-                    }
-                }
+                Some(Ok(event)) => apply(&mut policies, &mut series, &ctx, event),
                 // The watcher retries with backoff (a missing CRD, the API server away).
-                Some(Err(error)) => warn!(%error, "watching SelfUpgradePolicies"),
+                Some(Err(error)) => {
+                    warn!(%error, "watching SelfUpgradePolicies");
+                    Vec::new()
+                }
                 None => return,
             },
+        };
+        for policy in &due {
+            report(&ctx, policy, &mut series).await;
         }
     }
 }

@@ -160,6 +160,11 @@ impl RequestDirectory {
     pub async fn list(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
         let fetching = self.with_entry(scope, |entry| entry.fetching.clone());
         let _single_flight = fetching.lock().await;
+        self.list_and_keep(scope).await
+    }
+
+    /// Lists `scope` now and keeps the listing; the caller holds the scope's single flight.
+    async fn list_and_keep(&self, scope: &Scope) -> Result<Vec<RequestDetail>, QuickSightError> {
         let started = Instant::now();
         let by_id = self.list_all(scope).await?;
         let requests = by_id.values().cloned().collect();
@@ -190,11 +195,7 @@ impl RequestDirectory {
         if let Some(requests) = cached(self) {
             return Ok(requests);
         }
-        let started = Instant::now();
-        let by_id = self.list_all(scope).await?;
-        let requests = by_id.values().cloned().collect();
-        self.keep_listing(scope, by_id, started);
-        Ok(requests)
+        self.list_and_keep(scope).await
     }
 
     /// Keeps a listing as of when it `started`: its pages show the requests as they were from
