@@ -147,6 +147,26 @@ impl ClaimIndex {
             .map(|claim| format!("{}/{}", claim.namespace, claim.name))
     }
 
+    /// Every decision (namespace, name) that claims the request, oldest first.
+    pub fn claimants(
+        &self,
+        account: &str,
+        quicksight_namespace: &str,
+        request_id: &str,
+    ) -> Vec<ObjectKey> {
+        let key = (
+            account.to_string(),
+            quicksight_namespace.to_string(),
+            request_id.to_string(),
+        );
+        self.by_request
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|claim| (claim.namespace.clone(), claim.name.clone()))
+            .collect()
+    }
+
     fn oldest(&self, request: &RequestKey, admitted: impl Fn(&str) -> bool) -> Option<&Claim> {
         self.by_request
             .get(request)?
@@ -235,6 +255,16 @@ impl Claims {
         lock(&self.current).decider(account, quicksight_namespace, request_id, admitted)
     }
 
+    /// See [`ClaimIndex::claimants`].
+    pub fn claimants(
+        &self,
+        account: &str,
+        quicksight_namespace: &str,
+        request_id: &str,
+    ) -> Vec<ObjectKey> {
+        lock(&self.current).claimants(account, quicksight_namespace, request_id)
+    }
+
     /// See [`ClaimIndex::winner_over`].
     pub fn winner_over(
         &self,
@@ -321,7 +351,14 @@ mod tests {
         // Seen again (every watch event re-observes), a claim is not counted twice.
         index.observe(&claims[2]);
         index.observe(&claims[2]);
-        assert_eq!(index.by_request[&request_of(&claims[2])].len(), 2);
+        assert_eq!(
+            index.claimants("111122223333", "default", "r1"),
+            [
+                ("ns".to_string(), "d400".to_string()),
+                ("ns".into(), "d500".into())
+            ]
+        );
+        assert!(index.claimants("111122223333", "default", "r2").is_empty());
     }
 
     #[test]

@@ -71,7 +71,11 @@ pub async fn run(
         .map(|settings| tokio::spawn(crate::mirror::run(ctx.clone(), settings)));
     let account_status = tokio::spawn(crate::account_status::maintain(ctx.clone(), store.clone()));
     let approval_modes = tokio::spawn(crate::approval_watch::maintain(ctx.clone()));
-    let policies = tokio::spawn(crate::policy_watch::maintain(ctx.clone(), scope.clone()));
+    let policies = tokio::spawn(crate::policy_watch::maintain(
+        ctx.clone(),
+        scope.clone(),
+        store.clone(),
+    ));
     Controller::for_stream(decisions, store)
         .with_config(
             controller::Config::default()

@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod mirror;
 pub mod names;
 pub mod policy;
+pub mod policy_apply;
+pub mod policy_plan;
 pub mod policy_watch;
 pub mod quicksight;
 pub mod reconcile;

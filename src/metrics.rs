@@ -65,6 +65,12 @@ pub struct PolicyRuleLabels {
     pub rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub namespace: String,
+    pub policy: String,
+}
+
 /// Every metric the operator exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +85,8 @@ pub struct Metrics {
     pub approval_mode_drift: Family<ApprovalModeLabels, Gauge>,
     pub approval_mode_restores: Family<RestoreLabels, Counter>,
     pub policy_matches: Family<PolicyRuleLabels, Gauge>,
+    pub policy_decisions_created: Family<PolicyRuleLabels, Counter>,
+    pub policy_held_back: Family<PolicyLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +109,8 @@ impl Default for Metrics {
             approval_mode_drift: Family::default(),
             approval_mode_restores: Family::default(),
             policy_matches: Family::default(),
+            policy_decisions_created: Family::default(),
+            policy_held_back: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -157,6 +167,16 @@ impl Default for Metrics {
             "policy_matches",
             "PENDING requests without a decision that a SelfUpgradePolicy's rule matches (dry run: what it would decide)",
             metrics.policy_matches.clone(),
+        );
+        registry.register(
+            "policy_decisions_created",
+            "SelfUpgradeDecisions an Enforce SelfUpgradePolicy created, by rule",
+            metrics.policy_decisions_created.clone(),
+        );
+        registry.register(
+            "policy_held_back",
+            "Matches of an Enforce SelfUpgradePolicy its brake (maxDecisionsPerHour) holds back",
+            metrics.policy_held_back.clone(),
         );
         Self {
             registry,

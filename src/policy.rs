@@ -40,12 +40,53 @@ pub struct CompiledPolicy {
 
 /// Compiles every rule; the error names the first rule that cannot be compiled, and why.
 pub fn compile(spec: &SelfUpgradePolicySpec) -> Result<CompiledPolicy, String> {
+    for (key, value) in &spec.decision_labels {
+        label_problem(key, value).map_err(|why| format!("decisionLabels {key:?}: {why}"))?;
+    }
     let rules = spec
         .rules
         .iter()
         .map(|rule| compile_rule(rule).map_err(|why| format!("rule {:?}: {why}", rule.name)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CompiledPolicy { rules })
+}
+
+/// Why the API server would refuse `key: value` as a label (`IsQualifiedName` and
+/// `IsValidLabelValue` in `k8s.io/apimachinery/pkg/util/validation`), or why the policy may
+/// not set it (its own labels).
+fn label_problem(key: &str, value: &str) -> Result<(), String> {
+    use crate::api::{POLICY_LABEL, RULE_LABEL};
+    if key == POLICY_LABEL || key == RULE_LABEL {
+        return Err("the policy sets this label itself".to_string());
+    }
+    let part = |text: &str| {
+        let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        edges(text.chars().next())
+            && edges(text.chars().last())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    // A DNS-1123 subdomain: dot-separated lower-case labels.
+    let dns_label = |label: &str| {
+        part(label)
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let prefix_ok =
+        prefix.is_none_or(|p| p.len() <= crate::names::MAX_NAME && p.split('.').all(dns_label));
+    if !prefix_ok || name.len() > 63 || !part(name) {
+        return Err("not a valid label key".to_string());
+    }
+    if value.len() > 63 || !(value.is_empty() || part(value)) {
+        return Err(format!("{value:?} is not a valid label value"));
+    }
+    Ok(())
 }
 
 fn compile_rule(rule: &PolicyRule) -> Result<CompiledRule, String> {
@@ -196,23 +237,50 @@ pub fn evaluate(
     Evaluation { matches, counts }
 }
 
-/// The status reporting `evaluation` (the first [`LISTED_MATCHES`] matches listed).
+/// What an `Enforce` evaluation did, for the status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enforced {
+    /// Decisions created in the last hour, this evaluation's included.
+    pub created_last_hour: usize,
+    /// Matches the brake held back.
+    pub held_back: usize,
+    /// The brake (`spec.maxDecisionsPerHour`).
+    pub limit: u32,
+    /// When the brake has room again, while it holds.
+    pub room_at: Option<Timestamp>,
+    /// Why creating a decision failed (the first failure), if one did.
+    pub failed: Option<String>,
+}
+
+/// The status reporting `evaluation` (the first [`LISTED_MATCHES`] matches listed), and what
+/// enforcing it did (`None`: a dry run).
 pub fn evaluated_status(
     generation: Option<i64>,
     evaluation: &Evaluation,
     rules_matching_everything: &[String],
+    enforced: Option<&Enforced>,
 ) -> SelfUpgradePolicyStatus {
     let matched = evaluation.matches.len();
-    let mut message = format!("dry run: the rules would decide {matched} PENDING request(s)");
+    let (health, reason, mut message) = match enforced {
+        None => (
+            Health::Ready,
+            "Evaluated",
+            format!("dry run: the rules would decide {matched} PENDING request(s)"),
+        ),
+        Some(enforced) => enforced_summary(matched, enforced),
+    };
     if !rules_matching_everything.is_empty() {
         message.push_str(&format!(
             "; rule(s) {} have no condition and match every request",
             rules_matching_everything.join(", ")
         ));
     }
+    let count = |n: usize| Some(n as i64);
     let status = SelfUpgradePolicyStatus {
         observed_generation: generation,
-        matched: Some(matched as i64),
+        matched: count(matched),
+        created_last_hour: enforced.and_then(|e| count(e.created_last_hour)),
+        held_back: enforced.and_then(|e| count(e.held_back)),
         rules: evaluation.counts.clone(),
         would_decide: evaluation
             .matches
@@ -223,7 +291,36 @@ pub fn evaluated_status(
         last_evaluated: None,
         conditions: Vec::new(),
     };
-    with_conditions(status, Health::Ready, "Evaluated", message)
+    with_conditions(status, health, reason, message)
+}
+
+/// Ready while the brake lets every match through; Reconciling (it waits, and goes on by
+/// itself) while it holds some back or a creation failed (tried again at the next
+/// evaluation).
+fn enforced_summary(matched: usize, enforced: &Enforced) -> (Health, &'static str, String) {
+    let Enforced {
+        created_last_hour,
+        held_back,
+        limit,
+        room_at,
+        failed,
+    } = enforced;
+    let mut message = format!(
+        "{matched} PENDING request(s) matched without a decision; {created_last_hour} \
+         decision(s) created in the last hour (at most {limit})"
+    );
+    if let Some(failed) = failed {
+        message.push_str(&format!("; {failed}"));
+        return (Health::Retrying, "CreateFailed", message);
+    }
+    if *held_back == 0 {
+        return (Health::Ready, "Enforced", message);
+    }
+    message.push_str(&format!("; {held_back} held back by the brake"));
+    if let Some(at) = room_at {
+        message.push_str(&format!(" until {at}"));
+    }
+    (Health::Retrying, "BrakeHolding", message)
 }
 
 /// Where a policy stands, for its kstatus conditions.
@@ -320,14 +417,21 @@ mod tests {
         }
     }
 
-    fn compiled(rules: Vec<PolicyRule>) -> CompiledPolicy {
-        compile(&SelfUpgradePolicySpec {
+    fn spec_of(rules: Vec<PolicyRule>) -> SelfUpgradePolicySpec {
+        SelfUpgradePolicySpec {
             aws_account_id: "111122223333".into(),
             quicksight_namespace: "default".into(),
             region: None,
             rules,
-        })
-        .expect("compiles")
+            mode: Default::default(),
+            max_decisions_per_hour: 10,
+            decision_labels: Default::default(),
+            retry: None,
+        }
+    }
+
+    fn compiled(rules: Vec<PolicyRule>) -> CompiledPolicy {
+        compile(&spec_of(rules)).expect("compiles")
     }
 
     #[test]
@@ -542,12 +646,7 @@ mod tests {
 
     #[test]
     fn a_rule_that_cannot_be_compiled_is_named() {
-        let spec = |second: PolicyRule| SelfUpgradePolicySpec {
-            aws_account_id: "111122223333".into(),
-            quicksight_namespace: "default".into(),
-            region: None,
-            rules: vec![rule("fine", Approve), second],
-        };
+        let spec = |second: PolicyRule| spec_of(vec![rule("fine", Approve), second]);
         let bad_regex = PolicyRule {
             note_matches: Some("(unclosed".into()),
             ..rule("notes", Deny)
@@ -572,14 +671,100 @@ mod tests {
     }
 
     #[test]
+    fn decision_labels_are_refused_where_the_api_server_would_refuse_them() {
+        let labelled = |key: &str, value: &str| SelfUpgradePolicySpec {
+            decision_labels: [(key.to_string(), value.to_string())].into(),
+            ..spec_of(vec![rule("any", Approve)])
+        };
+        for (key, value) in [
+            ("team", "bi"),
+            ("example.com/team", "bi-2_x.y"),
+            ("app.kubernetes.io/part-of", ""),
+        ] {
+            assert!(compile(&labelled(key, value)).is_ok(), "{key}: {value}");
+        }
+        for (key, value, why) in [
+            ("team", "-bi", "not a valid label value"),
+            ("team", &"x".repeat(64), "not a valid label value"),
+            ("Example.com/team", "bi", "not a valid label key"),
+            ("/team", "bi", "not a valid label key"),
+            ("a..b/team", "bi", "not a valid label key"),
+            (&"k".repeat(64), "bi", "not a valid label key"),
+            (
+                "quicksight.selfupgrade.io/policy",
+                "x",
+                "sets this label itself",
+            ),
+        ] {
+            let error = compile(&labelled(key, value)).expect_err(key);
+            assert!(
+                error.contains(why) && error.contains("decisionLabels"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_enforced_status_counts_what_was_created_and_says_when_the_brake_holds() {
+        let policy = compiled(vec![rule("everyone", Approve)]);
+        let requests = [request("r-1", "u", "READER", "AUTHOR", 1)];
+        let evaluation = evaluate(&policy, &requests, |_| false, at(NOW));
+        let enforced = Enforced {
+            created_last_hour: 3,
+            held_back: 0,
+            limit: 3,
+            room_at: None,
+            failed: None,
+        };
+        let status = evaluated_status(Some(1), &evaluation, &[], Some(&enforced));
+        assert_eq!(
+            (status.created_last_hour, status.held_back),
+            (Some(3), Some(0))
+        );
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Enforced")
+        );
+        let held = Enforced {
+            held_back: 1,
+            room_at: Some(at(NOW + 60)),
+            ..enforced
+        };
+        let status = evaluated_status(Some(1), &evaluation, &[], Some(&held));
+        let conditions: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                ("Ready", "False"),
+                ("Reconciling", "True"),
+                ("Stalled", "False")
+            ]
+        );
+        assert_eq!(status.conditions[0].reason, "BrakeHolding");
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("1 held back by the brake until 2027-01-15T08:01:00Z"),
+            "{}",
+            status.conditions[0].message
+        );
+    }
+
+    #[test]
     fn the_status_lists_a_bounded_number_of_matches_and_names_catch_all_rules() {
         let policy = compiled(vec![rule("everyone", Approve)]);
         let requests: Vec<RequestDetail> = (0..50)
             .map(|i| request(&format!("r-{i:02}"), "u", "READER", "AUTHOR", 1))
             .collect();
         let evaluation = evaluate(&policy, &requests, |_| false, at(NOW));
-        let status = evaluated_status(Some(2), &evaluation, &["everyone".to_string()]);
+        let status = evaluated_status(Some(2), &evaluation, &["everyone".to_string()], None);
         assert_eq!(status.matched, Some(50));
+        assert_eq!(status.created_last_hour, None, "a dry run creates nothing");
         assert_eq!(status.would_decide.len(), LISTED_MATCHES);
         let ready = &status.conditions[0];
         assert!(

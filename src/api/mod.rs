@@ -14,7 +14,8 @@ pub use decision::{
     SelfUpgradeDecisionSpec, SelfUpgradeDecisionStatus, UpdateIntent,
 };
 pub use policy::{
-    PolicyMatch, PolicyRule, RuleCount, SelfUpgradePolicy, SelfUpgradePolicySpec,
+    DEFAULT_MAX_DECISIONS_PER_HOUR, POLICY_FINALIZER, POLICY_LABEL, PolicyMatch, PolicyMode,
+    PolicyRule, RULE_LABEL, RuleCount, SelfUpgradePolicy, SelfUpgradePolicySpec,
     SelfUpgradePolicyStatus,
 };
 pub use request::{SelfUpgradeRequest, SelfUpgradeRequestSpec, SelfUpgradeRequestStatus};

@@ -1,13 +1,31 @@
 //! `SelfUpgradePolicy` (quicksight.selfupgrade.io/v1alpha1): ordered rules, reviewed in Git,
-//! that say what to decide for an account's routine self-upgrade requests. This version
-//! evaluates them in dry run only: the status shows what each rule would decide, and nothing
-//! is decided.
+//! that say what to decide for an account's routine self-upgrade requests. In `DryRun` (the
+//! default) the status shows what each rule would decide; in `Enforce` the operator creates a
+//! `SelfUpgradeDecision` for each match, owned by the policy, at most
+//! `maxDecisionsPerHour` an hour.
 
-use super::{Action, DEFAULT_QUICKSIGHT_NAMESPACE};
+use super::{Action, DEFAULT_QUICKSIGHT_NAMESPACE, RetryPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Labels every decision a policy creates: the policy's name (as a label value) ...
+pub const POLICY_LABEL: &str = "quicksight.selfupgrade.io/policy";
+/// ... and the rule that matched.
+pub const RULE_LABEL: &str = "quicksight.selfupgrade.io/policy-rule";
+/// Held on a policy that created decisions, so that when it is deleted the operator first
+/// removes the decisions that have not acted and keeps (releases) those that have.
+pub const POLICY_FINALIZER: &str = "quicksight.selfupgrade.io/policy-decisions";
+
+/// The brake when `spec.maxDecisionsPerHour` is not set: modest, so that a rule broader than
+/// meant decides a handful of requests before anyone notices, not a whole account.
+pub const DEFAULT_MAX_DECISIONS_PER_HOUR: u32 = 10;
+
+fn default_max_decisions_per_hour() -> u32 {
+    DEFAULT_MAX_DECISIONS_PER_HOUR
+}
 
 fn default_quicksight_namespace() -> String {
     DEFAULT_QUICKSIGHT_NAMESPACE.to_string()
@@ -23,11 +41,14 @@ fn default_quicksight_namespace() -> String {
     plural = "selfupgradepolicies",
     shortname = "sup",
     namespaced,
-    doc = "Ordered rules that say what to decide for routine QuickSight self-upgrade requests (dry run).",
+    doc = "Ordered rules that say what to decide for routine QuickSight self-upgrade requests.",
     status = "SelfUpgradePolicyStatus",
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.awsAccountId"}"#,
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".spec.quicksightNamespace"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Matched","type":"integer","jsonPath":".status.matched"}"#,
+    printcolumn = r#"{"name":"Created","type":"integer","jsonPath":".status.createdLastHour"}"#,
+    printcolumn = r#"{"name":"Held","type":"integer","jsonPath":".status.heldBack"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -52,6 +73,45 @@ pub struct SelfUpgradePolicySpec {
     /// In order; the first rule whose every condition holds decides a request.
     #[schemars(length(min = 1, max = 50))]
     pub rules: Vec<PolicyRule>,
+
+    /// `DryRun` (the default) only reports what the rules would decide; `Enforce` creates the
+    /// decisions.
+    #[serde(default)]
+    pub mode: PolicyMode,
+
+    /// The safety brake: at most this many decisions created in any hour; further matches are
+    /// held back (and counted in the status) until the hour has room again.
+    #[serde(default = "default_max_decisions_per_hour")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_decisions_per_hour: u32,
+
+    /// Labels every created decision carries besides the policy's own two.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Keys and values as the API server takes them (`IsQualifiedName`, `IsValidLabelValue`);
+    /// keys are checked when the policy is evaluated, values here too.
+    #[schemars(extend(
+        "maxProperties" = 16,
+        "additionalProperties" = {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+        }
+    ))]
+    pub decision_labels: BTreeMap<String, String>,
+
+    /// The created decisions' `spec.retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Whether a policy acts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// Reports what the rules would decide; creates nothing.
+    #[default]
+    DryRun,
+    /// Creates a decision for every match (within the brake).
+    Enforce,
 }
 
 /// One rule: conditions (all must hold; none at all matches every request) and the action.
@@ -102,6 +162,12 @@ pub struct SelfUpgradePolicyStatus {
     /// PENDING requests without a decision that a rule matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched: Option<i64>,
+    /// Decisions the policy created in the last hour: what the brake counts (Enforce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_last_hour: Option<i64>,
+    /// Matches the brake holds back until the hour has room (Enforce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<i64>,
     /// Matches by rule, in rule order (rules that match nothing included).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["rule"]))]

@@ -363,6 +363,20 @@ async fn finalizers_delay_deletion_until_removed() {
         .expect("delete accepted");
     let held = api.get("fin").await.expect("still there");
     assert!(held.metadata.deletion_timestamp.is_some());
+    // `markAsDeleting`: the deletion is a change its controller must see, as a spec change.
+    assert_eq!(held.metadata.generation, Some(2));
+    let another = json!({"metadata": {"finalizers": ["example.com/hold", "example.com/late"]}});
+    let error = api_error(
+        api.patch("fin", &PatchParams::default(), &Patch::Merge(&another))
+            .await
+            .expect_err("no new finalizer while deleting"),
+    );
+    assert_eq!(error.code, 422);
+    assert!(
+        error.message.contains("no new finalizers"),
+        "{}",
+        error.message
+    );
     let release = json!({"metadata": {"finalizers": null}});
     api.patch("fin", &PatchParams::default(), &Patch::Merge(&release))
         .await

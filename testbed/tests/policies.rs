@@ -1,18 +1,25 @@
-//! `SelfUpgradePolicy` in dry run, end to end in the playground: the status shows what the
+//! `SelfUpgradePolicy` end to end in the playground. In dry run the status shows what the
 //! rules would decide for the PENDING requests nobody decided yet, follows new requests, and
-//! decides nothing; a rule that cannot be compiled, or a namespace the account is not bound
-//! to, makes the policy Stalled with the reason and lists nothing.
+//! decides nothing. In Enforce it creates one decision per match, within its brake, which the
+//! usual path sends once each; a person's decision wins over one it created that has not
+//! acted; deleting it removes what has not acted and keeps what has. A rule that cannot be
+//! compiled, or a namespace the account is not bound to, makes the policy Stalled with the
+//! reason, and it creates nothing.
 
 mod common;
 
 use common::{ACCOUNT, OTHER_ACCOUNT, is, new_decision, sim_handle, wait_for};
-use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use selfupgrade_operator::api::{
-    Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision, SelfUpgradePolicy,
+    Action, POLICY_FINALIZER, POLICY_LABEL, PolicyMatch, PolicyMode, QuickSightAccount,
+    QuickSightAccountSpec, SelfUpgradeDecision, SelfUpgradePolicy,
 };
+use selfupgrade_operator::policy_plan::{decision_for_match, decision_name};
+use selfupgrade_operator::quicksight::{RequestDetail, RequestStatus};
 use selfupgrade_testbed::playground::{Playground, Tuning, playground_timing};
-use selfupgrade_testbed::quicksight::{FaultSettings, SimRequest, World};
+use selfupgrade_testbed::quicksight::{FaultSettings, ForcedError, SimRequest, World};
 use std::time::Duration;
 
 const ROUTINE: &str = include_str!("../../examples/policies/routine-upgrades.yaml");
@@ -31,6 +38,14 @@ fn recent(id: &str, user: &str, from: &str, to: &str) -> SimRequest {
 
 /// A playground whose operator evaluates policies every `interval` (and when they change).
 async fn playground(requests: Vec<SimRequest>, interval: Duration) -> (Playground, Client) {
+    playground_with_faults(requests, interval, FaultSettings::default()).await
+}
+
+async fn playground_with_faults(
+    requests: Vec<SimRequest>,
+    interval: Duration,
+    faults: FaultSettings,
+) -> (Playground, Client) {
     let mut world = World::default();
     world.ensure_namespace(ACCOUNT, "default").requests = requests;
     world.ensure_namespace(OTHER_ACCOUNT, "default").requests =
@@ -42,7 +57,7 @@ async fn playground(requests: Vec<SimRequest>, interval: Duration) -> (Playgroun
         },
         ..Tuning::default()
     };
-    let handle = sim_handle(world, FaultSettings::default(), 5);
+    let handle = sim_handle(world, faults, 5);
     let playground = common::start_tuned_playground(handle, tuning).await;
     let client = playground.apiserver.client().await.expect("client");
     (playground, client)
@@ -204,6 +219,7 @@ async fn a_policy_that_cannot_be_evaluated_is_stalled_with_the_reason_and_lists_
     let mut foreign: SelfUpgradePolicy = serde_yaml::from_str(ROUTINE).expect("example parses");
     foreign.metadata.name = Some("foreign".into());
     foreign.spec.aws_account_id = OTHER_ACCOUNT.into();
+    foreign.spec.mode = PolicyMode::Enforce;
     create_policy(&client, &foreign).await;
     let refused = wait_for_policy(&client, "foreign", |p| condition(p, "Stalled").is_some()).await;
     let (value, reason, _) = condition(&refused, "Stalled").expect("Stalled");
@@ -219,6 +235,7 @@ async fn a_policy_that_cannot_be_evaluated_is_stalled_with_the_reason_and_lists_
         listed_other, 0,
         "no call into an account the namespace is not bound to"
     );
+    assert!(created_by(&client, "foreign").await.is_empty());
 
     // The cluster admin admits the namespace: the policy is evaluated at once.
     let admitted = serde_json::json!({"spec": {"namespaces": ["team-b", "default"]}});
@@ -235,9 +252,270 @@ async fn a_policy_that_cannot_be_evaluated_is_stalled_with_the_reason_and_lists_
     })
     .await;
     assert_eq!(
-        evaluated.status.and_then(|s| s.matched),
+        evaluated.status.and_then(|s| s.created_last_hour),
         Some(1),
         "olga's READER_PRO"
     );
+    let created = created_by(&client, "foreign").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].spec.upgrade_request_id, "o-1");
+    playground.stop().await;
+}
+
+/// The example policy in `Enforce`, with the brake at `limit`.
+fn enforced(limit: u32) -> SelfUpgradePolicy {
+    let mut policy: SelfUpgradePolicy = serde_yaml::from_str(ROUTINE).expect("example parses");
+    policy.spec.mode = PolicyMode::Enforce;
+    policy.spec.max_decisions_per_hour = limit;
+    policy.spec.decision_labels = [("team".to_string(), "bi".to_string())].into();
+    policy
+}
+
+/// The decisions in `default` the policy `name` created.
+async fn created_by(client: &Client, name: &str) -> Vec<SelfUpgradeDecision> {
+    Api::<SelfUpgradeDecision>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels(&format!("{POLICY_LABEL}={name}")))
+        .await
+        .expect("list")
+        .items
+}
+
+/// The reasons and notes of the Events about the policy `name`.
+async fn policy_events(client: &Client, name: &str) -> Vec<(String, String)> {
+    Api::<Event>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("SelfUpgradePolicy")
+        })
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+fn updates_of(playground: &Playground, id: &str) -> u32 {
+    playground
+        .quicksight
+        .handle
+        .request(ACCOUNT, "default", id)
+        .expect("known request")
+        .updates_applied
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforced_policy_creates_one_decision_per_match_within_its_brake() {
+    let readers = ["r-1", "r-2", "r-3"];
+    let mut requests: Vec<SimRequest> = readers
+        .iter()
+        .map(|id| recent(id, &format!("{id}@example.com"), "READER", "READER_PRO"))
+        .collect();
+    requests.push(recent("r-admin", "eve@example.com", "READER", "ADMIN"));
+    requests.push(recent(
+        "r-decided",
+        "dan@example.com",
+        "READER",
+        "READER_PRO",
+    ));
+    let (playground, client) = playground(requests, Duration::from_secs(1)).await;
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let person = new_decision("deny-dan", ACCOUNT, "r-decided", Action::Deny);
+    decisions
+        .create(&PostParams::default(), &person)
+        .await
+        .expect("created");
+    wait_for(&decisions, "deny-dan", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+
+    create_policy(&client, &enforced(2)).await;
+    let held = wait_for_policy(&client, "routine-upgrades", |p| {
+        p.status.as_ref().and_then(|s| s.held_back) == Some(1)
+    })
+    .await;
+    assert_eq!(
+        held.status.as_ref().and_then(|s| s.created_last_hour),
+        Some(2)
+    );
+    let (ready, reason, message) = condition(&held, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "BrakeHolding"),
+        "{message}"
+    );
+    assert!(held.finalizers().contains(&POLICY_FINALIZER.to_string()));
+    let created = created_by(&client, "routine-upgrades").await;
+    assert_eq!(created.len(), 2, "the brake lets two through");
+    for decision in &created {
+        let id = decision.spec.upgrade_request_id.as_str();
+        assert!(readers.contains(&id), "{id}");
+        assert_eq!(decision.name_any(), decision_name(ACCOUNT, "default", id));
+        assert_eq!(decision.spec.action, Action::Approve);
+        assert_eq!(decision.labels()["team"], "bi");
+        let owner = &decision.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("SelfUpgradePolicy", Some(true))
+        );
+        assert_eq!(Some(owner.uid.clone()), held.uid());
+        wait_for(&decisions, &decision.name_any(), 30, |d| {
+            is(d, "Ready", "True", "Applied")
+        })
+        .await;
+    }
+    let reasons: Vec<String> = policy_events(&client, "routine-upgrades")
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect();
+    assert!(
+        reasons.contains(&"DecisionsCreated".to_string()),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"BrakeHolding".to_string()), "{reasons:?}");
+
+    // Room for more: the third is created, and nothing is created twice.
+    let room = serde_json::json!({"spec": {"maxDecisionsPerHour": 5}});
+    Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default")
+        .patch(
+            "routine-upgrades",
+            &PatchParams::default(),
+            &Patch::Merge(&room),
+        )
+        .await
+        .expect("patched");
+    let enforced = wait_for_policy(&client, "routine-upgrades", |p| {
+        condition(p, "Ready")
+            .is_some_and(|(ready, reason, _)| ready == "True" && reason == "Enforced")
+            && p.status.as_ref().and_then(|s| s.created_last_hour) == Some(3)
+    })
+    .await;
+    assert_eq!(enforced.status.and_then(|s| s.held_back), Some(0));
+    let created = created_by(&client, "routine-upgrades").await;
+    assert_eq!(created.len(), 3);
+    for decision in &created {
+        wait_for(&decisions, &decision.name_any(), 30, |d| {
+            is(d, "Ready", "True", "Applied")
+        })
+        .await;
+    }
+    for id in readers {
+        assert_eq!(updates_of(&playground, id), 1, "{id}");
+    }
+    assert_eq!(updates_of(&playground, "r-admin"), 0, "no rule names ADMIN");
+    assert_eq!(
+        updates_of(&playground, "r-decided"),
+        1,
+        "the person's DENY only"
+    );
+    let denied = playground
+        .quicksight
+        .handle
+        .request(ACCOUNT, "default", "r-decided");
+    assert_eq!(format!("{:?}", denied.expect("known").status), "Denied");
+    let series = "selfupgrade_policy_decisions_created_total{namespace=\"default\",policy=\"routine-upgrades\",rule=\"reader-pro-for-everyone\"} 3";
+    assert!(playground.metrics.encode().contains(series), "{series}");
+
+    // Deleted, the policy keeps the decisions that acted: released, they are the record.
+    Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default")
+        .delete("routine-upgrades", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let policies = Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default");
+    common::wait_until_gone(&policies, "routine-upgrades").await;
+    let kept = created_by(&client, "routine-upgrades").await;
+    assert_eq!(kept.len(), 3);
+    assert!(
+        kept.iter().all(|d| d.owner_references().is_empty()),
+        "released"
+    );
+    playground.stop().await;
+}
+
+/// The decision the example policy creates for `id` (a READER asking for READER_PRO).
+fn created_for(policy: &SelfUpgradePolicy, id: &str) -> SelfUpgradeDecision {
+    let matched = PolicyMatch {
+        upgrade_request_id: id.into(),
+        rule: "reader-pro-for-everyone".into(),
+        action: Action::Approve,
+        user_name: None,
+        original_role: None,
+        requested_role: None,
+    };
+    let request = RequestDetail::new(id, RequestStatus::Pending);
+    decision_for_match(policy, &matched, &request)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_decision_wins_over_a_created_one_that_has_not_acted() {
+    // QuickSight does not list (503) until the test says: the policy's decisions exist, as
+    // created just before, and cannot act, since nobody acts on a request it cannot see.
+    let unavailable = ForcedError {
+        operation: "ListSelfUpgrades".into(),
+        code: "ResourceUnavailableException".into(),
+        message: None,
+    };
+    let faults = FaultSettings {
+        forced: std::iter::repeat_n(unavailable, 100_000).collect(),
+        ..FaultSettings::default()
+    };
+    let requests = vec![
+        recent("r-1", "bob@example.com", "READER", "READER_PRO"),
+        recent("r-2", "cy@example.com", "READER", "READER_PRO"),
+    ];
+    let (playground, client) =
+        playground_with_faults(requests, Duration::from_secs(1), faults).await;
+    let mut policy = enforced(10);
+    policy.metadata.finalizers = Some(vec![POLICY_FINALIZER.into()]);
+    let policies = Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default");
+    let policy = policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    for id in ["r-1", "r-2"] {
+        decisions
+            .create(&PostParams::default(), &created_for(&policy, id))
+            .await
+            .expect("created decision");
+    }
+    let person = new_decision("deny-bob", ACCOUNT, "r-1", Action::Deny);
+    decisions
+        .create(&PostParams::default(), &person)
+        .await
+        .expect("person's decision");
+
+    // The created decision for r-1 stands down, and says so on the policy.
+    common::wait_until_gone(&decisions, &decision_name(ACCOUNT, "default", "r-1")).await;
+    let events = policy_events(&client, "routine-upgrades").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "DecisionSuperseded"
+                && note.contains("decision default/deny-bob decides its request")),
+        "{events:?}"
+    );
+    // Deleted, the policy removes the decision that has not acted (r-2) before it goes.
+    policies
+        .delete("routine-upgrades", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    common::wait_until_gone(&policies, "routine-upgrades").await;
+    assert!(created_by(&client, "routine-upgrades").await.is_empty());
+
+    // QuickSight lists again: the person's decision is the one that acts, once.
+    playground
+        .quicksight
+        .handle
+        .set_faults(FaultSettings::default());
+    wait_for(&decisions, "deny-bob", 60, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    assert_eq!(updates_of(&playground, "r-1"), 1);
+    assert_eq!(updates_of(&playground, "r-2"), 0, "nobody decided r-2");
     playground.stop().await;
 }

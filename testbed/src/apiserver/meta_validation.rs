@@ -5,7 +5,8 @@
 //!   `IsQualifiedName`, `IsValidLabelValue`;
 //! - `k8s.io/apimachinery/pkg/api/validation/objectmeta.go`: `ValidateObjectMeta` (name,
 //!   generateName with its trailing `-` masked, annotations with `TotalAnnotationSizeLimitB`,
-//!   finalizers, owner references) and `metav1validation.ValidateLabels`;
+//!   finalizers, owner references with at most one controller), `ValidateNoNewFinalizers` on
+//!   updates of an object being deleted, and `metav1validation.ValidateLabels`;
 //! - `k8s.io/kubernetes/pkg/apis/core/validation/events.go`: `ValidateEventCreate` for the
 //!   `events.k8s.io` API (`NoteLengthLimit`, the 128-character limits, required fields), and
 //!   `legacyValidateEvent` for core `v1` Events.
@@ -215,8 +216,57 @@ pub fn object_meta(object: &Value, rule: NameRule) -> Vec<Cause> {
     causes
 }
 
+/// An update of an object being deleted may remove finalizers, never add one
+/// (`ValidateObjectMetaAccessorUpdate`): what a finalizer guards has begun to go.
+pub fn no_new_finalizers_while_deleting(object: &Value, old: &Value) -> Vec<Cause> {
+    if old["metadata"]["deletionTimestamp"].is_null() {
+        return Vec::new();
+    }
+    let finalizers = |object: &Value| -> Vec<String> {
+        let listed = object["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        listed
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect()
+    };
+    let before = finalizers(old);
+    let new: Vec<String> = finalizers(object)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if new.is_empty() {
+        return Vec::new();
+    }
+    vec![Cause {
+        reason: "FieldValueForbidden",
+        message: format!(
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {new:?}"
+        ),
+        field: "metadata.finalizers".to_string(),
+    }]
+}
+
 fn owner_references(metadata: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
+    let owners = metadata["ownerReferences"].as_array().into_iter().flatten();
+    let controllers: Vec<&str> = owners
+        .filter(|owner| owner["controller"].as_bool() == Some(true))
+        .map(|owner| owner["name"].as_str().unwrap_or_default())
+        .collect();
+    if controllers.len() > 1 {
+        // `ValidateOwnerReferences`: one object has one managing controller.
+        let message = format!(
+            "Only one reference can have Controller set to true. Found \"true\" in references for {}",
+            controllers.join(" and ")
+        );
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {message}"),
+            field: "metadata.ownerReferences".to_string(),
+        });
+    }
     for owner in metadata["ownerReferences"].as_array().into_iter().flatten() {
         for (member, message) in [
             ("apiVersion", "version must not be empty"),
@@ -432,6 +482,27 @@ mod tests {
         assert!(!qualified_name(&"n".repeat(64)).is_empty());
         assert!(!qualified_name("a/b/c").is_empty());
         assert!(!qualified_name("/n").is_empty());
+    }
+
+    #[test]
+    fn an_object_being_deleted_takes_no_new_finalizer_and_one_controller_at_most() {
+        let deleting = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["a.io/x", "a.io/y"]}});
+        let removing = json!({"metadata": {"finalizers": ["a.io/y"]}});
+        assert!(no_new_finalizers_while_deleting(&removing, &deleting).is_empty());
+        let adding = json!({"metadata": {"finalizers": ["a.io/y", "a.io/z"]}});
+        let causes = no_new_finalizers_while_deleting(&adding, &deleting);
+        assert_eq!(fields(&causes), ["metadata.finalizers"]);
+        assert!(causes[0].message.contains("\"a.io/z\""), "{causes:?}");
+        let alive = json!({"metadata": {"finalizers": []}});
+        assert!(no_new_finalizers_while_deleting(&adding, &alive).is_empty());
+
+        let owner = |name: &str, controller: bool| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": name, "controller": controller});
+        let one = json!({"ownerReferences": [owner("a", true), owner("b", false)]});
+        assert!(owner_references(&one).is_empty());
+        let two = json!({"ownerReferences": [owner("a", true), owner("b", true)]});
+        let causes = owner_references(&two);
+        assert_eq!(fields(&causes), ["metadata.ownerReferences"]);
+        assert!(causes[0].message.contains("for a and b"), "{causes:?}");
     }
 
     #[test]

@@ -530,6 +530,15 @@ fn delete(state: &ApiState, target: &Target, body: &Bytes) -> Result<Response, A
     if has_finalizers && !(resource.group.is_empty() && resource.plural == "namespaces") {
         if current["metadata"]["deletionTimestamp"].is_null() {
             let mut marked = current.clone();
+            // `markAsDeleting` (k8s.io/apiserver/pkg/registry/generic/registry/store.go) bumps
+            // the generation of generational objects: their controllers must act on the
+            // deletion, as on a spec change.
+            if let Some(generation) = current["metadata"]["generation"]
+                .as_i64()
+                .filter(|g| *g > 0)
+            {
+                marked["metadata"]["generation"] = json!(generation + 1);
+            }
             marked["metadata"]["deletionTimestamp"] = json!(now());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             return ok(put(state, &mut store, key, marked, ChangeKind::Modified)?);
@@ -866,6 +875,11 @@ fn metadata_causes(
         meta_validation::NameRule::Subdomain
     };
     let mut causes = meta_validation::object_meta(object, rule);
+    if let Some(old) = old {
+        causes.extend(meta_validation::no_new_finalizers_while_deleting(
+            object, old,
+        ));
+    }
     match (resource.group.as_str(), resource.plural.as_str()) {
         ("events.k8s.io", "events") => causes.extend(meta_validation::event(object)),
         ("", "events") => causes.extend(meta_validation::legacy_event(object)),

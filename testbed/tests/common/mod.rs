@@ -185,6 +185,22 @@ where
     }
 }
 
+/// Polls until the object `name` of `api` no longer exists, or fails after 30 s showing it.
+pub async fn wait_until_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Some(object) = api.get_opt(name).await.expect("get") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still there after 30s: {object:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The status of condition `type_` ("True"/"False"), with its reason.
 pub fn condition(decision: &SelfUpgradeDecision, type_: &str) -> Option<(String, String)> {
     decision
