@@ -206,8 +206,13 @@ async fn release(
         .iter()
         .filter(|owner| owner.uid != uid)
         .collect();
+    // null, not [], when none is left: a merge patch removes the field.
+    let owners = match others.is_empty() {
+        true => serde_json::Value::Null,
+        false => serde_json::json!(others),
+    };
     let patch = serde_json::json!({"metadata": {
-        "ownerReferences": others,
+        "ownerReferences": owners,
         "resourceVersion": decision.resource_version(),
     }});
     let api: Api<SelfUpgradeDecision> = Api::namespaced(

@@ -225,3 +225,31 @@ fn every_example_binding_is_valid_and_binds_a_seeded_account() {
     }
     assert!(checked >= 1);
 }
+
+/// `examples/policies/` holds policies the schema accepts and whose every rule compiles.
+#[test]
+fn every_example_policy_is_valid_and_compiles() {
+    use selfupgrade_operator::api::SelfUpgradePolicy;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies");
+    let crd = serde_json::to_value(SelfUpgradePolicy::crd()).expect("crd serializes");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let validator = jsonschema::validator_for(schema).expect("schema compiles");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).expect("examples/policies") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let policy: SelfUpgradePolicy =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let raw: Value = serde_yaml::from_str(&text).expect("yaml");
+        let errors: Vec<String> = validator
+            .iter_errors(&raw["spec"])
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        if let Err(why) = selfupgrade_operator::policy::compile(&policy.spec) {
+            panic!("{}: {why}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} example policies");
+}

@@ -9,9 +9,11 @@ mod common;
 
 use common::processes::*;
 use common::{is, new_decision, wait_for};
-use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use selfupgrade_operator::api::{Action, RetryPolicy, SelfUpgradeDecision};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use selfupgrade_operator::api::{
+    Action, POLICY_LABEL, RetryPolicy, SelfUpgradeDecision, SelfUpgradePolicy,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -447,4 +449,89 @@ async fn an_api_server_restarted_over_its_state_loses_nothing_and_duplicates_not
             .get("PreconditionNotMetException")
             .is_none()
     );
+}
+
+/// An Enforce policy's operator SIGKILLed while it creates decisions: the one started after it
+/// finds the decisions already created under the names they have from their requests, creates
+/// the rest, and every request is updated once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_whose_operator_is_killed_mid_way_creates_every_decision_once() {
+    const REQUESTS: usize = 20;
+    let servers = start_servers(&[]);
+    for index in 0..REQUESTS {
+        add_request(&servers.endpoint, &format!("p-{index:02}"), false);
+    }
+    let client = client(&servers.kubeconfig).await;
+    let policy: SelfUpgradePolicy = serde_yaml::from_str(&format!(
+        "apiVersion: quicksight.selfupgrade.io/v1alpha1
+kind: SelfUpgradePolicy
+metadata: {{name: everyone}}
+spec:
+  awsAccountId: \"{ACCOUNT}\"
+  mode: Enforce
+  maxDecisionsPerHour: 1000
+  rules: [{{name: everyone, action: APPROVE}}]"
+    ))
+    .expect("policy");
+    Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy created");
+    // Slow answers, so that the creations take seconds and the kill lands among them.
+    common::apiserver_command(&client, "PUT", "faults", json!({"latencyMs": 150})).await;
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let created = |decisions: &Api<SelfUpgradeDecision>| {
+        let decisions = decisions.clone();
+        async move {
+            let by_policy = ListParams::default().labels(&format!("{POLICY_LABEL}=everyone"));
+            decisions.list(&by_policy).await.expect("list").items
+        }
+    };
+    let first = operator(
+        &servers.kubeconfig,
+        &servers.endpoint,
+        "AKIDPOLICY1",
+        &["--policy-interval", "1s"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while created(&decisions).await.len() < 3 {
+        assert!(Instant::now() < deadline, "the operator never got going");
+    }
+    drop(first); // SIGKILL
+    let at_kill = created(&decisions).await.len();
+    assert!(at_kill < REQUESTS, "the kill landed mid-way: {at_kill}");
+    common::apiserver_command(&client, "PUT", "faults", json!({"latencyMs": 0})).await;
+    let _second = operator(
+        &servers.kubeconfig,
+        &servers.endpoint,
+        "AKIDPOLICY2",
+        &["--policy-interval", "1s"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let names: Vec<String> = loop {
+        let all = created(&decisions).await;
+        assert!(
+            all.len() <= REQUESTS,
+            "a request decided twice: {}",
+            all.len()
+        );
+        if all.len() == REQUESTS {
+            break all.iter().map(|d| d.name_any()).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {REQUESTS} created",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_until_all_applied(&decisions, &names).await;
+    let all = decisions.list(&ListParams::default()).await.expect("list");
+    assert_eq!(all.items.len(), REQUESTS, "one decision per request");
+    let effects = updates_per_request(&servers.endpoint);
+    assert!(
+        effects.iter().all(|n| *n == 1),
+        "every request updated exactly once: {effects:?}"
+    );
+    println!("policy: killed after {at_kill} of {REQUESTS} decisions were created");
 }

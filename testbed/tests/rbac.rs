@@ -9,11 +9,14 @@ mod common;
 use common::processes::{BIN, Process};
 use common::{ACCESS_KEY, ACCOUNT, REGION, SECRET, is, new_decision, request, start_sim, wait_for};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
 use selfupgrade_operator::api::{
-    Action, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision, SelfUpgradePolicy,
+    Action, PolicyMatch, QuickSightAccount, QuickSightAccountSpec, SelfUpgradeDecision,
+    SelfUpgradePolicy,
 };
+use selfupgrade_operator::policy_plan::{decision_for_match, decision_name};
+use selfupgrade_operator::quicksight::{RequestDetail, RequestStatus};
 use selfupgrade_testbed::apiserver::rbac::{Permission, service_account_user};
 use selfupgrade_testbed::apiserver::{ApiServerConfig, RbacSettings, RunningApiServer};
 use std::collections::BTreeSet;
@@ -45,7 +48,11 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
     .await
     .expect("API server starts");
     let admin = apiserver.client().await.expect("admin client");
-    let sim = start_sim(vec![request("approve-me"), request("deny-me")]).await;
+    let routine = selfupgrade_testbed::quicksight::SimRequest {
+        requested_role: "READER_PRO".into(),
+        ..request("routine")
+    };
+    let sim = start_sim(vec![request("approve-me"), request("deny-me"), routine]).await;
 
     // The cluster admin's part: a tenant namespace bound to the account.
     let mut team = Namespace::default();
@@ -88,6 +95,8 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
                 "500ms",
                 "--awaiting-recheck",
                 "1s",
+                "--policy-interval",
+                "500ms",
             ])
             .args([
                 "--health-addr",
@@ -120,19 +129,11 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .await
             .expect("decision");
     }
-    // A policy in the tenant's namespace, whose status the operator writes.
-    let policy: SelfUpgradePolicy = serde_yaml::from_str(include_str!(
-        "../../examples/policies/routine-upgrades.yaml"
-    ))
-    .expect("example policy");
-    Api::<SelfUpgradePolicy>::namespaced(admin.clone(), "team-a")
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("policy");
     // Sufficient: the scenario converges under the granted permissions.
     for name in ["approve", "deny"] {
         wait_for(&decisions, name, 60, |d| is(d, "Ready", "True", "Applied")).await;
     }
+    enforce_a_policy(&admin, &decisions).await;
     let user = service_account_user(OPERATOR_NAMESPACE, SERVICE_ACCOUNT);
     let granted: BTreeSet<_> = apiserver
         .state
@@ -154,13 +155,14 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    // The binding's status, written by the operator, counts both decisions.
+    // The binding's status, written by the operator, counts the decisions.
     let bindings = Api::<QuickSightAccount>::all(admin.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let binding = bindings.get("tenant-a").await.expect("binding");
         let bound = binding.status.and_then(|s| s.bound_decisions);
-        if bound == Some(2) {
+        // The persons' two and the policy's one.
+        if bound == Some(3) {
             break;
         }
         assert!(
@@ -185,6 +187,55 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         }
     }
     sim.stop().await;
+}
+
+/// A policy in the tenant's namespace, whose status the operator writes: in Enforce it creates
+/// the decision for `routine` (holding its finalizer), a decision it created that a person's
+/// supersedes stands down, and deleted, it releases the decision that acted.
+async fn enforce_a_policy(admin: &kube::Client, decisions: &Api<SelfUpgradeDecision>) {
+    let mut policy: SelfUpgradePolicy = serde_yaml::from_str(include_str!(
+        "../../examples/policies/routine-upgrades.yaml"
+    ))
+    .expect("example policy");
+    policy.spec.mode = selfupgrade_operator::api::PolicyMode::Enforce;
+    // Only the READER_PRO rule: the other requests are the persons'.
+    policy.spec.rules.truncate(1);
+    policy.spec.rules[0].original_roles.clear();
+    let policies = Api::<SelfUpgradePolicy>::namespaced(admin.clone(), "team-a");
+    let policy = policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy");
+    let created = decision_name(ACCOUNT, "default", "routine");
+    wait_for(decisions, &created, 60, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    // As if the policy had created one for a request a person decided meanwhile.
+    let superseded = decision_for_match(
+        &policy,
+        &PolicyMatch {
+            upgrade_request_id: "approve-me".into(),
+            rule: "reader-pro-for-everyone".into(),
+            action: Action::Approve,
+            user_name: None,
+            original_role: None,
+            requested_role: None,
+        },
+        &RequestDetail::new("approve-me", RequestStatus::Pending),
+    );
+    decisions
+        .create(&PostParams::default(), &superseded)
+        .await
+        .expect("created");
+    common::wait_until_gone(decisions, &superseded.name_any()).await;
+    policies
+        .delete(&policy.name_any(), &DeleteParams::default())
+        .await
+        .expect("deleted");
+    common::wait_until_gone(&policies, &policy.name_any()).await;
+    let kept = decisions.get(&created).await.expect("kept");
+    assert!(kept.owner_references().is_empty(), "released");
 }
 
 #[tokio::test]
@@ -213,22 +264,18 @@ async fn a_service_account_is_refused_what_it_was_not_granted() {
     .expect("config");
     let client = kube::Client::try_from(config).expect("client");
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
-    // The operator never writes a spec, nor reads Secrets.
-    let create = decisions
-        .create(
-            &PostParams::default(),
-            &new_decision("x", ACCOUNT, "r", Action::Approve),
-        )
-        .await;
-    match create {
+    // The operator never writes a binding (that would let it widen its tenants' reach).
+    let bindings: Api<QuickSightAccount> = Api::all(client.clone());
+    let binding = QuickSightAccount::new("x", QuickSightAccountSpec::default());
+    match bindings.create(&PostParams::default(), &binding).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 403);
             assert_eq!(
                 status.message,
-                "selfupgradedecisions.quicksight.selfupgrade.io is forbidden: User \
+                "quicksightaccounts.quicksight.selfupgrade.io is forbidden: User \
                  \"system:serviceaccount:selfupgrade-operator:selfupgrade-operator\" cannot create \
-                 resource \"selfupgradedecisions\" in API group \"quicksight.selfupgrade.io\" in the \
-                 namespace \"default\""
+                 resource \"quicksightaccounts\" in API group \"quicksight.selfupgrade.io\" at the \
+                 cluster scope"
             );
         }
         other => panic!("expected 403, got {other:?}"),
