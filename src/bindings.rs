@@ -112,7 +112,7 @@ impl Bindings {
         &self,
         namespace: &str,
         spec: &SelfUpgradeDecisionSpec,
-    ) -> Result<Grant, String> {
+    ) -> Result<Grant, tenancy::Refusal> {
         let accounts = self.accounts();
         let readable: Vec<&QuickSightAccount> =
             accounts.iter().filter_map(|a| a.0.as_ref().ok()).collect();

@@ -116,18 +116,18 @@ impl ClaimIndex {
         Some(request)
     }
 
-    /// The older decision (`namespace/name`) that decides `decision`'s request, if any.
+    /// The older decision (namespace, name) that decides `decision`'s request, if any.
     /// Only decisions in namespaces `admitted` (bound to the request's account) compete: a
     /// decision that may not act on the account must not block one that may.
     pub fn winner_over(
         &self,
         decision: &SelfUpgradeDecision,
         admitted: impl Fn(&str) -> bool,
-    ) -> Option<String> {
+    ) -> Option<ObjectKey> {
         let own = claim_of(decision);
         let oldest = self.oldest(&request_of(decision), admitted)?;
         let is_self = oldest.namespace == own.namespace && oldest.name == own.name;
-        (!is_self && *oldest < own).then(|| format!("{}/{}", oldest.namespace, oldest.name))
+        (!is_self && *oldest < own).then(|| (oldest.namespace.clone(), oldest.name.clone()))
     }
 
     /// The decision (`namespace/name`) that decides a request: the oldest admitted claim.
@@ -270,7 +270,7 @@ impl Claims {
         &self,
         decision: &SelfUpgradeDecision,
         admitted: impl Fn(&str) -> bool,
-    ) -> Option<String> {
+    ) -> Option<ObjectKey> {
         lock(&self.current).winner_over(decision, admitted)
     }
 }
@@ -316,6 +316,11 @@ mod tests {
         d.metadata.uid = Some(format!("{namespace}/{name}"));
         d.metadata.creation_timestamp = Timestamp::from_second(created).ok().map(Time);
         d
+    }
+
+    /// A winner as `namespace/name`.
+    fn shown(winner: Option<ObjectKey>) -> Option<String> {
+        winner.map(|(namespace, name)| format!("{namespace}/{name}"))
     }
 
     /// Every namespace is bound to the account.
@@ -368,7 +373,7 @@ mod tests {
         let other_request = decision("team-c", "x", 50, "r2");
         let index = index(&[&old, &new, &other_request]);
         assert_eq!(
-            index.winner_over(&new, anywhere).as_deref(),
+            shown(index.winner_over(&new, anywhere)).as_deref(),
             Some("team-a/approve")
         );
         assert_eq!(index.winner_over(&old, anywhere), None);
@@ -382,7 +387,7 @@ mod tests {
         let index = index(&[&squatter, &owner]);
         assert_eq!(index.winner_over(&owner, |ns| ns == "team-a"), None);
         assert_eq!(
-            index.winner_over(&owner, anywhere).as_deref(),
+            shown(index.winner_over(&owner, anywhere)).as_deref(),
             Some("intruder/deny")
         );
     }
@@ -393,7 +398,7 @@ mod tests {
         let b = decision("team-a", "a-name", 100, "r1");
         let mut index = index(&[&a, &b]);
         assert_eq!(
-            index.winner_over(&a, anywhere).as_deref(),
+            shown(index.winner_over(&a, anywhere)).as_deref(),
             Some("team-a/a-name")
         );
         assert_eq!(index.winner_over(&b, anywhere), None);
@@ -412,7 +417,7 @@ mod tests {
         assert_eq!(index.winner_over(&new, anywhere), None);
         index.observe(&old);
         assert_eq!(
-            index.winner_over(&new, anywhere).as_deref(),
+            shown(index.winner_over(&new, anywhere)).as_deref(),
             Some("team-a/approve")
         );
         // The old decision now names another request: it no longer claims r1.
@@ -440,7 +445,7 @@ mod tests {
             claims.on_event(&event);
         }
         assert_eq!(
-            claims.winner_over(&new, anywhere).as_deref(),
+            shown(claims.winner_over(&new, anywhere)).as_deref(),
             Some("team-a/approve")
         );
         // After a re-list that no longer contains the old decision (deleted while the watch
@@ -452,7 +457,7 @@ mod tests {
             claims.on_event(&event);
         }
         assert_eq!(
-            claims.winner_over(&new, anywhere).as_deref(),
+            shown(claims.winner_over(&new, anywhere)).as_deref(),
             Some("team-a/approve"),
             "until InitDone"
         );

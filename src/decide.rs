@@ -60,7 +60,9 @@ pub enum Stall {
     UnrecognizedRequestStatus(String),
     /// The spec cannot be acted on as written (the message says which field).
     InvalidSpec(String),
-    /// An older decision (`namespace/name`) decides the same request; this one makes no call.
+    /// An older decision decides the same request; this one makes no call. `winner` names it
+    /// as this decision's namespace may know it: `SelfUpgradeDecision <name>` in the same
+    /// namespace, `a SelfUpgradeDecision in another namespace` otherwise.
     Conflict { winner: String },
     /// No `QuickSightAccount` binding admits this decision (the message says what is missing);
     /// no AWS call is made.

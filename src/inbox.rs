@@ -107,10 +107,13 @@ fn roles(original: Option<&str>, requested: Option<&str>) -> String {
     format!("{} → {}", original.unwrap_or("?"), requested.unwrap_or("?"))
 }
 
-/// Left-aligned columns, as wide as their widest cell, three spaces apart.
+/// Left-aligned columns, as wide as their widest cell, three spaces apart; every cell
+/// [`printable`].
 fn columns(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+    let rows: Vec<Vec<String>> = std::iter::once(header)
+        .chain(rows.map(|row| row.iter().map(|cell| printable(cell)).collect()))
+        .collect();
     let mut widths = vec![0; rows[0].len()];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -128,6 +131,24 @@ fn columns(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `text` safe to put on a terminal: user names and notes are written by whoever requests an
+/// upgrade, and a control character (an ANSI escape sequence, a carriage return) or a
+/// bidirectional override would let them rewrite what an admin sees. Those are shown escaped
+/// (`\u{1b}`); everything else, other scripts included, as it is.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        // U+202A..U+202E and U+2066..U+2069 reorder the text after them ("Trojan Source").
+        let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || reorders {
+            shown.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// A note on one line, cut to `max` characters.
@@ -475,6 +496,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(with_status(&requests, Some("denied")).count(), 1);
+    }
+
+    #[test]
+    fn what_a_requester_wrote_cannot_move_the_cursor_or_reorder_the_table() {
+        let mut sly = request("r-1", "eve\u{1b}[2J@example.com", RequestStatus::Pending);
+        sly.request_note = Some("ok\rAPPROVED \u{202e}txet".into());
+        let table = table(&[&sly], at(0));
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains("eve\\u{1b}[2J@example.com"), "{table}");
+        assert!(table.contains("ok APPROVED \\u{202e}txet"), "{table}");
+        assert_eq!(printable("Zoë 名前 ok"), "Zoë 名前 ok");
     }
 
     #[test]

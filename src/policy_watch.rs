@@ -329,7 +329,10 @@ fn scope_of(ctx: &Context, policy: &SelfUpgradePolicy) -> Result<Scope, (&'stati
     let grant = ctx
         .bindings
         .authorize(&namespace, &as_decision(policy))
-        .map_err(|why| ("NotAuthorized", why))?;
+        .map_err(|refusal| {
+            tracing::info!(detail = %refusal.detail, policy = %policy.name_any(), "not authorized");
+            ("NotAuthorized", refusal.message)
+        })?;
     let region = policy
         .spec
         .region

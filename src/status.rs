@@ -288,7 +288,7 @@ fn stall_message(stall: &Stall, action: Action) -> String {
             reason.as_deref().unwrap_or("no reason given")
         ),
         Stall::Conflict { winner } => format!(
-            "SelfUpgradeDecision {winner} is older and decides the same request; this one makes no call while it exists"
+            "{winner} is older and decides the same request; this one makes no call while it exists"
         ),
     }
 }

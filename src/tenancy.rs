@@ -35,13 +35,35 @@ pub struct NamespaceView<'a> {
     pub labels: Option<&'a BTreeMap<String, String>>,
 }
 
-/// Admits or refuses one decision. `Err` is the `NotAuthorized` message, naming what is missing.
+/// Why a decision is refused: `message` for its status (what its namespace may know: its own
+/// namespace and account, never another binding or another tenant's namespaces), `detail`
+/// for the operator's log (the bindings involved and their errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn new(message: String, detail: impl FnOnce(&str) -> String) -> Self {
+        let detail = detail(&message);
+        Self { message, detail }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Admits or refuses one decision; a refusal names what is missing.
 pub fn authorize(
     namespace: NamespaceView<'_>,
     spec: &SelfUpgradeDecisionSpec,
     bindings: &[&QuickSightAccount],
     allow_unbound_accounts: bool,
-) -> Result<Grant, String> {
+) -> Result<Grant, Refusal> {
     let account = &spec.aws_account_id;
     let mut for_account: Vec<&QuickSightAccount> = bindings
         .iter()
@@ -57,11 +79,12 @@ pub fn authorize(
                 region: None,
             })
         } else {
-            Err(format!(
+            let message = format!(
                 "no QuickSightAccount binds AWS account {account}; a cluster admin must create one \
                  that admits namespace {:?}",
                 namespace.name
-            ))
+            );
+            Err(Refusal::new(message, str::to_string))
         };
     }
     let in_namespace: Vec<&QuickSightAccount> = for_account
@@ -70,12 +93,17 @@ pub fn authorize(
         .filter(|b| admits_namespace(b, namespace))
         .collect();
     if in_namespace.is_empty() {
-        return Err(format!(
-            "namespace {:?} is not bound to AWS account {account}: QuickSightAccount {} admits \
-             other namespaces",
-            namespace.name,
-            names(&for_account)
-        ));
+        let message = format!(
+            "namespace {:?} is not bound to AWS account {account}; a cluster admin must admit it \
+             in a QuickSightAccount",
+            namespace.name
+        );
+        return Err(Refusal::new(message, |m| {
+            format!(
+                "{m} (QuickSightAccount {} admits other namespaces)",
+                names(&for_account)
+            )
+        }));
     }
     let qs_namespace = &spec.quicksight_namespace;
     let admitting: Vec<&QuickSightAccount> = in_namespace
@@ -84,20 +112,23 @@ pub fn authorize(
         .filter(|b| allows_quicksight_namespace(b, qs_namespace))
         .collect();
     let Some(first) = admitting.first() else {
-        return Err(format!(
-            "QuickSight namespace {qs_namespace:?} of AWS account {account} is not allowed by \
-             QuickSightAccount {}",
-            names(&in_namespace)
-        ));
+        let message = format!(
+            "QuickSight namespace {qs_namespace:?} of AWS account {account} is not allowed for \
+             namespace {:?} by its QuickSightAccount",
+            namespace.name
+        );
+        return Err(Refusal::new(message, |m| {
+            format!("{m} ({})", names(&in_namespace))
+        }));
     };
     let grant = grant_of(first);
     if let Some(other) = admitting.iter().find(|b| grant_of(b) != grant) {
-        return Err(format!(
-            "QuickSightAccounts {} and {} both admit this decision but name different roles or \
-             regions; a cluster admin must make them agree or remove one",
-            first.name_any(),
-            other.name_any()
-        ));
+        let message = "two QuickSightAccounts admit this decision but name different roles or \
+                       regions; a cluster admin must make them agree or remove one"
+            .to_string();
+        return Err(Refusal::new(message, |m| {
+            format!("{m} ({} and {})", first.name_any(), other.name_any())
+        }));
     }
     Ok(Grant {
         binding: Some(first.name_any()),
@@ -175,9 +206,9 @@ pub struct Unreadable {
 /// and a refusal names it. A grant by a readable binding stands: one broken binding does not
 /// stop the accounts others bind.
 pub fn considering_unreadable(
-    verdict: Result<Grant, String>,
+    verdict: Result<Grant, Refusal>,
     unreadable: &[Unreadable],
-) -> Result<Grant, String> {
+) -> Result<Grant, Refusal> {
     if unreadable.is_empty() {
         return verdict;
     }
@@ -188,13 +219,19 @@ pub fn considering_unreadable(
         .join(", ");
     match verdict {
         Ok(grant) if grant.binding.is_some() => Ok(grant),
-        Ok(_) => Err(format!(
-            "QuickSightAccount {named} cannot be read and may bind this account; accounts no \
-             binding binds are refused until it is fixed"
-        )),
-        Err(refusal) => Err(format!(
-            "{refusal}; QuickSightAccount {named} cannot be read"
-        )),
+        Ok(_) => {
+            let message = "a QuickSightAccount cannot be read and may bind this account; accounts \
+                           no binding binds are refused until a cluster admin fixes it"
+                .to_string();
+            Err(Refusal::new(message, |m| format!("{m} ({named})")))
+        }
+        Err(refusal) => Err(Refusal {
+            message: format!("{}; a QuickSightAccount cannot be read", refusal.message),
+            detail: format!(
+                "{}; QuickSightAccount {named} cannot be read",
+                refusal.detail
+            ),
+        }),
     }
 }
 
@@ -273,7 +310,9 @@ mod tests {
     fn an_unbound_account_is_denied_unless_unbound_accounts_are_allowed() {
         let denied = authorize(ns("team-a", None), &spec("default"), &[], false).unwrap_err();
         assert!(
-            denied.contains("no QuickSightAccount binds AWS account 111122223333"),
+            denied
+                .message
+                .contains("no QuickSightAccount binds AWS account 111122223333"),
             "{denied}"
         );
         let other_account = binding("b", |s| s.account_id = "444455556666".into());
@@ -300,10 +339,13 @@ mod tests {
         let unbound = authorize(ns("team-a", None), &spec("default"), &[], true);
         assert!(unbound.is_ok());
         let refused = considering_unreadable(unbound.clone(), &broken).expect_err("refused");
+        // Which binding is broken, and how, is for the operator's log: bindings are the
+        // cluster admins', not the tenant's.
         assert!(
-            refused.contains("broken") && refused.contains("invalid type"),
-            "{refused}"
+            refused.detail.contains("broken") && refused.detail.contains("invalid type"),
+            "{refused:?}"
         );
+        assert!(!refused.message.contains("broken"), "{refused:?}");
         assert!(considering_unreadable(unbound, &[]).is_ok());
 
         let bound = authorize(
@@ -325,10 +367,9 @@ mod tests {
             false,
         );
         let refusal = considering_unreadable(not_bound, &broken).expect_err("still refused");
-        assert!(
-            refusal.contains("team-b") && refusal.contains("broken"),
-            "{refusal}"
-        );
+        assert!(refusal.message.contains("team-b"), "{refusal:?}");
+        assert!(refusal.detail.contains("broken"), "{refusal:?}");
+        assert!(!refusal.message.contains("broken"), "{refusal:?}");
     }
 
     #[test]
@@ -341,8 +382,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            denied.contains("namespace \"team-b\" is not bound"),
+            denied.message.contains("namespace \"team-b\" is not bound"),
             "{denied}"
+        );
+        // Binding a admits another tenant's namespaces: team-b learns nothing of it.
+        assert!(
+            !denied.message.contains("QuickSightAccount a"),
+            "{denied:?}"
+        );
+        assert!(
+            denied.detail.contains("QuickSightAccount a admits"),
+            "{denied:?}"
         );
     }
 
@@ -425,7 +475,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            denied.contains("QuickSight namespace \"finance\""),
+            denied.message.contains("QuickSight namespace \"finance\""),
             "{denied}"
         );
         assert!(
@@ -460,7 +510,8 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert!(denied.contains("a and c both admit"), "{denied}");
+        assert!(denied.detail.contains("(a and c)"), "{denied:?}");
+        assert!(!denied.message.contains("a and c"), "{denied:?}");
     }
 
     #[test]

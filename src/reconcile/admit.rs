@@ -30,7 +30,11 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
     let grant = ctx
         .bindings
         .authorize(&decision.namespace().unwrap_or_default(), spec)
-        .map_err(Stall::NotAuthorized)?;
+        .map_err(|refusal| {
+            // The status says what the decision's namespace may know; the log, which bindings.
+            tracing::info!(detail = %refusal.detail, "not authorized");
+            Stall::NotAuthorized(refusal.message)
+        })?;
     let retry = ctx
         .timing
         .retry
@@ -49,7 +53,16 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
             )
         })?;
     let admitted = |namespace: &str| ctx.bindings.authorize(namespace, spec).is_ok();
-    if let Some(winner) = ctx.claims.winner_over(decision, admitted) {
+    if let Some((namespace, name)) = ctx.claims.winner_over(decision, admitted) {
+        let own = decision.namespace().unwrap_or_default();
+        // A tenant learns the winner's name only when it is in its own namespace.
+        let winner = match namespace == own {
+            true => format!("SelfUpgradeDecision {name}"),
+            false => {
+                tracing::info!(winner = %format!("{namespace}/{name}"), "conflict with a decision in another namespace");
+                "a SelfUpgradeDecision in another namespace".to_string()
+            }
+        };
         return Err(Stall::Conflict { winner });
     }
     let scope = Scope {

@@ -284,6 +284,12 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
         "{}",
         stalled_message(&steal)
     );
+    // Which bindings admit which other namespaces is the cluster admins' business.
+    assert!(
+        !stalled_message(&steal).contains("tenant-a"),
+        "{}",
+        stalled_message(&steal)
+    );
     let unbound = wait_for(&in_ns("team-a"), "unbound-account", 30, not_authorized).await;
     assert!(
         stalled_message(&unbound).contains("no QuickSightAccount binds AWS account 333333333333")
@@ -357,6 +363,20 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
         .await
         .expect("binding patched");
     wait_for(&in_ns("intruder"), "steal-a", 30, ready).await;
+    // team-a decides the same request later: it loses, and learns only that the winner is
+    // elsewhere, not which namespace holds it.
+    decide(&client, "team-a", "second-a", ACCOUNT_A, "default", "r-2").await;
+    let conflict = |d: &SelfUpgradeDecision| is(d, "Stalled", "True", "Conflict");
+    let lost = wait_for(&in_ns("team-a"), "second-a", 30, conflict).await;
+    let message = stalled_message(&lost);
+    assert!(
+        message.starts_with("a SelfUpgradeDecision in another namespace is older"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("intruder") && !message.contains("steal-a"),
+        "{message}"
+    );
 
     // Binding statuses: decisions counted, credentials checked.
     let bound = |name: &'static str, expect: (&'static str, &'static str, i64)| {
@@ -384,7 +404,7 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
             }
         }
     };
-    bound("tenant-a", ("True", "CredentialsResolved", 2)).await;
+    bound("tenant-a", ("True", "CredentialsResolved", 3)).await;
     bound("tenant-b", ("True", "CredentialsResolved", 1)).await;
     let refused = bound("untrusting", ("False", "CredentialsUnresolvable", 0)).await;
     assert!(refused.contains("does-not-trust-the-operator"), "{refused}");
