@@ -30,15 +30,19 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.roleArn) || self.roleArn.contains(':iam::' + self.accountId + ':role/')").message("roleArn must be a role in accountId"))]
 pub struct QuickSightAccountSpec {
     /// The AWS account (12 digits).
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     pub account_id: String,
 
     /// An IAM role in that account to assume (STS AssumeRole) for every call into it. Unset:
     /// the operator's own credentials are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"))]
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+    )]
     pub role_arn: Option<String>,
 
     /// The external id the role's trust policy requires, if any.
@@ -53,20 +57,31 @@ pub struct QuickSightAccountSpec {
 
     /// Region for decisions that do not name one (before the operator's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
     /// QuickSight namespaces decisions may act in. Unset: all of them.
+    // Items as the service model's `Namespace`; at most 64 of them is our choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        inner(length(max = 64), regex(pattern = r"^[a-zA-Z0-9._-]*$"))
+    )]
     pub quicksight_namespaces: Option<Vec<String>>,
 
     /// Kubernetes namespaces, by name, that may hold decisions for this account.
+    // Items are namespace names (DNS-1123 labels); at most 256 of them is our choice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
     pub namespaces: Vec<String>,
 
     /// Kubernetes namespaces, by label, that may hold decisions for this account (in addition
     /// to `namespaces`). `{}` admits every namespace; unset admits none beyond `namespaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bounded_label_selector")]
     pub namespace_selector: Option<LabelSelector>,
 
     /// The self-upgrade approval mode of the account's QuickSight namespaces (those of
@@ -96,4 +111,40 @@ pub struct QuickSightAccountStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The schema of a `LabelSelector` (as k8s-openapi's), with bounds it lacks: apimachinery's
+/// for keys and values (a qualified name: at most 253 + 1 + 63 characters; a label value: 63),
+/// and ours for the counts (64 labels, 16 expressions of 64 values), more than any binding
+/// needs.
+fn bounded_label_selector(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A label query over namespaces (matchLabels and matchExpressions are ANDed).",
+        "type": "object",
+        "nullable": true,
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "maxProperties": 64,
+                "additionalProperties": {"type": "string", "maxLength": 63}
+            },
+            "matchExpressions": {
+                "type": "array",
+                "maxItems": 16,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string", "maxLength": 317},
+                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                        "values": {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {"type": "string", "maxLength": 63}
+                        }
+                    }
+                }
+            }
+        }
+    })
 }

@@ -40,7 +40,7 @@ fn default_quicksight_namespace() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct SelfUpgradeDecisionSpec {
     /// The AWS account that owns the QuickSight subscription (12 digits).
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("awsAccountId is immutable"))]
     pub aws_account_id: String,
 
@@ -51,7 +51,8 @@ pub struct SelfUpgradeDecisionSpec {
     pub quicksight_namespace: String,
 
     /// The id of the self-upgrade request, as `ListSelfUpgrades` shows it.
-    #[schemars(length(min = 1))]
+    // The service model gives `UpgradeRequestId` no limit; 256 is ours (ids are UUIDs).
+    #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("upgradeRequestId is immutable"))]
     pub upgrade_request_id: String,
 
@@ -60,7 +61,7 @@ pub struct SelfUpgradeDecisionSpec {
 
     /// The AWS region to call; defaults to the operator's region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
     /// How often the action is sent again after QuickSight reports it failed (UPDATE_FAILED after
@@ -79,11 +80,11 @@ pub struct RetryPolicy {
     pub max_attempts: Option<u32>,
     /// Delay before the first retry, doubling per retry (e.g. `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    #[schemars(length(max = 16), regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub backoff: Option<String>,
     /// Longest delay between retries (e.g. `30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    #[schemars(length(max = 16), regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub backoff_cap: Option<String>,
 }
 

@@ -55,7 +55,7 @@ fn default_quicksight_namespace() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct SelfUpgradePolicySpec {
     /// The AWS account whose requests the rules decide (12 digits).
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("awsAccountId is immutable"))]
     pub aws_account_id: String,
 
@@ -144,11 +144,11 @@ pub struct PolicyRule {
     pub note_matches: Option<String>,
     /// The request is older than this (e.g. `720h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"))]
+    #[schemars(length(max = 8), regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"))]
     pub older_than: Option<String>,
     /// The request is younger than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"))]
+    #[schemars(length(max = 8), regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"))]
     pub younger_than: Option<String>,
 }
 

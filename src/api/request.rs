@@ -30,8 +30,11 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SelfUpgradeRequestSpec {
+    #[schemars(length(min = 12, max = 12))]
     pub aws_account_id: String,
+    #[schemars(length(max = 64))]
     pub quicksight_namespace: String,
+    #[schemars(length(max = 256))]
     pub upgrade_request_id: String,
 }
 

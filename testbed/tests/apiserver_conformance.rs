@@ -716,3 +716,41 @@ subjects: [{kind: ServiceAccount, name: reader, namespace: default}]
     let unlimited = client_without_retries(&server.kubeconfig_yaml()).await;
     assert_eq!(four_lists_at_once(unlimited).await, (4, 0));
 }
+
+/// A binding's role is a role of its own account: the CRD's CEL rule, as the API server runs it.
+#[tokio::test]
+async fn a_binding_whose_role_is_in_another_account_is_refused() {
+    use selfupgrade_operator::api::{QuickSightAccount, QuickSightAccountSpec};
+    let (server, _) = server(100).await;
+    let bindings: Api<QuickSightAccount> = Api::all(server.client().await.expect("client"));
+    let with_role = |name: &str, role: &str| {
+        QuickSightAccount::new(
+            name,
+            QuickSightAccountSpec {
+                account_id: ACCOUNT.into(),
+                role_arn: Some(role.into()),
+                ..Default::default()
+            },
+        )
+    };
+    let foreign = with_role("foreign", "arn:aws:iam::999999999999:role/approver");
+    let error = api_error(
+        bindings
+            .create(&PostParams::default(), &foreign)
+            .await
+            .expect_err("refused"),
+    );
+    assert_eq!(error.code, 422);
+    assert!(
+        error
+            .message
+            .contains("roleArn must be a role in accountId"),
+        "{}",
+        error.message
+    );
+    let own = with_role("own", &format!("arn:aws:iam::{ACCOUNT}:role/approver"));
+    bindings
+        .create(&PostParams::default(), &own)
+        .await
+        .expect("a role of the account is accepted");
+}

@@ -253,3 +253,46 @@ fn every_example_policy_is_valid_and_compiles() {
     }
     assert!(checked >= 3, "only {checked} example policies");
 }
+
+/// Every input is bounded: in the spec of every CRD, each string has a `maxLength` (or is an
+/// enum), each list a `maxItems`, each map a `maxProperties`, so that no field can carry more
+/// than its purpose needs (the API server's 3 MiB body limit is the only other bound).
+#[test]
+fn every_string_list_and_map_of_every_spec_is_bounded() {
+    fn unbounded(schema: &Value, path: &str, found: &mut Vec<String>) {
+        let has = |key: &str| schema.get(key).is_some();
+        match schema["type"].as_str() {
+            Some("string") if !has("maxLength") && !has("enum") => found.push(path.to_string()),
+            Some("array") if !has("maxItems") => found.push(path.to_string()),
+            Some("object")
+                if schema.get("additionalProperties").is_some() && !has("maxProperties") =>
+            {
+                found.push(path.to_string())
+            }
+            _ => {}
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, property) in properties {
+                unbounded(property, &format!("{path}.{name}"), found);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            unbounded(items, &format!("{path}[]"), found);
+        }
+        if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            unbounded(values, &format!("{path}{{}}"), found);
+        }
+    }
+    let mut found = Vec::new();
+    for (_, crd) in selfupgrade_operator::cli::crds() {
+        let crd = serde_json::to_value(crd).expect("crd serializes");
+        let kind = crd["spec"]["names"]["kind"]
+            .as_str()
+            .expect("kind")
+            .to_string();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert!(spec["properties"].is_object(), "{kind} has a spec schema");
+        unbounded(spec, &format!("{kind}.spec"), &mut found);
+    }
+    assert!(found.is_empty(), "unbounded: {found:#?}");
+}
