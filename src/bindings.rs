@@ -7,7 +7,7 @@
 
 use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
 use crate::lenient::{Lenient, into_guarded};
-use crate::tenancy::{self, Grant, NamespaceView, Unreadable};
+use crate::tenancy::{self, Grant, NamespaceView, OperatorRules, Unreadable};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
@@ -24,7 +24,7 @@ use tracing::warn;
 pub struct Bindings {
     accounts: Store<DeserializeGuard<QuickSightAccount>>,
     namespaces: Store<Namespace>,
-    allow_unbound_accounts: bool,
+    rules: OperatorRules,
     changed: watch::Sender<u64>,
     /// Resolves once both stores are ready. Shared because kube-runtime's
     /// `Store::wait_until_ready` wakes only one of several concurrent waiters (it polls one
@@ -42,7 +42,7 @@ impl Drop for Bindings {
 
 impl Bindings {
     /// Starts watching `QuickSightAccount`s and namespaces through `client`.
-    pub fn watch(client: kube::Client, allow_unbound_accounts: bool) -> Self {
+    pub fn watch(client: kube::Client, rules: OperatorRules) -> Self {
         let (changed, _) = watch::channel(0);
         let (accounts, accounts_task) = spawn_reflector(
             // Lenient: an unreadable binding is kept (and reported), its bad field named.
@@ -63,7 +63,7 @@ impl Bindings {
             ready: both_ready(&accounts, &namespaces),
             accounts,
             namespaces,
-            allow_unbound_accounts,
+            rules,
             changed,
             watches: vec![accounts_task, namespaces_task],
         }
@@ -71,7 +71,7 @@ impl Bindings {
 
     /// Fixed bindings and namespaces, without watches (tests, and decisions judged offline).
     pub fn fixed(
-        allow_unbound_accounts: bool,
+        rules: OperatorRules,
         accounts: Vec<QuickSightAccount>,
         namespaces: Vec<Namespace>,
     ) -> Self {
@@ -81,7 +81,7 @@ impl Bindings {
             ready: both_ready(&accounts, &namespaces),
             accounts,
             namespaces,
-            allow_unbound_accounts,
+            rules,
             changed: watch::channel(0).0,
             watches: Vec::new(),
         }
@@ -129,7 +129,7 @@ impl Bindings {
             name: namespace,
             labels: known.as_ref().map(|ns| ns.labels()),
         };
-        let verdict = tenancy::authorize(view, spec, &readable, self.allow_unbound_accounts);
+        let verdict = tenancy::authorize(view, spec, &readable, &self.rules);
         tenancy::considering_unreadable(verdict, &unreadable)
     }
 }

@@ -8,6 +8,7 @@ use crate::controller::{self, WatchScope};
 use crate::leader::{self, LeaseSettings, Shutdown};
 use crate::metrics::Metrics;
 use crate::quicksight::{AwsEndpoints, PacingSettings};
+use crate::tenancy::OperatorRules;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
@@ -99,6 +100,10 @@ pub struct RunArgs {
     /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
     #[arg(long)]
     pub allow_unbound_accounts: bool,
+    /// The regions decisions of accounts no QuickSightAccount binds may call (with
+    /// --allow-unbound-accounts), comma-separated. Default: the operator's region only.
+    #[arg(long, value_delimiter = ',', value_parser = aws_region)]
+    pub allowed_regions: Vec<String>,
     /// Mirror the requests of every bound account (and --mirror-account) as read-only
     /// SelfUpgradeRequest objects in --mirror-namespace.
     #[arg(long)]
@@ -220,6 +225,15 @@ pub struct RunArgs {
 
 /// A period for a task that runs on a cadence: a duration, and not zero (which would make the
 /// task spin, and makes tokio's `interval` panic).
+/// A region name of some AWS partition (which one is checked against the operator's region
+/// when a decision uses it).
+fn aws_region(text: &str) -> Result<String, String> {
+    match crate::regions::partition_of(text) {
+        Some(_) => Ok(text.to_string()),
+        None => Err(format!("{text:?} is not an AWS region")),
+    }
+}
+
 fn interval(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(period) if period.is_zero() => Err("an interval must be longer than zero".to_string()),
@@ -345,7 +359,15 @@ async fn controller_context(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Re
             "--allow-unbound-accounts: decisions in any namespace may act on accounts no QuickSightAccount binds"
         );
     }
-    let bindings = Bindings::watch(client.clone(), args.allow_unbound_accounts);
+    let rules = OperatorRules {
+        allow_unbound_accounts: args.allow_unbound_accounts,
+        unbound_regions: match args.allowed_regions.is_empty() {
+            true => default_region.iter().cloned().collect(),
+            false => args.allowed_regions.clone(),
+        },
+        default_region: default_region.clone(),
+    };
+    let bindings = Bindings::watch(client.clone(), rules);
     let ctx = Context::new(client, directory, bindings, default_region, args.timing())
         .with_metrics(metrics);
     Ok(match args.mirror_requests {

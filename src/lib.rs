@@ -33,6 +33,7 @@ pub mod policy_plan;
 pub mod policy_watch;
 pub mod quicksight;
 pub mod reconcile;
+pub mod regions;
 pub mod retry;
 pub mod status;
 pub mod tenancy;

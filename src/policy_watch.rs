@@ -333,13 +333,7 @@ fn scope_of(ctx: &Context, policy: &SelfUpgradePolicy) -> Result<Scope, (&'stati
             tracing::info!(detail = %refusal.detail, policy = %policy.name_any(), "not authorized");
             ("NotAuthorized", refusal.message)
         })?;
-    let region = policy
-        .spec
-        .region
-        .clone()
-        .or(grant.region)
-        .or_else(|| ctx.default_region.clone())
-        .ok_or(("InvalidSpec", "spec.region is not set, the binding names no region and the operator has no default region".to_string()))?;
+    let region = grant.region.ok_or(("InvalidSpec", "spec.region is not set, the binding names no region and the operator has no default region".to_string()))?;
     Ok(Scope {
         account_id: policy.spec.aws_account_id.clone(),
         region,

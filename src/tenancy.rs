@@ -6,7 +6,9 @@
 //! selector) and allows its QuickSight namespace. With no admitting binding the decision makes
 //! no AWS call (default deny), unless the account has no binding at all and the operator runs
 //! with `--allow-unbound-accounts`. Several admitting bindings must agree on the credentials and
-//! region; otherwise which role signs would depend on an accident, so the decision is refused.
+//! regions; otherwise which role signs would depend on an accident, so the decision is refused.
+//! The region a decision calls must be one its grant admits, in the operator's partition
+//! ([`crate::regions`]).
 
 use crate::api::{QuickSightAccount, SelfUpgradeDecisionSpec};
 use crate::quicksight::{AssumeRole, Credentials};
@@ -23,8 +25,35 @@ pub struct Grant {
     /// The admitting binding, `None` for an unbound account under `--allow-unbound-accounts`.
     pub binding: Option<String>,
     pub credentials: Credentials,
-    /// The binding's default region.
+    /// The region the decision calls: its own, else the binding's, else the operator's; `None`
+    /// when none of them names one.
     pub region: Option<String>,
+    /// The regions the grant admits.
+    pub regions: Vec<String>,
+}
+
+/// The operator's own rules, for what no binding says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorRules {
+    /// `--allow-unbound-accounts`: accounts no binding names are acted on with the operator's
+    /// credentials, from any namespace.
+    pub allow_unbound_accounts: bool,
+    /// `--allowed-regions`: the regions decisions of such accounts may call.
+    pub unbound_regions: Vec<String>,
+    /// The operator's region (`--region`): the region of decisions and bindings naming none,
+    /// and the partition every region must be in.
+    pub default_region: Option<String>,
+}
+
+impl OperatorRules {
+    /// A single-tenant operator in `region`: unbound accounts allowed, in that region only.
+    pub fn single_tenant(region: &str) -> Self {
+        Self {
+            allow_unbound_accounts: true,
+            unbound_regions: vec![region.to_string()],
+            default_region: Some(region.to_string()),
+        }
+    }
 }
 
 /// The Kubernetes namespace a decision lives in, as the bindings see it.
@@ -62,7 +91,34 @@ pub fn authorize(
     namespace: NamespaceView<'_>,
     spec: &SelfUpgradeDecisionSpec,
     bindings: &[&QuickSightAccount],
-    allow_unbound_accounts: bool,
+    rules: &OperatorRules,
+) -> Result<Grant, Refusal> {
+    let grant = granting(namespace, spec, bindings, rules)?;
+    let region = spec
+        .region
+        .clone()
+        .or(grant.region)
+        .or_else(|| rules.default_region.clone());
+    let partition = crate::regions::operator_partition(rules.default_region.as_deref());
+    if let Some(refused) = region
+        .as_deref()
+        .and_then(|r| crate::regions::refusal(r, &grant.regions, partition))
+    {
+        let message = format!(
+            "{refused} for AWS account {} in namespace {:?}",
+            spec.aws_account_id, namespace.name
+        );
+        return Err(Refusal::new(message, str::to_string));
+    }
+    Ok(Grant { region, ..grant })
+}
+
+/// The grant of the binding that admits the decision (its default region unresolved).
+fn granting(
+    namespace: NamespaceView<'_>,
+    spec: &SelfUpgradeDecisionSpec,
+    bindings: &[&QuickSightAccount],
+    rules: &OperatorRules,
 ) -> Result<Grant, Refusal> {
     let account = &spec.aws_account_id;
     let mut for_account: Vec<&QuickSightAccount> = bindings
@@ -72,11 +128,12 @@ pub fn authorize(
         .collect();
     for_account.sort_by_key(|b| b.name_any());
     if for_account.is_empty() {
-        return if allow_unbound_accounts {
+        return if rules.allow_unbound_accounts {
             Ok(Grant {
                 binding: None,
                 credentials: Credentials::Operator,
                 region: None,
+                regions: rules.unbound_regions.clone(),
             })
         } else {
             let message = format!(
@@ -121,8 +178,8 @@ pub fn authorize(
             format!("{m} ({})", names(&in_namespace))
         }));
     };
-    let grant = grant_of(first);
-    if let Some(other) = admitting.iter().find(|b| grant_of(b) != grant) {
+    let grant = grant_of(first, rules);
+    if let Some(other) = admitting.iter().find(|b| grant_of(b, rules) != grant) {
         let message = "two QuickSightAccounts admit this decision but name different roles or \
                        regions; a cluster admin must make them agree or remove one"
             .to_string();
@@ -167,12 +224,23 @@ fn allows_quicksight_namespace(binding: &QuickSightAccount, qs_namespace: &str) 
         .is_none_or(|allowed| allowed.iter().any(|n| n == qs_namespace))
 }
 
-/// The credentials and region a binding grants (without its name).
-fn grant_of(binding: &QuickSightAccount) -> Grant {
+/// The credentials and regions a binding grants (without its name): the regions it lists,
+/// else its own region (the operator's, when it names none).
+fn grant_of(binding: &QuickSightAccount, rules: &OperatorRules) -> Grant {
+    let own = binding
+        .spec
+        .region
+        .clone()
+        .or_else(|| rules.default_region.clone());
+    let regions = match binding.spec.regions.is_empty() {
+        true => own.iter().cloned().collect(),
+        false => binding.spec.regions.clone(),
+    };
     Grant {
         binding: None,
         credentials: credentials_of(binding),
         region: binding.spec.region.clone(),
+        regions,
     }
 }
 
@@ -246,6 +314,15 @@ fn names(bindings: &[&QuickSightAccount]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operator's rules, in us-east-1; `unbound`: with `--allow-unbound-accounts`.
+    fn rules(unbound: bool) -> OperatorRules {
+        OperatorRules {
+            allow_unbound_accounts: unbound,
+            unbound_regions: vec!["us-east-1".into()],
+            default_region: Some("us-east-1".into()),
+        }
+    }
     use crate::api::{Action, QuickSightAccountSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
@@ -291,7 +368,7 @@ mod tests {
             ns("team-a", None),
             &spec("default"),
             &[&binding("a", |_| {})],
-            false,
+            &rules(false),
         )
         .expect("admitted");
         assert_eq!(grant.binding.as_deref(), Some("a"));
@@ -308,7 +385,8 @@ mod tests {
 
     #[test]
     fn an_unbound_account_is_denied_unless_unbound_accounts_are_allowed() {
-        let denied = authorize(ns("team-a", None), &spec("default"), &[], false).unwrap_err();
+        let denied =
+            authorize(ns("team-a", None), &spec("default"), &[], &rules(false)).unwrap_err();
         assert!(
             denied
                 .message
@@ -321,11 +399,12 @@ mod tests {
                 ns("team-a", None),
                 &spec("default"),
                 &[&other_account],
-                false
+                &rules(false)
             )
             .is_err()
         );
-        let allowed = authorize(ns("team-a", None), &spec("default"), &[], true).expect("allowed");
+        let allowed =
+            authorize(ns("team-a", None), &spec("default"), &[], &rules(true)).expect("allowed");
         assert_eq!(allowed.credentials, Credentials::Operator);
         assert_eq!(allowed.binding, None);
     }
@@ -336,7 +415,7 @@ mod tests {
             name: "broken".into(),
             error: "spec.namespaces: invalid type: string".into(),
         }];
-        let unbound = authorize(ns("team-a", None), &spec("default"), &[], true);
+        let unbound = authorize(ns("team-a", None), &spec("default"), &[], &rules(true));
         assert!(unbound.is_ok());
         let refused = considering_unreadable(unbound.clone(), &broken).expect_err("refused");
         // Which binding is broken, and how, is for the operator's log: bindings are the
@@ -352,7 +431,7 @@ mod tests {
             ns("team-a", None),
             &spec("default"),
             &[&binding("a", |_| {})],
-            false,
+            &rules(false),
         );
         assert_eq!(
             considering_unreadable(bound.clone(), &broken),
@@ -364,7 +443,7 @@ mod tests {
             ns("team-b", None),
             &spec("default"),
             &[&binding("a", |_| {})],
-            false,
+            &rules(false),
         );
         let refusal = considering_unreadable(not_bound, &broken).expect_err("still refused");
         assert!(refusal.message.contains("team-b"), "{refusal:?}");
@@ -378,7 +457,7 @@ mod tests {
             ns("team-b", None),
             &spec("default"),
             &[&binding("a", |_| {})],
-            true,
+            &rules(true),
         )
         .unwrap_err();
         assert!(
@@ -412,18 +491,26 @@ mod tests {
         let matching = labels(&[("quicksight-approvers", "true"), ("env", "prod")]);
         let wrong_env = labels(&[("quicksight-approvers", "true"), ("env", "dev")]);
         let bindings = [&by_label];
-        assert!(authorize(ns("x", Some(&matching)), &spec("default"), &bindings, false).is_ok());
+        assert!(
+            authorize(
+                ns("x", Some(&matching)),
+                &spec("default"),
+                &bindings,
+                &rules(false)
+            )
+            .is_ok()
+        );
         assert!(
             authorize(
                 ns("x", Some(&wrong_env)),
                 &spec("default"),
                 &bindings,
-                false
+                &rules(false)
             )
             .is_err()
         );
         // A namespace whose labels are unknown is not matched.
-        assert!(authorize(ns("x", None), &spec("default"), &bindings, false).is_err());
+        assert!(authorize(ns("x", None), &spec("default"), &bindings, &rules(false)).is_err());
     }
 
     #[test]
@@ -438,7 +525,7 @@ mod tests {
                 ns("any", Some(&none)),
                 &spec("default"),
                 &[&everyone],
-                false
+                &rules(false)
             )
             .is_ok()
         );
@@ -459,7 +546,15 @@ mod tests {
         });
         assert!(selector_of(&broken).is_err());
         let prod = labels(&[("env", "prod")]);
-        assert!(authorize(ns("x", Some(&prod)), &spec("default"), &[&broken], false).is_err());
+        assert!(
+            authorize(
+                ns("x", Some(&prod)),
+                &spec("default"),
+                &[&broken],
+                &rules(false)
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -471,7 +566,7 @@ mod tests {
             ns("team-a", None),
             &spec("finance"),
             &[&only_default],
-            false,
+            &rules(false),
         )
         .unwrap_err();
         assert!(
@@ -483,7 +578,7 @@ mod tests {
                 ns("team-a", None),
                 &spec("default"),
                 &[&only_default],
-                false
+                &rules(false)
             )
             .is_ok()
         );
@@ -493,8 +588,13 @@ mod tests {
     fn two_admitting_bindings_must_agree_on_the_role() {
         let a = binding("a", |_| {});
         let same = binding("b", |_| {});
-        let granted = authorize(ns("team-a", None), &spec("default"), &[&same, &a], false)
-            .expect("agreeing bindings admit");
+        let granted = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&same, &a],
+            &rules(false),
+        )
+        .expect("agreeing bindings admit");
         assert_eq!(
             granted.binding.as_deref(),
             Some("a"),
@@ -507,7 +607,7 @@ mod tests {
             ns("team-a", None),
             &spec("default"),
             &[&a, &other_role],
-            false,
+            &rules(false),
         )
         .unwrap_err();
         assert!(denied.detail.contains("(a and c)"), "{denied:?}");
@@ -525,7 +625,7 @@ mod tests {
             ns("team-a", None),
             &spec("default"),
             &[&elsewhere, &here],
-            false,
+            &rules(false),
         )
         .expect("admitted");
         assert_eq!(grant.binding.as_deref(), Some("b"));
@@ -534,7 +634,59 @@ mod tests {
     #[test]
     fn without_a_role_the_operator_credentials_are_used() {
         let plain = binding("a", |s| s.role_arn = None);
-        let grant = authorize(ns("team-a", None), &spec("default"), &[&plain], false).expect("ok");
+        let grant = authorize(
+            ns("team-a", None),
+            &spec("default"),
+            &[&plain],
+            &rules(false),
+        )
+        .expect("ok");
         assert_eq!(grant.credentials, Credentials::Operator);
+    }
+
+    #[test]
+    fn a_decision_calls_only_a_region_its_grant_admits() {
+        let in_region = |region: Option<&str>| SelfUpgradeDecisionSpec {
+            region: region.map(str::to_string),
+            ..spec("default")
+        };
+        let own_region = binding("a", |_| {});
+        let judge = |spec: &SelfUpgradeDecisionSpec, bindings: &[&QuickSightAccount], unbound| {
+            authorize(ns("team-a", None), spec, bindings, &rules(unbound))
+        };
+        // Its own region only, unless the binding lists others.
+        let grant = judge(&in_region(None), &[&own_region], false).expect("admitted");
+        assert_eq!(grant.region.as_deref(), Some("eu-west-1"));
+        let refused = judge(&in_region(Some("us-west-2")), &[&own_region], false).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains("region \"us-west-2\" is not admitted (admitted: eu-west-1)"),
+            "{refused:?}"
+        );
+        let listing = binding("a", |s| {
+            s.regions = vec!["eu-west-1".into(), "us-west-2".into()]
+        });
+        let grant = judge(&in_region(Some("us-west-2")), &[&listing], false).expect("admitted");
+        assert_eq!(grant.region.as_deref(), Some("us-west-2"));
+        // Another partition is refused even where a binding lists it.
+        let china = binding("a", |s| s.regions = vec!["cn-north-1".into()]);
+        let refused = judge(&in_region(Some("cn-north-1")), &[&china], false).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains("not a region of the aws partition"),
+            "{refused:?}"
+        );
+        // Unbound accounts: --allowed-regions (here the operator's region).
+        assert!(judge(&in_region(Some("us-east-1")), &[], true).is_ok());
+        let refused = judge(&in_region(Some("ap-south-1")), &[], true).unwrap_err();
+        assert!(
+            refused.message.contains("admitted: us-east-1"),
+            "{refused:?}"
+        );
+        // Two bindings admitting different regions disagree.
+        let other = binding("b", |s| s.regions = vec!["us-west-2".into()]);
+        assert!(judge(&in_region(None), &[&own_region, &other], false).is_err());
     }
 }

@@ -60,6 +60,15 @@ pub struct QuickSightAccountSpec {
     #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
+    /// The regions decisions may call. Unset: `region` only (the operator's region when that
+    /// is unset too). A decision naming another region is `Stalled` NotAuthorized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))
+    )]
+    pub regions: Vec<String>,
+
     /// QuickSight namespaces decisions may act in. Unset: all of them.
     // Items as the service model's `Namespace`; at most 64 of them is our choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]

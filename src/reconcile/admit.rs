@@ -40,18 +40,13 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
         .retry
         .with_policy(spec.retry.as_ref())
         .map_err(Stall::InvalidSpec)?;
-    let region = spec
-        .region
-        .as_deref()
-        .or(grant.region.as_deref())
-        .or(ctx.default_region.as_deref())
-        .ok_or_else(|| {
-            Stall::InvalidSpec(
-                "spec.region is not set, the account's QuickSightAccount names no region and the \
+    let region = grant.region.as_deref().ok_or_else(|| {
+        Stall::InvalidSpec(
+            "spec.region is not set, the account's QuickSightAccount names no region and the \
                  operator has no default region (--region / AWS_REGION)"
-                    .to_string(),
-            )
-        })?;
+                .to_string(),
+        )
+    })?;
     let admitted = |namespace: &str| ctx.bindings.authorize(namespace, spec).is_ok();
     if let Some((namespace, name)) = ctx.claims.winner_over(decision, admitted) {
         let own = decision.namespace().unwrap_or_default();

@@ -284,7 +284,8 @@ impl Operator {
         // The playground is single-tenant: decisions in any namespace may act on any account
         // (`--allow-unbound-accounts`); bind an account with a QuickSightAccount to see the
         // tenant guard at work.
-        let bindings = Bindings::watch(self.client.clone(), true);
+        let rules = selfupgrade_operator::tenancy::OperatorRules::single_tenant(PLAYGROUND_REGION);
+        let bindings = Bindings::watch(self.client.clone(), rules);
         let ctx = Context::new(
             self.client,
             directory,

@@ -71,7 +71,8 @@ fn context(sim: &RunningSim) -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let directory = RequestDirectory::new(Arc::new(quicksight(sim)), Duration::from_secs(30));
-    let bindings = Bindings::fixed(true, Vec::new(), Vec::new());
+    let rules = selfupgrade_operator::tenancy::OperatorRules::single_tenant(REGION);
+    let bindings = Bindings::fixed(rules, Vec::new(), Vec::new());
     let ctx = Context::new(client, directory, bindings, Some(REGION.into()), timing());
     (Arc::new(ctx), handle)
 }

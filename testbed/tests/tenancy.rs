@@ -245,7 +245,13 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
     let ctx = Arc::new(Context::new(
         client.clone(),
         RequestDirectory::new(Arc::new(paced), Duration::from_secs(5)),
-        Bindings::watch(client.clone(), false),
+        Bindings::watch(
+            client.clone(),
+            selfupgrade_operator::tenancy::OperatorRules {
+                default_region: Some(REGION.into()),
+                ..Default::default()
+            },
+        ),
         Some(REGION.into()),
         timing,
     ));

@@ -87,7 +87,10 @@ pub fn operator_context(
     std::sync::Arc::new(selfupgrade_operator::context::Context::new(
         client.clone(),
         RequestDirectory::new(std::sync::Arc::new(quicksight(sim)), Duration::from_secs(5)),
-        Bindings::watch(client, true),
+        Bindings::watch(
+            client,
+            selfupgrade_operator::tenancy::OperatorRules::single_tenant(REGION),
+        ),
         Some(REGION.into()),
         selfupgrade_testbed::playground::playground_timing(),
     ))
