@@ -64,7 +64,7 @@ fn trim_ends(text: &str) -> &str {
 
 /// 64-bit FNV-1a: stable across versions and platforms, as names kept in a cluster need; not
 /// for anything that must resist an attacker. Six lines do not warrant a hashing crate.
-fn fnv1a(text: &str) -> u64 {
+pub fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })

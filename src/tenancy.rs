@@ -16,8 +16,12 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use std::collections::BTreeMap;
 
-/// The STS session name when a binding does not set one.
-pub const DEFAULT_SESSION_NAME: &str = "selfupgrade-operator";
+/// The STS session name's prefix when a binding does not set one; the namespace that acts is
+/// appended ([`session_name`]).
+pub const DEFAULT_SESSION_NAME: &str = "sud";
+
+/// STS `RoleSessionName`s are at most 64 characters of `[\w+=,.@-]`.
+const SESSION_NAME_MAX: usize = 64;
 
 /// What an admitted decision acts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +114,33 @@ pub fn authorize(
         );
         return Err(Refusal::new(message, str::to_string));
     }
-    Ok(Grant { region, ..grant })
+    let credentials = match grant.credentials {
+        Credentials::AssumeRole(role) => Credentials::AssumeRole(AssumeRole {
+            session_name: session_name(&role.session_name, namespace.name),
+            ..role
+        }),
+        operator => operator,
+    };
+    Ok(Grant {
+        region,
+        credentials,
+        ..grant
+    })
+}
+
+/// The STS session name of calls made for decisions in `namespace`: `<prefix>-<namespace>`, so
+/// that CloudTrail shows which namespace acted. Namespace names are DNS labels, within STS's
+/// characters; where the whole would pass 64 characters, the namespace is cut and a hash of it
+/// keeps names of different namespaces apart.
+pub fn session_name(prefix: &str, namespace: &str) -> String {
+    let whole = format!("{prefix}-{namespace}");
+    if whole.len() <= SESSION_NAME_MAX {
+        return whole;
+    }
+    let hash = format!("{:016x}", crate::names::fnv1a(namespace));
+    let room = SESSION_NAME_MAX.saturating_sub(prefix.len() + hash.len() + 2);
+    let head: String = namespace.chars().take(room).collect();
+    format!("{prefix}-{head}-{hash}")
 }
 
 /// The grant of the binding that admits the decision (its default region unresolved).
@@ -380,7 +410,23 @@ mod tests {
             role.role_arn,
             format!("arn:aws:iam::{ACCOUNT}:role/approver")
         );
-        assert_eq!(role.session_name, DEFAULT_SESSION_NAME);
+        // CloudTrail shows which namespace acted.
+        assert_eq!(role.session_name, "sud-team-a");
+    }
+
+    #[test]
+    fn session_names_name_the_namespace_within_stss_limit() {
+        assert_eq!(session_name("sud", "analytics"), "sud-analytics");
+        let long = "n".repeat(63);
+        let other = format!("{}m", "n".repeat(62));
+        let (a, b) = (session_name("sud", &long), session_name("sud", &other));
+        assert!(a.len() <= 64 && b.len() <= 64, "{a} {b}");
+        assert_ne!(a, b, "cut names stay apart");
+        assert!(a.starts_with("sud-nnnn"), "{a}");
+        let prefix = "p".repeat(32);
+        assert!(session_name(&prefix, &long).len() <= 64);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
+        assert!(a.chars().all(allowed), "{a}");
     }
 
     #[test]

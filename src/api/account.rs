@@ -50,9 +50,10 @@ pub struct QuickSightAccountSpec {
     #[schemars(length(min = 2, max = 1224))]
     pub external_id: Option<String>,
 
-    /// The STS session name (shows in CloudTrail); defaults to `selfupgrade-operator`.
+    /// The STS session name's prefix (CloudTrail shows `<prefix>-<namespace>`, the Kubernetes
+    /// namespace whose decision acted); defaults to `sud`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]*$"))]
+    #[schemars(length(min = 2, max = 32), regex(pattern = r"^[\w+=,.@-]*$"))]
     pub session_name: Option<String>,
 
     /// Region for decisions that do not name one (before the operator's default).

@@ -289,7 +289,7 @@ impl RequestDirectory {
             .scopes
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        f(scopes.entry(scope.clone()).or_default())
+        f(scopes.entry(listing_key(scope)).or_default())
     }
 
     async fn list_all(
@@ -349,6 +349,17 @@ fn endless_listing(scope: &Scope, what: &str) -> QuickSightError {
     )
 }
 
+/// The scope a listing is kept under: the session name is left out, so that the decisions of
+/// several namespaces bound to one role share the role's listings (the session name says which
+/// namespace acted, for CloudTrail; it does not change what QuickSight lists).
+fn listing_key(scope: &Scope) -> Scope {
+    let mut key = scope.clone();
+    if let crate::quicksight::Credentials::AssumeRole(role) = &mut key.credentials {
+        role.session_name.clear();
+    }
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +380,34 @@ mod tests {
 
     fn pages(tokens: &[Option<&str>]) -> Vec<Option<String>> {
         tokens.iter().map(|t| t.map(str::to_string)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn namespaces_bound_to_one_role_share_its_listings() {
+        let api = Arc::new(FakeQuickSight::default());
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(30));
+        let acting_for = |session: &str| Scope {
+            credentials: Credentials::AssumeRole(crate::quicksight::AssumeRole {
+                role_arn: "arn:aws:iam::111122223333:role/approver".into(),
+                external_id: None,
+                session_name: session.into(),
+            }),
+            ..scope()
+        };
+        directory
+            .cached_list(&acting_for("sud-team-a"))
+            .await
+            .expect("listed");
+        let shared = directory
+            .cached_list(&acting_for("sud-team-b"))
+            .await
+            .expect("cached");
+        assert_eq!(shared.len(), 3);
+        assert_eq!(
+            api.asked().len(),
+            3,
+            "one listing of three pages serves both"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -312,12 +312,13 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
             .map(|a| a.keys().cloned().collect())
             .unwrap_or_default()
     };
+    // The session names say which namespace acted: what CloudTrail shows an auditor.
     assert_eq!(
-        acted_on("arn:aws:sts::111111111111:assumed-role/quicksight-approver/selfupgrade-operator"),
+        acted_on("arn:aws:sts::111111111111:assumed-role/quicksight-approver/sud-team-a"),
         [ACCOUNT_A]
     );
     assert_eq!(
-        acted_on("arn:aws:sts::222222222222:assumed-role/quicksight-approver/selfupgrade-operator"),
+        acted_on("arn:aws:sts::222222222222:assumed-role/quicksight-approver/sud-team-b"),
         [ACCOUNT_B]
     );
     assert!(
