@@ -166,6 +166,56 @@ fn the_deployment_is_hardened_and_its_grace_period_covers_the_drain() {
 }
 
 #[test]
+fn the_namespace_enforces_restricted_pods_and_only_monitoring_scrapes_metrics() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let Some(documents) = kustomize("") else {
+        return;
+    };
+    let namespace = of_kind::<Namespace>(&documents, "Namespace").remove(0);
+    let labels = namespace.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
+    let policy = of_kind::<NetworkPolicy>(&documents, "NetworkPolicy").remove(0);
+    let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    let port_of = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        let ports = rule.ports.clone().unwrap_or_default();
+        ports
+            .iter()
+            .filter_map(|p| p.port.clone())
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+    };
+    for rule in &ingress {
+        let ports = port_of(rule);
+        if ports.iter().any(|p| p.contains("metrics")) {
+            let from = rule.from.clone().unwrap_or_default();
+            let selector = from
+                .first()
+                .and_then(|peer| peer.namespace_selector.clone())
+                .and_then(|s| s.match_labels)
+                .unwrap_or_default();
+            assert_eq!(
+                selector
+                    .get("kubernetes.io/metadata.name")
+                    .map(String::as_str),
+                Some("monitoring"),
+                "metrics only from the monitoring namespace"
+            );
+        }
+    }
+    assert!(
+        ingress
+            .iter()
+            .any(|r| port_of(r).iter().any(|p| p.contains("health")))
+    );
+}
+
+#[test]
 fn rbac_has_no_wildcards_and_no_secrets() {
     for variant in VARIANTS {
         let Some(documents) = kustomize(variant) else {
@@ -298,6 +348,42 @@ fn the_approval_mode_permissions_are_a_separate_policy_one_statement_each() {
             .iter()
             .any(|a| a.contains("SelfUpgradeConfiguration")),
         "the base policy does without them"
+    );
+}
+
+/// The operator role's trust policies let only the operator's ServiceAccount assume it: by
+/// the IRSA token's subject, or by the session tags EKS Pod Identity sets.
+#[test]
+fn the_operator_role_trusts_only_the_operators_service_account() {
+    let service_account = "system:serviceaccount:selfupgrade-operator:selfupgrade-operator";
+    let irsa = json("iam-operator-trust-irsa.json");
+    let statement = &irsa["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    let equals = statement["Condition"]["StringEquals"]
+        .as_object()
+        .expect("conditions");
+    let subject = equals.iter().find(|(key, _)| key.ends_with(":sub"));
+    assert_eq!(
+        subject.map(|(_, v)| v.as_str()),
+        Some(Some(service_account))
+    );
+    assert!(
+        equals
+            .iter()
+            .any(|(key, value)| key.ends_with(":aud") && value == "sts.amazonaws.com")
+    );
+
+    let pod_identity = json("iam-operator-trust-pod-identity.json");
+    let statement = &pod_identity["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "pods.eks.amazonaws.com");
+    let tags = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        tags["aws:RequestTag/kubernetes-namespace"],
+        "selfupgrade-operator"
+    );
+    assert_eq!(
+        tags["aws:RequestTag/kubernetes-service-account"],
+        "selfupgrade-operator"
     );
 }
 

@@ -249,6 +249,7 @@ async fn a_service_account_is_refused_what_it_was_not_granted() {
             .expect("deploy/base/rbac.yaml"),
             service_accounts: vec![(OPERATOR_NAMESPACE.into(), SERVICE_ACCOUNT.into())],
         }),
+        namespaces: vec!["default".into(), OPERATOR_NAMESPACE.into()],
         ..ApiServerConfig::default()
     })
     .await
@@ -285,5 +286,25 @@ async fn a_service_account_is_refused_what_it_was_not_granted() {
         "list is granted"
     );
     assert!(decisions.get_opt("x").await.is_err(), "get is not granted");
+    // Leases: the operator's own only, listed by name, and created.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let own = kube::api::ListParams::default().fields("metadata.name=selfupgrade-operator");
+    assert!(leases.list(&own).await.is_ok(), "its own Lease, by name");
+    let forbidden = |result: Result<_, kube::Error>| matches!(result, Err(kube::Error::Api(status)) if status.code == 403);
+    assert!(
+        forbidden(leases.list(&Default::default()).await.map(drop)),
+        "every Lease"
+    );
+    assert!(
+        forbidden(leases.get("another-lock").await.map(drop)),
+        "another Lease"
+    );
+    let mut lease = k8s_openapi::api::coordination::v1::Lease::default();
+    lease.metadata.name = Some("selfupgrade-operator".into());
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create is granted");
     apiserver.stop().await;
 }

@@ -137,6 +137,15 @@ impl FieldSelector {
         Ok(Self(terms))
     }
 
+    /// The name the selector requires (`metadata.name=<name>`), as `RequiresExactMatch`
+    /// finds it: a list or watch with one is authorized as a request for that name.
+    pub fn exact_name(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(path, equal, _)| path == "metadata.name" && *equal)
+            .map(|(_, _, name)| name.as_str())
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(path, equal, expected)| {
             let mut current = object;

@@ -156,6 +156,22 @@ pub struct ApiState {
 pub const ADMIN_USER: &str = "admin";
 
 impl ApiState {
+    /// Who `token` authenticates: `Some(None)` the admin (allowed everything), `Some(Some(user))`
+    /// a service account (under RBAC), `None` nobody. Every token is compared in constant time,
+    /// and all of them are, so that neither the answer's timing nor which one matched tells a
+    /// guesser how close a guess came.
+    fn user_of(&self, token: &str) -> Option<Option<String>> {
+        use subtle::ConstantTimeEq;
+        let same = |known: &str| bool::from(known.as_bytes().ct_eq(token.as_bytes()));
+        let mut found = same(&self.token).then_some(None);
+        for (known, user) in &self.service_account_tokens {
+            if same(known) && found.is_none() {
+                found = Some(Some(user.clone()));
+            }
+        }
+        found
+    }
+
     fn count_request(&self, user: &str, verb: &str) {
         *self
             .request_counts
@@ -542,11 +558,27 @@ impl RunningApiServer {
         )
     }
 
+    /// Writes the admin kubeconfig, readable and writable by its owner only (it holds the
+    /// admin's token), as kubeadm writes `admin.conf`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), StartError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| StartError::Kubeconfig {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |source| StartError::Kubeconfig {
             path: path.display().to_string(),
             source,
-        })
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(failed)?;
+        // A file that existed keeps its mode through open: set it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
+        file.write_all(self.kubeconfig_yaml().as_bytes())
+            .map_err(failed)
     }
 
     /// A kube-rs client for this server.
@@ -636,13 +668,9 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // `None`: the admin, allowed everything; `Some(user)`: a service account under RBAC.
-    let service_account = match bearer {
-        Some(token) if token == state.token => None,
-        Some(token) => match state.service_account_tokens.get(token) {
-            Some(user) => Some(user.clone()),
-            None => return ApiError::unauthorized().into_response(),
-        },
-        None => return ApiError::unauthorized().into_response(),
+    let service_account = match bearer.map(|token| state.user_of(token)) {
+        Some(Some(user)) => user,
+        _ => return ApiError::unauthorized().into_response(),
     };
     let query: HashMap<String, String> = uri
         .query()
@@ -842,12 +870,24 @@ fn attributes(
         Some(sub) => format!("{}/{sub}", type_.plural),
         None => type_.plural.clone(),
     };
+    // A list or watch whose field selector requires one name is a request for that name, so
+    // that `resourceNames` can grant it: k8s.io/apiserver's ListResource propagates
+    // `metadata.name` into the request info.
+    let selected = || {
+        let selector = query.get("fieldSelector")?;
+        let parsed = super::selectors::FieldSelector::parse(selector).ok()?;
+        parsed.exact_name().map(str::to_string)
+    };
+    let name = match verb {
+        "list" | "watch" => selected(),
+        _ => target.name.clone(),
+    };
     Attributes {
         verb: verb.to_ascii_lowercase(),
         group: type_.group.clone(),
         resource,
         namespace: target.namespace.clone(),
-        name: target.name.clone(),
+        name,
     }
 }
 
