@@ -251,3 +251,45 @@ async fn run_stops_cleanly_on_sigterm() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// Run as installed (no `--allow-unbound-accounts`), the operator refuses a decision for an
+/// account no QuickSightAccount binds: every other process test passes the flag, so a flipped
+/// default would go unnoticed but for this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_installed_the_operator_refuses_an_unbound_account() {
+    use common::processes::*;
+    let servers = start_servers(&[]);
+    admin_send(
+        &servers.endpoint,
+        "POST",
+        "/_sim/requests",
+        serde_json::json!({"accountId": common::ACCOUNT, "request": {
+            "id": "r-unbound", "userName": "una@example.com",
+            "originalRole": "READER", "requestedRole": "AUTHOR",
+        }}),
+    );
+    let _operator = operator_as_installed(&servers.kubeconfig, &servers.endpoint, "AKIDBOUND", &[]);
+    let api: kube::Api<selfupgrade_operator::api::SelfUpgradeDecision> =
+        kube::Api::namespaced(client(&servers.kubeconfig).await, "default");
+    let decision = common::new_decision(
+        "approve-unbound",
+        common::ACCOUNT,
+        "r-unbound",
+        selfupgrade_operator::api::Action::Approve,
+    );
+    api.create(&kube::api::PostParams::default(), &decision)
+        .await
+        .expect("created");
+    let refused = common::wait_for(&api, "approve-unbound", 60, |d| {
+        common::is(d, "Stalled", "True", "NotAuthorized")
+    })
+    .await;
+    let status = refused.status.expect("status");
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled");
+    let message = &stalled.expect("Stalled").message;
+    assert!(
+        message.contains("no QuickSightAccount binds AWS account"),
+        "{message}"
+    );
+    assert_eq!(updates_applied(&servers.endpoint), 0, "no call was made");
+}

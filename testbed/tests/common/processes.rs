@@ -129,8 +129,21 @@ pub fn updates_applied(endpoint: &str) -> u64 {
 }
 
 /// `selfupgrade-operator run` against the API server of `kubeconfig` and the simulator at
-/// `endpoint`, signing with `access_key`, with `extra` flags.
+/// `endpoint`, signing with `access_key`, with `extra` flags; single-tenant
+/// (`--allow-unbound-accounts`: tests/tenancy.rs covers the bindings).
 pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&str]) -> Process {
+    let mut flags = vec!["--allow-unbound-accounts"];
+    flags.extend_from_slice(extra);
+    operator_as_installed(kubeconfig, endpoint, access_key, &flags)
+}
+
+/// [`operator`] with its defaults as installed: only the accounts bindings bind.
+pub fn operator_as_installed(
+    kubeconfig: &Path,
+    endpoint: &str,
+    access_key: &str,
+    extra: &[&str],
+) -> Process {
     // The simulator verifies signatures: it issues the key first, as IAM would.
     admin_send(
         endpoint,
@@ -148,8 +161,6 @@ pub fn operator(kubeconfig: &Path, endpoint: &str, access_key: &str, extra: &[&s
             "--sts-endpoint",
             endpoint,
         ])
-        // These tests are single-tenant; tests/tenancy.rs covers the bindings.
-        .arg("--allow-unbound-accounts")
         .args([
             "--health-addr",
             "127.0.0.1:0",
