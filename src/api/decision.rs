@@ -51,8 +51,9 @@ pub struct SelfUpgradeDecisionSpec {
     pub quicksight_namespace: String,
 
     /// The id of the self-upgrade request, as `ListSelfUpgrades` shows it.
-    // The service model gives `UpgradeRequestId` no limit; 256 is ours (ids are UUIDs).
-    #[schemars(length(min = 1, max = 256))]
+    // The service model gives `UpgradeRequestId` no limit; 1024 is ours (ids are UUIDs, and
+    // the mirror must still take an odd one QuickSight lists).
+    #[schemars(length(min = 1, max = 1024))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("upgradeRequestId is immutable"))]
     pub upgrade_request_id: String,
 

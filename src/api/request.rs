@@ -34,7 +34,7 @@ pub struct SelfUpgradeRequestSpec {
     pub aws_account_id: String,
     #[schemars(length(max = 64))]
     pub quicksight_namespace: String,
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 1024))]
     pub upgrade_request_id: String,
 }
 

@@ -69,13 +69,43 @@ struct ScopeEntry {
     listing: Option<Listing>,
     /// Held while fetching, so concurrent reconciles in one scope share one listing.
     fetching: Arc<tokio::sync::Mutex<()>>,
+    /// When a reconcile last asked about the scope.
+    used_at: Option<Instant>,
+}
+
+/// A scope nobody asked about for this long is forgotten, listing and all: scopes come and go
+/// with bindings, regions and QuickSight namespaces, and a cache must not keep every one ever
+/// seen.
+const SCOPE_IDLE: Duration = Duration::from_secs(15 * 60);
+/// How often the cache looks for idle scopes (a look walks every scope).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Scopes {
+    entries: HashMap<Scope, ScopeEntry>,
+    swept_at: Option<Instant>,
+}
+
+impl Scopes {
+    /// Forgets the scopes idle for [`SCOPE_IDLE`] (not one being fetched), at most once per
+    /// [`SWEEP_INTERVAL`].
+    fn sweep(&mut self, now: Instant) {
+        if self.swept_at.is_some_and(|at| now < at + SWEEP_INTERVAL) {
+            return;
+        }
+        self.swept_at = Some(now);
+        self.entries.retain(|_, entry| {
+            let recent = entry.used_at.is_some_and(|at| now < at + SCOPE_IDLE);
+            recent || Arc::strong_count(&entry.fetching) > 1
+        });
+    }
 }
 
 /// The listing cache in front of [`SelfUpgradeApi`]; every QuickSight call goes through it.
 pub struct RequestDirectory {
     api: Arc<dyn SelfUpgradeApi>,
     ttl: Duration,
-    scopes: Mutex<HashMap<Scope, ScopeEntry>>,
+    scopes: Mutex<Scopes>,
 }
 
 impl RequestDirectory {
@@ -83,7 +113,7 @@ impl RequestDirectory {
         Self {
             api,
             ttl,
-            scopes: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(Scopes::default()),
         }
     }
 
@@ -289,7 +319,11 @@ impl RequestDirectory {
             .scopes
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        f(scopes.entry(listing_key(scope)).or_default())
+        let now = Instant::now();
+        scopes.sweep(now);
+        let entry = scopes.entries.entry(listing_key(scope)).or_default();
+        entry.used_at = Some(now);
+        f(entry)
     }
 
     async fn list_all(
@@ -380,6 +414,41 @@ mod tests {
 
     fn pages(tokens: &[Option<&str>]) -> Vec<Option<String>> {
         tokens.iter().map(|t| t.map(str::to_string)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scopes_nobody_asks_about_are_forgotten() {
+        let api = Arc::new(FakeQuickSight::default());
+        let directory = RequestDirectory::new(api.clone(), Duration::from_secs(30));
+        let in_region = |region: &str| Scope {
+            region: region.into(),
+            ..scope()
+        };
+        for region in ["us-east-1", "eu-west-1", "ap-south-1"] {
+            directory
+                .cached_list(&in_region(region))
+                .await
+                .expect("listed");
+        }
+        let count = || {
+            directory
+                .scopes
+                .lock()
+                .map(|s| s.entries.len())
+                .unwrap_or(0)
+        };
+        assert_eq!(count(), 3);
+        tokio::time::advance(SCOPE_IDLE / 2).await;
+        directory
+            .cached_list(&in_region("us-east-1"))
+            .await
+            .expect("listed");
+        tokio::time::advance(SCOPE_IDLE / 2 + SWEEP_INTERVAL).await;
+        directory
+            .cached_list(&in_region("us-east-1"))
+            .await
+            .expect("listed");
+        assert_eq!(count(), 1, "only the scope still in use is kept");
     }
 
     #[tokio::test(start_paused = true)]

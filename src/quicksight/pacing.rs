@@ -67,7 +67,13 @@ pub struct Paced {
     buckets: DefaultKeyedRateLimiter<String>,
     in_flight: Semaphore,
     pauses: Mutex<HashMap<String, Pause>>,
+    /// When idle accounts' buckets and pauses were last forgotten.
+    swept_at: Mutex<Instant>,
 }
+
+/// How often the pacer forgets what it keeps of accounts and regions no longer called: their
+/// full buckets (governor's `retain_recent`) and pauses that ended this long ago.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Paced {
     pub fn new(
@@ -89,6 +95,7 @@ impl Paced {
             buckets: RateLimiter::keyed(period.allow_burst(burst)),
             in_flight: Semaphore::new(settings.concurrency),
             pauses: Mutex::new(HashMap::new()),
+            swept_at: Mutex::new(Instant::now()),
             settings,
         })
     }
@@ -104,6 +111,7 @@ impl Paced {
         call: impl Future<Output = Result<T, QuickSightError>>,
     ) -> Result<T, QuickSightError> {
         let key = format!("{}/{}", scope.account_id, scope.region);
+        self.forget_idle();
         let admission = self.admit(&key, send_by);
         let _permit = match send_by {
             None => admission.await,
@@ -199,6 +207,23 @@ impl Paced {
             pause = ?pause.until - now,
             "QuickSight throttled the account; pausing its calls"
         );
+    }
+
+    /// Forgets the buckets that are full again (as a new one would be) and the pauses long
+    /// over, at most once per [`SWEEP_INTERVAL`]: the keys come and go with bindings and
+    /// regions.
+    fn forget_idle(&self) {
+        let now = Instant::now();
+        {
+            let mut swept_at = self.swept_at.lock().unwrap_or_else(|p| p.into_inner());
+            if now < *swept_at + SWEEP_INTERVAL {
+                return;
+            }
+            *swept_at = now;
+        }
+        self.buckets.retain_recent();
+        self.lock_pauses()
+            .retain(|_, pause| pause.until + SWEEP_INTERVAL > now);
     }
 
     fn lock_pauses(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pause>> {
@@ -324,6 +349,20 @@ mod tests {
         // Another account is not slowed by the first.
         assert!(list(&paced, "444455556666", 5).await < NO_WAIT);
         assert_eq!(fake.calls.load(Ordering::SeqCst), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_of_an_account_no_longer_called_is_forgotten() {
+        let fake = Arc::new(FakeQuickSight::default());
+        let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
+        fake.throttling.store(true, Ordering::SeqCst);
+        list(&paced, "111122223333", 1).await;
+        fake.throttling.store(false, Ordering::SeqCst);
+        assert_eq!(paced.lock_pauses().len(), 1);
+        tokio::time::advance(SWEEP_INTERVAL * 3).await;
+        // Another account's call is the pacer's next look.
+        list(&paced, "444455556666", 1).await;
+        assert!(paced.lock_pauses().is_empty());
     }
 
     #[tokio::test]

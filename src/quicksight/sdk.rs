@@ -41,6 +41,10 @@ pub struct SdkSettings {
 /// Whose credentials, in which region: what one SDK client is built for.
 type SignerKey = (Credentials, String);
 
+/// A signer (an SDK client with its credentials) unused for this long is dropped when another
+/// is built.
+const SIGNER_IDLE: Duration = Duration::from_secs(60 * 60);
+
 /// When credentials were last checked, and the outcome.
 type CredentialCheck = (Instant, Result<(), String>);
 
@@ -60,7 +64,8 @@ const CREDENTIAL_CHECK_TTL: Duration = Duration::from_secs(600);
 pub struct SdkQuickSight {
     base: aws_config::SdkConfig,
     settings: SdkSettings,
-    clients: Mutex<HashMap<SignerKey, Signer>>,
+    /// Each signer with when it was last used.
+    clients: Mutex<HashMap<SignerKey, (Signer, Instant)>>,
     /// The last credential check per signer.
     checks: Mutex<HashMap<SignerKey, CredentialCheck>>,
 }
@@ -91,13 +96,20 @@ impl SdkQuickSight {
 
     async fn signer(&self, credentials: &Credentials, region: &str) -> Signer {
         let key = (credentials.clone(), region.to_string());
-        if let Some(signer) = lock(&self.clients).get(&key) {
+        if let Some((signer, used_at)) = lock(&self.clients).get_mut(&key) {
+            *used_at = Instant::now();
             return signer.clone();
         }
         // Built outside the lock (building an assume-role provider is async); two reconciles
         // racing here build twice and keep the first.
         let built = self.build_signer(credentials, region).await;
-        lock(&self.clients).entry(key).or_insert(built).clone()
+        let mut clients = lock(&self.clients);
+        // A new signer is the moment the map grows: the ones idle for long go (credentials
+        // and regions come and go with bindings), and their credential checks with them.
+        clients.retain(|_, (_, used_at)| used_at.elapsed() < SIGNER_IDLE);
+        lock(&self.checks).retain(|key, _| clients.contains_key(key));
+        let (signer, _) = clients.entry(key).or_insert((built, Instant::now()));
+        signer.clone()
     }
 
     async fn build_signer(&self, credentials: &Credentials, region: &str) -> Signer {

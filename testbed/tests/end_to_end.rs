@@ -325,7 +325,11 @@ async fn a_second_decision_for_the_same_request_stalls_as_a_conflict_without_a_c
     })
     .await;
     let message = loser.status.expect("status").conditions[2].message.clone();
-    assert!(message.contains("default/approve"), "{message}");
+    // The winner is in the loser's own namespace: named.
+    assert!(
+        message.starts_with("SelfUpgradeDecision approve is older"),
+        "{message}"
+    );
     assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
     assert_eq!(
         handle
