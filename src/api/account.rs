@@ -58,7 +58,7 @@ pub struct QuickSightAccountSpec {
 
     /// Region for decisions that do not name one (before the operator's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
     /// The regions decisions may call. Unset: `region` only (the operator's region when that
@@ -66,7 +66,7 @@ pub struct QuickSightAccountSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 16),
-        inner(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))
+        inner(length(max = 32), regex(pattern = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))
     )]
     pub regions: Vec<String>,
 

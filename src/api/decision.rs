@@ -62,7 +62,7 @@ pub struct SelfUpgradeDecisionSpec {
 
     /// The AWS region to call; defaults to the operator's region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
     /// How often the action is sent again after QuickSight reports it failed (UPDATE_FAILED after

@@ -67,7 +67,7 @@ pub struct SelfUpgradePolicySpec {
 
     /// The AWS region to call; as for decisions, defaults to the binding's, then the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))]
     pub region: Option<String>,
 
     /// In order; the first rule whose every condition holds decides a request.

@@ -608,3 +608,65 @@ async fn the_outcome_never_overwrites_a_status_written_while_the_call_was_out() 
     );
     assert_eq!(handle.counters().count("UpdateSelfUpgrade", "ok"), 1);
 }
+
+/// A tenant does not choose where the operator's credentials go: decisions naming regions the
+/// operator does not admit (other regions, other partitions) are refused before any call, so
+/// none of them adds a client, a pacing bucket or a listing; the admitted region still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_naming_regions_that_are_not_admitted_make_no_call() {
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let regions = [
+        "eu-west-1",
+        "ap-south-1",
+        "sa-east-1",
+        "me-central-1",
+        "cn-north-1",
+        "us-gov-west-1",
+        "us-iso-east-1",
+        "eusc-de-east-1",
+    ];
+    for (index, region) in regions.iter().enumerate() {
+        let mut decision = new_decision(
+            &format!("elsewhere-{index}"),
+            ACCOUNT,
+            "req-1",
+            Action::Deny,
+        );
+        decision.spec.region = Some(region.to_string());
+        decisions
+            .create(&PostParams::default(), &decision)
+            .await
+            .expect("created");
+    }
+    for (index, region) in regions.iter().enumerate() {
+        let refused = wait_for(&decisions, &format!("elsewhere-{index}"), 30, |d| {
+            is(d, "Stalled", "True", "NotAuthorized")
+        })
+        .await;
+        let status = refused.status.expect("status");
+        let message = &status.conditions[0].message;
+        assert!(
+            message.contains(&format!("region \"{region}\"")),
+            "{message}"
+        );
+    }
+    let counters = handle.counters();
+    assert_eq!(counters.total("UpdateSelfUpgrade"), 0);
+    // The operator's own region is admitted: the same request is decided there.
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision("approve", ACCOUNT, "req-1", Action::Approve),
+        )
+        .await
+        .expect("created");
+    wait_for(&decisions, "approve", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
+    playground.stop().await;
+}
