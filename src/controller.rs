@@ -124,6 +124,8 @@ async fn count_decisions(
     loop {
         tick.tick().await;
         ctx.metrics.count_decisions(&store.state());
+        ctx.metrics
+            .count_listing_scopes(ctx.directory.scopes_by_region());
     }
 }
 

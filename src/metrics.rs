@@ -66,6 +66,11 @@ pub struct PolicyRuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
     pub namespace: String,
     pub policy: String,
@@ -87,6 +92,7 @@ pub struct Metrics {
     pub policy_matches: Family<PolicyRuleLabels, Gauge>,
     pub policy_decisions_created: Family<PolicyRuleLabels, Counter>,
     pub policy_held_back: Family<PolicyLabels, Gauge>,
+    pub listing_scopes: Family<RegionLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -111,6 +117,7 @@ impl Default for Metrics {
             policy_matches: Family::default(),
             policy_decisions_created: Family::default(),
             policy_held_back: Family::default(),
+            listing_scopes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -178,6 +185,11 @@ impl Default for Metrics {
             "Matches of an Enforce SelfUpgradePolicy its brake (maxDecisionsPerHour) holds back",
             metrics.policy_held_back.clone(),
         );
+        registry.register(
+            "listing_scopes",
+            "Scopes (account, QuickSight namespace, role) whose listing the operator keeps, by region: only admitted regions appear, and idle scopes go",
+            metrics.listing_scopes.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -230,6 +242,16 @@ impl Metrics {
     }
 
     /// Recounts the decision gauges from the controller's store.
+    /// Sets `listing_scopes` to `by_region` (regions no scope is kept for any more are dropped).
+    pub fn count_listing_scopes(&self, by_region: HashMap<String, i64>) {
+        self.listing_scopes.clear();
+        for (region, count) in by_region {
+            self.listing_scopes
+                .get_or_create(&RegionLabels { region })
+                .set(count);
+        }
+    }
+
     pub fn count_decisions(&self, decisions: &[Arc<DeserializeGuard<SelfUpgradeDecision>>]) {
         let mut by_status: HashMap<String, i64> = HashMap::new();
         let mut by_condition: HashMap<ConditionLabels, i64> = HashMap::new();

@@ -117,6 +117,19 @@ impl RequestDirectory {
         }
     }
 
+    /// How many scopes the cache keeps, by region.
+    pub fn scopes_by_region(&self) -> HashMap<String, i64> {
+        let scopes = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut by_region = HashMap::new();
+        for scope in scopes.entries.keys() {
+            *by_region.entry(scope.region.clone()).or_default() += 1;
+        }
+        by_region
+    }
+
     /// Whether calls with `credentials` can be signed in `region` (see
     /// [`SelfUpgradeApi::check_credentials`]).
     pub async fn check_credentials(

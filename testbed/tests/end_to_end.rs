@@ -668,5 +668,21 @@ async fn decisions_naming_regions_that_are_not_admitted_make_no_call() {
     })
     .await;
     assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
+    // The cache kept listings of the admitted region only (the gauge is recounted every 5 s).
+    let kept = "selfupgrade_listing_scopes{region=\"us-east-1\"}";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !playground.metrics.encode().contains(kept) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kept} never exported"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let exported = playground.metrics.encode();
+    let regions: Vec<&str> = exported
+        .lines()
+        .filter(|line| line.starts_with("selfupgrade_listing_scopes{"))
+        .collect();
+    assert_eq!(regions.len(), 1, "{regions:?}");
     playground.stop().await;
 }
