@@ -21,11 +21,40 @@ pub type ObjectKey = (String, String);
 
 /// One decision's claim on a request, ordered oldest first: by creation time, then namespace
 /// and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug)]
 struct Claim {
     created: Option<Timestamp>,
     namespace: String,
     name: String,
+    /// The region the decision names: whether it may act at all depends on it, and one that
+    /// may not must not block one that may.
+    region: Option<String>,
+}
+
+impl Claim {
+    fn order(&self) -> (&Option<Timestamp>, &str, &str) {
+        (&self.created, &self.namespace, &self.name)
+    }
+}
+
+impl PartialEq for Claim {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+
+impl Eq for Claim {}
+
+impl PartialOrd for Claim {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Claim {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order().cmp(&other.order())
+    }
 }
 
 fn request_of(decision: &SelfUpgradeDecision) -> RequestKey {
@@ -41,6 +70,7 @@ fn claim_of(decision: &SelfUpgradeDecision) -> Claim {
         created: decision.metadata.creation_timestamp.as_ref().map(|t| t.0),
         namespace: decision.namespace().unwrap_or_default(),
         name: decision.name_any(),
+        region: decision.spec.region.clone(),
     }
 }
 
@@ -100,7 +130,9 @@ impl ClaimIndex {
         let key = (namespace.to_string(), name.to_string());
         let (request, created) = self.by_object.remove(&key)?;
         let (namespace, name) = key;
+        // Found by its order (creation, namespace, name); the region does not take part.
         let claim = Claim {
+            region: None,
             created,
             namespace,
             name,
@@ -117,12 +149,13 @@ impl ClaimIndex {
     }
 
     /// The older decision (namespace, name) that decides `decision`'s request, if any.
-    /// Only decisions in namespaces `admitted` (bound to the request's account) compete: a
-    /// decision that may not act on the account must not block one that may.
+    /// Only decisions `admitted` (by namespace and the region they name: bound to the request's
+    /// account there) compete: a decision that may not act on the account must not block one
+    /// that may.
     pub fn winner_over(
         &self,
         decision: &SelfUpgradeDecision,
-        admitted: impl Fn(&str) -> bool,
+        admitted: impl Fn(&str, Option<&str>) -> bool,
     ) -> Option<ObjectKey> {
         let own = claim_of(decision);
         let oldest = self.oldest(&request_of(decision), admitted)?;
@@ -136,7 +169,7 @@ impl ClaimIndex {
         account: &str,
         quicksight_namespace: &str,
         request_id: &str,
-        admitted: impl Fn(&str) -> bool,
+        admitted: impl Fn(&str, Option<&str>) -> bool,
     ) -> Option<String> {
         let key = (
             account.to_string(),
@@ -167,11 +200,15 @@ impl ClaimIndex {
             .collect()
     }
 
-    fn oldest(&self, request: &RequestKey, admitted: impl Fn(&str) -> bool) -> Option<&Claim> {
+    fn oldest(
+        &self,
+        request: &RequestKey,
+        admitted: impl Fn(&str, Option<&str>) -> bool,
+    ) -> Option<&Claim> {
         self.by_request
             .get(request)?
             .iter()
-            .find(|claim| admitted(&claim.namespace))
+            .find(|claim| admitted(&claim.namespace, claim.region.as_deref()))
     }
 }
 
@@ -250,7 +287,7 @@ impl Claims {
         account: &str,
         quicksight_namespace: &str,
         request_id: &str,
-        admitted: impl Fn(&str) -> bool,
+        admitted: impl Fn(&str, Option<&str>) -> bool,
     ) -> Option<String> {
         lock(&self.current).decider(account, quicksight_namespace, request_id, admitted)
     }
@@ -269,7 +306,7 @@ impl Claims {
     pub fn winner_over(
         &self,
         decision: &SelfUpgradeDecision,
-        admitted: impl Fn(&str) -> bool,
+        admitted: impl Fn(&str, Option<&str>) -> bool,
     ) -> Option<ObjectKey> {
         lock(&self.current).winner_over(decision, admitted)
     }
@@ -324,7 +361,7 @@ mod tests {
     }
 
     /// Every namespace is bound to the account.
-    fn anywhere(_: &str) -> bool {
+    fn anywhere(_: &str, _: Option<&str>) -> bool {
         true
     }
 
@@ -381,11 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_naming_a_region_it_may_not_call_does_not_block_one_that_may() {
+        let mut elsewhere = decision("team-a", "elsewhere", 100, "r1");
+        elsewhere.spec.region = Some("ap-south-1".into());
+        let owner = decision("team-a", "approve", 200, "r1");
+        let index = index(&[&elsewhere, &owner]);
+        let in_us_east_1 = |_: &str, region: Option<&str>| region.is_none_or(|r| r == "us-east-1");
+        assert_eq!(index.winner_over(&owner, in_us_east_1), None);
+        assert_eq!(
+            shown(index.winner_over(&owner, anywhere)).as_deref(),
+            Some("team-a/elsewhere")
+        );
+    }
+
+    #[test]
     fn a_decision_from_an_unbound_namespace_does_not_block_a_bound_one() {
         let squatter = decision("intruder", "deny", 100, "r1");
         let owner = decision("team-a", "approve", 200, "r1");
         let index = index(&[&squatter, &owner]);
-        assert_eq!(index.winner_over(&owner, |ns| ns == "team-a"), None);
+        assert_eq!(index.winner_over(&owner, |ns, _| ns == "team-a"), None);
         assert_eq!(
             shown(index.winner_over(&owner, anywhere)).as_deref(),
             Some("intruder/deny")

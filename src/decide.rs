@@ -62,8 +62,12 @@ pub enum Stall {
     InvalidSpec(String),
     /// An older decision decides the same request; this one makes no call. `winner` names it
     /// as this decision's namespace may know it: `SelfUpgradeDecision <name>` in the same
-    /// namespace, `a SelfUpgradeDecision in another namespace` otherwise.
-    Conflict { winner: String },
+    /// namespace, `a SelfUpgradeDecision in another namespace` otherwise. `winner_object` is
+    /// its (namespace, name), for the Event on it.
+    Conflict {
+        winner: String,
+        winner_object: (String, String),
+    },
     /// No `QuickSightAccount` binding admits this decision (the message says what is missing);
     /// no AWS call is made.
     NotAuthorized(String),

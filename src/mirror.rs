@@ -214,7 +214,7 @@ async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Erro
                         &scope.account_id,
                         &scope.namespace,
                         &detail.upgrade_request_id,
-                        |namespace| admitted(ctx, namespace, &scope),
+                        |namespace, region| admitted(ctx, namespace, region, &scope),
                     );
                     desired_objects.push(desired(
                         &scope,
@@ -265,13 +265,13 @@ async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Erro
 
 /// Whether a decision in `namespace` may act on `scope`'s account (only such a decision is
 /// linked as the decider).
-fn admitted(ctx: &Context, namespace: &str, scope: &Scope) -> bool {
+fn admitted(ctx: &Context, namespace: &str, region: Option<&str>, scope: &Scope) -> bool {
     let spec = crate::api::SelfUpgradeDecisionSpec {
         aws_account_id: scope.account_id.clone(),
         quicksight_namespace: scope.namespace.clone(),
         upgrade_request_id: String::new(),
         action: crate::api::Action::Approve,
-        region: None,
+        region: region.map(str::to_string),
         retry: None,
     };
     ctx.bindings.authorize(namespace, &spec).is_ok()

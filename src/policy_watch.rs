@@ -297,10 +297,15 @@ async fn judge(
     let (account, namespace) = (&scope.account_id, &scope.namespace);
     let as_decision = as_decision(policy);
     let decided = |id: &str| {
+        let admitted = |ns: &str, region: Option<&str>| {
+            let claimant = SelfUpgradeDecisionSpec {
+                region: region.map(str::to_string),
+                ..as_decision.clone()
+            };
+            ctx.bindings.authorize(ns, &claimant).is_ok()
+        };
         ctx.claims
-            .decider(account, namespace, id, |ns| {
-                ctx.bindings.authorize(ns, &as_decision).is_ok()
-            })
+            .decider(account, namespace, id, admitted)
             .is_some()
     };
     let evaluation = evaluate(&compiled, &requests, decided, Timestamp::now());

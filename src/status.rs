@@ -287,7 +287,7 @@ fn stall_message(stall: &Stall, action: Action) -> String {
             "QuickSight could not complete {action} in {attempts} attempts: {request_status}: {}; change the spec (or spec.retry) to try again",
             reason.as_deref().unwrap_or("no reason given")
         ),
-        Stall::Conflict { winner } => format!(
+        Stall::Conflict { winner, .. } => format!(
             "{winner} is older and decides the same request; this one makes no call while it exists"
         ),
     }

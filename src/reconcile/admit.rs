@@ -47,7 +47,14 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
                 .to_string(),
         )
     })?;
-    let admitted = |namespace: &str| ctx.bindings.authorize(namespace, spec).is_ok();
+    // Each claimant is judged as it is written: its namespace and the region it names.
+    let admitted = |namespace: &str, region: Option<&str>| {
+        let claimant = crate::api::SelfUpgradeDecisionSpec {
+            region: region.map(str::to_string),
+            ..spec.clone()
+        };
+        ctx.bindings.authorize(namespace, &claimant).is_ok()
+    };
     if let Some((namespace, name)) = ctx.claims.winner_over(decision, admitted) {
         let own = decision.namespace().unwrap_or_default();
         // A tenant learns the winner's name only when it is in its own namespace.
@@ -58,7 +65,10 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
                 "a SelfUpgradeDecision in another namespace".to_string()
             }
         };
-        return Err(Stall::Conflict { winner });
+        return Err(Stall::Conflict {
+            winner,
+            winner_object: (namespace, name),
+        });
     }
     let scope = Scope {
         account_id: spec.aws_account_id.clone(),

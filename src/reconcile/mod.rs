@@ -179,6 +179,9 @@ async fn reconcile_decision(
         write_status(&decision.metadata, &ctx.client, &report.status, if_version).await?;
         if let Some(event) = &report.event {
             publish(&ctx.events, event, &decision).await;
+            if let Verdict::Stalled(Stall::Conflict { winner_object, .. }) = &report.verdict {
+                tell_the_winner(&ctx.events, &decision, winner_object).await;
+            }
         }
     }
     timer.result(report.label);
@@ -200,6 +203,40 @@ fn requeue(ctx: &Context, uid: &str, report: &Report) -> Action {
             Action::requeue(delay)
         }
         Requeue::OnChange => Action::await_change(),
+    }
+}
+
+/// A Warning Event on the decision that won a request, once per loser that starts to wait
+/// for it: its owners learn that someone else also decides the request, and where only as far
+/// as their namespace may know (the loser's name in the same namespace, not its namespace
+/// otherwise).
+async fn tell_the_winner(
+    events: &crate::events::EventPublisher,
+    loser: &SelfUpgradeDecision,
+    (namespace, name): &(String, String),
+) {
+    let who = match loser.namespace().as_deref() == Some(namespace.as_str()) {
+        true => format!("SelfUpgradeDecision {}", loser.name_any()),
+        false => "a SelfUpgradeDecision in another namespace".to_string(),
+    };
+    let event = Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "ConflictingDecision".to_string(),
+        note: Some(format!(
+            "{who} also decides this request; it makes no call while this one exists"
+        )),
+        action: "Observe".to_string(),
+        secondary: None,
+    };
+    let winner = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(SelfUpgradeDecision::api_version(&()).to_string()),
+        kind: Some(SelfUpgradeDecision::kind(&()).to_string()),
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        ..Default::default()
+    };
+    if let Err(error) = events.publish(&event, &winner).await {
+        warn!(%error, "could not publish an Event on the winning decision");
     }
 }
 

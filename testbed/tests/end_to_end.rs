@@ -655,7 +655,10 @@ async fn decisions_naming_regions_that_are_not_admitted_make_no_call() {
     }
     let counters = handle.counters();
     assert_eq!(counters.total("UpdateSelfUpgrade"), 0);
-    // The operator's own region is admitted: the same request is decided there.
+    // The operator's own region is admitted: the same request is decided there, by a decision
+    // strictly younger than the refused ones (creation times have whole seconds), which may
+    // not block it: they cannot act.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     decisions
         .create(
             &PostParams::default(),

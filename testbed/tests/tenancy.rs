@@ -384,6 +384,33 @@ async fn only_bound_namespaces_act_and_each_account_is_signed_with_its_own_role(
         !message.contains("intruder") && !message.contains("steal-a"),
         "{message}"
     );
+    // The winner's owners hear of it, as far as their namespace may know.
+    let events_in =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "intruder");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let events = events_in
+            .list(&ListParams::default())
+            .await
+            .expect("events");
+        let told: Vec<String> = events
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("ConflictingDecision"))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("steal-a"))
+            .filter_map(|e| e.note)
+            .collect();
+        if !told.is_empty() || tokio::time::Instant::now() > deadline {
+            break told;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        told,
+        [
+            "a SelfUpgradeDecision in another namespace also decides this request; it makes no call while this one exists"
+        ]
+    );
 
     // Binding statuses: decisions counted, credentials checked.
     let bound = |name: &'static str, expect: (&'static str, &'static str, i64)| {
