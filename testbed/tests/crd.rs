@@ -198,60 +198,61 @@ fn every_example_binding_is_valid_and_binds_a_seeded_account() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let seed = std::fs::read_to_string(format!("{examples}/simulator/seed.yaml")).expect("seed");
     let seed = selfupgrade_testbed::quicksight::SeedFile::parse(&seed).expect("seed parses");
-    let crd = serde_json::to_value(QuickSightAccount::crd()).expect("crd serializes");
-    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-    let validator = jsonschema::validator_for(schema).expect("schema compiles");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(format!("{examples}/bindings")).expect("examples/bindings") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("readable");
-        let binding: QuickSightAccount =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let raw: Value = serde_yaml::from_str(&text).expect("yaml");
-        let errors: Vec<String> = validator
-            .iter_errors(&raw["spec"])
-            .map(|e| e.to_string())
-            .collect();
-        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
-        assert!(binding.spec.self_upgrade.is_some(), "{}", path.display());
+    let bindings = valid_examples::<QuickSightAccount>("bindings");
+    for (path, binding) in &bindings {
+        assert!(binding.spec.self_upgrade.is_some(), "{path}");
         assert!(
             seed.accounts
                 .iter()
                 .any(|ns| ns.account_id == binding.spec.account_id),
-            "{} binds an account the seed does not have",
-            path.display()
+            "{path} binds an account the seed does not have"
         );
-        checked += 1;
     }
-    assert!(checked >= 1);
+    assert!(!bindings.is_empty());
 }
 
 /// `examples/policies/` holds policies the schema accepts and whose every rule compiles.
 #[test]
 fn every_example_policy_is_valid_and_compiles() {
     use selfupgrade_operator::api::SelfUpgradePolicy;
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies");
-    let crd = serde_json::to_value(SelfUpgradePolicy::crd()).expect("crd serializes");
+    let policies = valid_examples::<SelfUpgradePolicy>("policies");
+    for (path, policy) in &policies {
+        if let Err(why) = selfupgrade_operator::policy::compile(&policy.spec) {
+            panic!("{path}: {why}");
+        }
+    }
+    assert!(
+        policies.len() >= 3,
+        "only {} example policies",
+        policies.len()
+    );
+}
+
+/// The objects in `examples/<dir>/`, each read as `K` and its spec passing `K`'s CRD schema,
+/// with their paths.
+fn valid_examples<K>(dir: &str) -> Vec<(String, K)>
+where
+    K: kube::CustomResourceExt + serde::de::DeserializeOwned,
+{
+    let crd = serde_json::to_value(K::crd()).expect("crd serializes");
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let validator = jsonschema::validator_for(schema).expect("schema compiles");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(examples).expect("examples/policies") {
+    let examples = format!("{}/../examples/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&examples).expect("examples directory") {
         let path = entry.expect("entry").path();
+        let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path).expect("readable");
-        let policy: SelfUpgradePolicy =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let object: K = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{shown}: {e}"));
         let raw: Value = serde_yaml::from_str(&text).expect("yaml");
         let errors: Vec<String> = validator
             .iter_errors(&raw["spec"])
             .map(|e| e.to_string())
             .collect();
-        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
-        if let Err(why) = selfupgrade_operator::policy::compile(&policy.spec) {
-            panic!("{}: {why}", path.display());
-        }
-        checked += 1;
+        assert!(errors.is_empty(), "{shown}: {errors:?}");
+        found.push((shown, object));
     }
-    assert!(checked >= 3, "only {checked} example policies");
+    found
 }
 
 /// Every input is bounded: in the spec of every CRD, each string has a `maxLength` (or is an
