@@ -409,6 +409,15 @@ fn the_iam_policy_grants_exactly_the_operators_actions() {
         assume["Resource"], "*",
         "AssumeRole is limited to the bound roles"
     );
+    // The service authorization reference gives both QuickSight actions the required resource
+    // type `user` (arn:${Partition}:quicksight:${Region}:${Account}:user/${ResourceId}).
+    let decide = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == "DecideSelfUpgrades")
+        .expect("QuickSight statement");
+    assert_eq!(decide["Resource"], "arn:aws:quicksight:*:*:user/*");
 
     let trust = json("iam-trust-policy.json");
     let statement = &trust["Statement"][0];
