@@ -48,9 +48,12 @@ impl Bindings {
             // Lenient: an unreadable binding is kept (and reported), its bad field named.
             Api::<Lenient<QuickSightAccount>>::all(client.clone()),
             into_guarded,
-            // Status writes do not change the generation: only spec edits (and deletions)
-            // re-reconcile decisions.
-            |binding| binding.meta().generation,
+            // Status writes do not change the generation: only spec edits, pausing and
+            // resuming (and deletions) re-reconcile decisions.
+            |binding| {
+                let paused = crate::pause::is_paused(binding.annotations());
+                (binding.meta().generation, paused)
+            },
             changed.clone(),
         );
         let (namespaces, namespaces_task) = spawn_reflector(
@@ -105,6 +108,13 @@ impl Bindings {
 
     fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    /// Whether the binding `name` is annotated paused (every decision it admits waits).
+    pub fn is_paused(&self, name: &str) -> bool {
+        self.accounts
+            .get(&ObjectRef::new(name))
+            .is_some_and(|binding| crate::pause::is_paused(binding.annotations()))
     }
 
     /// Admits or refuses a decision in `namespace` (see [`tenancy::authorize`]).

@@ -48,9 +48,9 @@ pub async fn run(
         })
         .reflect(writer)
         .applied_objects()
-        // Status writes (ours included) do not change the generation: only spec changes and
-        // the reconciler's own requeues trigger a reconcile.
-        .predicate_filter(predicates::generation, Default::default());
+        // Status writes (ours included) do not change the generation: only spec changes,
+        // pausing and resuming, and the reconciler's own requeues trigger a reconcile.
+        .predicate_filter(generation_and_pause, Default::default());
 
     // A decision judged before the bindings are read would be refused for want of a binding.
     // (If the QuickSightAccount CRD is missing, this waits, logging the watch's errors.)
@@ -143,12 +143,22 @@ async fn prune_backoff(
     }
 }
 
+/// What makes a decision worth a reconcile: its generation, and whether it is paused.
+fn generation_and_pause(decision: &DeserializeGuard<SelfUpgradeDecision>) -> Option<u64> {
+    let generation = predicates::generation(decision)?;
+    let paused = crate::pause::is_paused(decision.annotations());
+    Some(generation.wrapping_mul(2) + u64::from(paused))
+}
+
 /// Trims a decision to what the operator reads before the store keeps it: managedFields and
-/// annotations are never read, and are often larger than the spec (`kubectl apply` and Argo
-/// CD's default client-side apply keep the whole applied object in an annotation).
+/// annotations other than the pause switch are never read, and are often larger than the spec
+/// (`kubectl apply` and Argo CD's default client-side apply keep the whole applied object in an
+/// annotation).
 fn keep_what_is_read(decision: &mut DeserializeGuard<SelfUpgradeDecision>) {
     decision.managed_fields_mut().clear();
-    decision.annotations_mut().clear();
+    decision
+        .annotations_mut()
+        .retain(|key, _| key == crate::pause::PAUSED_ANNOTATION);
 }
 
 #[cfg(test)]
@@ -183,6 +193,13 @@ mod tests {
         keep_what_is_read(&mut kept);
         let kept = kept.0.expect("readable");
         assert!(kept.annotations().is_empty());
+        // The pause switch is read: it stays.
+        let mut paused = DeserializeGuard(Ok(decision.clone()));
+        paused
+            .annotations_mut()
+            .insert(crate::pause::PAUSED_ANNOTATION.into(), "true".into());
+        keep_what_is_read(&mut paused);
+        assert_eq!(paused.annotations().len(), 1);
         assert!(kept.managed_fields().is_empty());
         decision.metadata.annotations = None;
         decision.metadata.managed_fields = None;

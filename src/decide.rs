@@ -38,6 +38,9 @@ pub enum Verdict {
     Stalled(Stall),
     /// A call failed in a way that retrying later can fix.
     Retrying(QuickSightError),
+    /// Paused by the `quicksight.selfupgrade.io/paused` annotation (the message says on what:
+    /// the decision, or its account's binding): no QuickSight call until it goes.
+    Paused(String),
 }
 
 /// Why a decision cannot progress.

@@ -92,6 +92,7 @@ pub fn admitted() -> Admitted {
         retry: retry(),
         mirrored_as: None,
         approval_mode: None,
+        paused: None,
     }
 }
 

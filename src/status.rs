@@ -148,6 +148,11 @@ enum Phase {
     Ready,
     Reconciling,
     Stalled,
+    /// None: paused on purpose. Not Ready (`kubectl wait` keeps waiting), not Reconciling (the
+    /// operator is not working towards it: kstatus reads that as InProgress), not Stalled (the
+    /// operator can go on at once and nothing is wrong: kstatus reads that as Failed). kstatus
+    /// computes Current, as for any resource at rest; Argo CD's health check says Suspended.
+    Suspended,
 }
 
 /// Sets the three kstatus conditions for `verdict`: one of them True, all three with the
@@ -253,6 +258,11 @@ fn summarize(
             Phase::Reconciling,
             error.code.clone(),
             format!("{error}; retrying with backoff"),
+        ),
+        Verdict::Paused(on_what) => (
+            Phase::Suspended,
+            "Paused".to_string(),
+            format!("{on_what}: no QuickSight call is made until the annotation is removed"),
         ),
     }
 }
@@ -427,6 +437,15 @@ mod tests {
                     ("False", "ThrottlingException"),
                     ("True", "ThrottlingException"),
                     ("False", "ThrottlingException"),
+                ],
+            ),
+            // Paused: none of the three (kstatus Current; Argo CD Suspended).
+            (
+                Verdict::Paused("the decision is paused".into()),
+                [
+                    ("False", "Paused"),
+                    ("False", "Paused"),
+                    ("False", "Paused"),
                 ],
             ),
         ];

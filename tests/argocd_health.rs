@@ -69,12 +69,16 @@ fn run_cases(dir: &Path) -> Vec<String> {
 
 #[test]
 fn every_argo_cd_test_case_gets_its_expected_health() {
-    for dir in [CHECK, ACCOUNT_CHECK] {
-        assert_eq!(
-            run_cases(Path::new(dir)),
-            ["Degraded", "Healthy", "Progressing"],
-            "{dir}"
-        );
+    // Decisions can also be paused; bindings are not (their pause is their decisions').
+    let every = [
+        (
+            CHECK,
+            &["Degraded", "Healthy", "Progressing", "Suspended"][..],
+        ),
+        (ACCOUNT_CHECK, &["Degraded", "Healthy", "Progressing"][..]),
+    ];
+    for (dir, healths) in every {
+        assert_eq!(run_cases(Path::new(dir)), healths, "{dir}");
     }
 }
 
@@ -150,6 +154,10 @@ fn the_operators_own_status_is_judged_like_the_test_data() {
         (
             Verdict::Stalled(Stall::NotAuthorized("no binding".into())),
             "Degraded",
+        ),
+        (
+            Verdict::Paused("the decision is paused".into()),
+            "Suspended",
         ),
     ] {
         let mut status = selfupgrade_operator::status::carry_over(None, 1);

@@ -19,6 +19,8 @@ pub struct Admitted {
     pub mirrored_as: Option<String>,
     /// The approval mode of the account's QuickSight namespace, when a binding observes it.
     pub approval_mode: Option<ApprovalMode>,
+    /// What pauses the decision (itself, or its account's binding), if anything does.
+    pub paused: Option<String>,
 }
 
 /// Admits `decision`, or says why it cannot progress.
@@ -76,7 +78,19 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
         namespace: spec.quicksight_namespace.clone(),
         credentials: grant.credentials,
     };
+    let paused = match (
+        crate::pause::is_paused(decision.annotations()),
+        grant
+            .binding
+            .as_deref()
+            .is_some_and(|b| ctx.bindings.is_paused(b)),
+    ) {
+        (true, _) => Some("the decision is paused (quicksight.selfupgrade.io/paused)".to_string()),
+        (false, true) => Some("its account's QuickSightAccount is paused".to_string()),
+        (false, false) => None,
+    };
     Ok(Admitted {
+        paused,
         mirrored_as: mirrored_as(ctx, &scope, &spec.upgrade_request_id),
         approval_mode: ctx
             .approval_modes

@@ -160,6 +160,13 @@ async fn reconcile_decision(
             outcome: Outcome::NotSent(Verdict::Stalled(stall)),
             written_at: decision.metadata.resource_version.clone(),
         },
+        Ok(Admitted {
+            paused: Some(why), ..
+        }) => Acted {
+            status,
+            outcome: Outcome::NotSent(Verdict::Paused(why)),
+            written_at: decision.metadata.resource_version.clone(),
+        },
         Ok(admitted) => {
             status.mirrored_as = admitted.mirrored_as.clone();
             status.account_approval_mode = admitted.approval_mode;

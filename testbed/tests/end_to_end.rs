@@ -689,3 +689,86 @@ async fn decisions_naming_regions_that_are_not_admitted_make_no_call() {
     assert_eq!(regions.len(), 1, "{regions:?}");
     playground.stop().await;
 }
+
+/// The pause switch: a decision annotated `quicksight.selfupgrade.io/paused: "true"`, or one
+/// whose account's binding is, makes no call and says so (none of the three conditions True);
+/// removing the annotation resumes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_decision_or_binding_makes_no_call_until_resumed() {
+    use selfupgrade_operator::api::{QuickSightAccount, QuickSightAccountSpec};
+    use selfupgrade_operator::pause::PAUSED_ANNOTATION;
+    let handle = world(vec![request("req-1"), request("req-2")]);
+    let playground = start_playground(handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let paused = |d: &SelfUpgradeDecision| {
+        ["Ready", "Reconciling", "Stalled"]
+            .iter()
+            .all(|type_| is(d, type_, "False", "Paused"))
+    };
+    let annotate = |value: Option<&str>| serde_json::json!({"metadata": {"annotations": {PAUSED_ANNOTATION: value}}});
+    let mut first = new_decision("approve-1", ACCOUNT, "req-1", Action::Approve);
+    first.metadata.annotations = Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
+    decisions
+        .create(&PostParams::default(), &first)
+        .await
+        .expect("created");
+    wait_for(&decisions, "approve-1", 30, paused).await;
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 0);
+    // Resumed: the next reconcile comes from the annotation's change, not a re-check.
+    decisions
+        .patch(
+            "approve-1",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate(None)),
+        )
+        .await
+        .expect("resumed");
+    wait_for(&decisions, "approve-1", 10, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+
+    // A binding annotated paused pauses every decision it admits.
+    let mut binding = QuickSightAccount::new(
+        "paused-account",
+        QuickSightAccountSpec {
+            account_id: ACCOUNT.into(),
+            namespaces: vec!["default".into()],
+            ..Default::default()
+        },
+    );
+    binding.metadata.annotations =
+        Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
+    let bindings: Api<QuickSightAccount> = Api::all(client.clone());
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision("approve-2", ACCOUNT, "req-2", Action::Approve),
+        )
+        .await
+        .expect("created");
+    let held = wait_for(&decisions, "approve-2", 30, paused).await;
+    let message = &held.status.expect("status").conditions[0].message;
+    assert!(message.contains("QuickSightAccount is paused"), "{message}");
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 1);
+    bindings
+        .patch(
+            "paused-account",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate(None)),
+        )
+        .await
+        .expect("resumed");
+    wait_for(&decisions, "approve-2", 10, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 2);
+    playground.stop().await;
+}

@@ -1,6 +1,7 @@
 -- Argo CD health of a SelfUpgradeDecision, from its kstatus conditions:
 --   Healthy     Ready=True for the current generation (the request shows the decided state)
 --   Degraded    Stalled=True (NotAuthorized, AlreadyDecided, RetriesExhausted, Conflict, ...)
+--   Suspended   Ready=False with reason Paused (the quicksight.selfupgrade.io/paused annotation)
 --   Progressing anything else: not yet observed, action sent, failed action awaiting a retry
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
@@ -31,6 +32,11 @@ if stalled ~= nil and stalled.status == "True" then
 end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
+  hs.message = ready.message or ready.reason
+  return hs
+end
+if ready ~= nil and ready.reason == "Paused" then
+  hs.status = "Suspended"
   hs.message = ready.message or ready.reason
   return hs
 end
