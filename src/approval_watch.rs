@@ -152,7 +152,12 @@ async fn read(ctx: &Context, binding: &QuickSightAccount, entry: &mut Tracked) {
         Judgement::Restore { observed } => {
             entry.status.observed_mode = Some(observed);
             announce_drift(ctx, binding, entry, observed).await;
-            restore(ctx, binding, &scope, entry, observed).await;
+            match ctx.dry_run {
+                true => {
+                    warn!(binding = %binding.name_any(), "dry run: would set the approval mode back to {}", entry.settings.mode)
+                }
+                false => restore(ctx, binding, &scope, entry, observed).await,
+            }
         }
     }
     let drifting = entry

@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// credentials, from any namespace (single-tenant clusters). Bound accounts stay bound.
     #[arg(long)]
     pub allow_unbound_accounts: bool,
+    /// Do everything but the calls that change QuickSight (UpdateSelfUpgrade,
+    /// UpdateSelfUpgradeConfiguration): each decision's status says what it would send.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The regions decisions of accounts no QuickSightAccount binds may call (with
     /// --allow-unbound-accounts), comma-separated. Default: the operator's region only.
     #[arg(long, value_delimiter = ',', value_parser = aws_region)]
@@ -368,8 +372,14 @@ async fn controller_context(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Re
         default_region: default_region.clone(),
     };
     let bindings = Bindings::watch(client.clone(), rules);
+    if args.dry_run {
+        tracing::warn!(
+            "--dry-run: NO UpdateSelfUpgrade or UpdateSelfUpgradeConfiguration call will be made; statuses say what would be sent"
+        );
+    }
     let ctx = Context::new(client, directory, bindings, default_region, args.timing())
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_dry_run(args.dry_run);
     Ok(match args.mirror_requests {
         true => ctx.with_mirror(crate::mirror::MirrorSettings {
             namespace: args.mirror_namespace.clone(),

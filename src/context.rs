@@ -68,6 +68,8 @@ pub struct Context {
     pub mirror: Option<crate::mirror::MirrorSettings>,
     /// The approval modes found of the namespaces bindings declare one for.
     pub approval_modes: crate::approval_modes::ApprovalModes,
+    /// `run --dry-run`: everything but the calls that change QuickSight.
+    pub dry_run: bool,
 }
 
 impl Context {
@@ -90,7 +92,13 @@ impl Context {
             metrics: Arc::default(),
             mirror: None,
             approval_modes: Default::default(),
+            dry_run: false,
         }
+    }
+
+    /// Makes no call that changes QuickSight (`run --dry-run`).
+    pub fn with_dry_run(self, dry_run: bool) -> Self {
+        Self { dry_run, ..self }
     }
 
     /// Mirrors the requests of the bound (and `settings.accounts`) accounts.

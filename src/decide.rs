@@ -41,6 +41,11 @@ pub enum Verdict {
     /// Paused by the `quicksight.selfupgrade.io/paused` annotation (the message says on what:
     /// the decision, or its account's binding): no QuickSight call until it goes.
     Paused(String),
+    /// `run --dry-run`: the call `action` was due, and was not sent; the request as seen.
+    DryRun {
+        action: Action,
+        request_status: RequestStatus,
+    },
 }
 
 /// Why a decision cannot progress.

@@ -259,6 +259,16 @@ fn summarize(
             error.code.clone(),
             format!("{error}; retrying with backoff"),
         ),
+        Verdict::DryRun {
+            action,
+            request_status,
+        } => (
+            Phase::Suspended,
+            "DryRun".to_string(),
+            format!(
+                "dry run: {action} is due (QuickSight shows the request {request_status}) and was not sent"
+            ),
+        ),
         Verdict::Paused(on_what) => (
             Phase::Suspended,
             "Paused".to_string(),
@@ -439,7 +449,18 @@ mod tests {
                     ("False", "ThrottlingException"),
                 ],
             ),
-            // Paused: none of the three (kstatus Current; Argo CD Suspended).
+            // Dry run and paused: none of the three (kstatus Current; Argo CD Suspended).
+            (
+                Verdict::DryRun {
+                    action: Action::Approve,
+                    request_status: RequestStatus::Pending,
+                },
+                [
+                    ("False", "DryRun"),
+                    ("False", "DryRun"),
+                    ("False", "DryRun"),
+                ],
+            ),
             (
                 Verdict::Paused("the decision is paused".into()),
                 [

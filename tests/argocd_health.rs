@@ -159,6 +159,13 @@ fn the_operators_own_status_is_judged_like_the_test_data() {
             Verdict::Paused("the decision is paused".into()),
             "Suspended",
         ),
+        (
+            Verdict::DryRun {
+                action: Action::Approve,
+                request_status: selfupgrade_operator::quicksight::RequestStatus::Pending,
+            },
+            "Suspended",
+        ),
     ] {
         let mut status = selfupgrade_operator::status::carry_over(None, 1);
         selfupgrade_operator::status::set_conditions(

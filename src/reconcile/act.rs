@@ -59,6 +59,17 @@ pub async fn act(
                 written_at: decision.metadata.resource_version.clone(),
             });
         }
+        // `run --dry-run`: what would be sent is reported, and no intent is written.
+        Step::Send(call) if ctx.dry_run => {
+            return Ok(Acted {
+                status,
+                outcome: Outcome::NotSent(Verdict::DryRun {
+                    action: call.action,
+                    request_status: call.remote.request_status.clone(),
+                }),
+                written_at: decision.metadata.resource_version.clone(),
+            });
+        }
         Step::Send(call) => call,
     };
     // The send window starts before the intent is written, so the write itself counts against

@@ -66,6 +66,8 @@ fn outcome_of(verdict: &Verdict, timing: &Timing) -> (&'static str, Requeue, Ann
         Verdict::Retrying(_) => ("retrying", Requeue::Backoff, Nothing),
         // Removing the annotation is a change the controller sees (see `controller`).
         Verdict::Paused(_) => ("paused", Requeue::OnChange, Observed),
+        // Looked at again on the resync, for a request that moved meanwhile.
+        Verdict::DryRun { .. } => ("dry_run", Requeue::After(timing.resync), Observed),
         Verdict::AwaitingResult => ("awaiting", Requeue::After(timing.awaiting_recheck), Nothing),
         // Look again at the retry (or sooner, to notice changes made elsewhere).
         Verdict::ActionFailed { next_retry, .. } => {

@@ -293,3 +293,61 @@ async fn as_installed_the_operator_refuses_an_unbound_account() {
     );
     assert_eq!(updates_applied(&servers.endpoint), 0, "no call was made");
 }
+
+/// `run --dry-run` makes no call that changes QuickSight: the decision says what is due, with
+/// no intent written, and one Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_what_it_would_send_and_sends_nothing() {
+    use common::processes::*;
+    let servers = start_servers(&[]);
+    admin_send(
+        &servers.endpoint,
+        "POST",
+        "/_sim/requests",
+        serde_json::json!({"accountId": common::ACCOUNT, "request": {
+            "id": "r-dry", "userName": "dora@example.com",
+            "originalRole": "READER", "requestedRole": "AUTHOR",
+        }}),
+    );
+    let _operator = operator(
+        &servers.kubeconfig,
+        &servers.endpoint,
+        "AKIDDRYRUN",
+        &["--dry-run"],
+    );
+    let kube_client = client(&servers.kubeconfig).await;
+    let api: kube::Api<selfupgrade_operator::api::SelfUpgradeDecision> =
+        kube::Api::namespaced(kube_client.clone(), "default");
+    let decision = common::new_decision(
+        "approve-dry",
+        common::ACCOUNT,
+        "r-dry",
+        selfupgrade_operator::api::Action::Approve,
+    );
+    api.create(&kube::api::PostParams::default(), &decision)
+        .await
+        .expect("created");
+    let dry = common::wait_for(&api, "approve-dry", 60, |d| {
+        common::is(d, "Ready", "False", "DryRun")
+    })
+    .await;
+    let status = dry.status.expect("status");
+    assert!(status.intent.is_none(), "no intent is written");
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("APPROVE is due (QuickSight shows the request PENDING)"),
+        "{message}"
+    );
+    assert_eq!(updates_applied(&servers.endpoint), 0, "nothing was sent");
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(kube_client, "default");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["DryRun"]);
+}

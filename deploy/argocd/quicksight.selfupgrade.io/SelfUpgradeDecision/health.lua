@@ -2,6 +2,7 @@
 --   Healthy     Ready=True for the current generation (the request shows the decided state)
 --   Degraded    Stalled=True (NotAuthorized, AlreadyDecided, RetriesExhausted, Conflict, ...)
 --   Suspended   Ready=False with reason Paused (the quicksight.selfupgrade.io/paused annotation)
+--               or DryRun (run --dry-run: the due call was not sent)
 --   Progressing anything else: not yet observed, action sent, failed action awaiting a retry
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
@@ -35,7 +36,7 @@ if ready ~= nil and ready.status == "True" then
   hs.message = ready.message or ready.reason
   return hs
 end
-if ready ~= nil and ready.reason == "Paused" then
+if ready ~= nil and (ready.reason == "Paused" or ready.reason == "DryRun") then
   hs.status = "Suspended"
   hs.message = ready.message or ready.reason
   return hs
