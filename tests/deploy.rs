@@ -429,3 +429,36 @@ fn the_iam_policy_grants_exactly_the_operators_actions() {
     );
     assert!(statement["Condition"]["StringEquals"]["sts:ExternalId"].is_string());
 }
+
+/// The monitoring overlay: a ServiceMonitor on the metrics Service's port, and a PrometheusRule
+/// whose groups are deploy/prometheus/rules.yaml's, so that the two ways to install the alerts
+/// cannot drift apart.
+#[test]
+fn the_monitoring_overlay_scrapes_the_metrics_port_and_carries_the_rules_file() {
+    let Some(documents) = kustomize("/overlays/monitoring") else {
+        return;
+    };
+    let of = |kind: &str| {
+        documents
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let monitor = of("ServiceMonitor").remove(0);
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"].as_str(),
+        Some("metrics")
+    );
+    let service = of("Service").remove(0);
+    assert_eq!(
+        service["spec"]["ports"][0]["name"].as_str(),
+        Some("metrics")
+    );
+    let rule = of("PrometheusRule").remove(0);
+    let file: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{DEPLOY}/prometheus/rules.yaml")).expect("rules file"),
+    )
+    .expect("yaml");
+    assert_eq!(rule["spec"]["groups"], file["groups"]);
+}
