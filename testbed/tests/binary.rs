@@ -252,11 +252,8 @@ async fn run_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// Run as installed (no `--allow-unbound-accounts`), the operator refuses a decision for an
-/// account no QuickSightAccount binds: every other process test passes the flag, so a flipped
-/// default would go unnoticed but for this one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn as_installed_the_operator_refuses_an_unbound_account() {
+/// The servers with one PENDING request `id`, and a client of their API server.
+async fn servers_with_a_request(id: &str) -> (common::processes::Servers, kube::Client) {
     use common::processes::*;
     let servers = start_servers(&[]);
     admin_send(
@@ -264,22 +261,41 @@ async fn as_installed_the_operator_refuses_an_unbound_account() {
         "POST",
         "/_sim/requests",
         serde_json::json!({"accountId": common::ACCOUNT, "request": {
-            "id": "r-unbound", "userName": "una@example.com",
+            "id": id, "userName": format!("{id}@example.com"),
             "originalRole": "READER", "requestedRole": "AUTHOR",
         }}),
     );
-    let _operator = operator_as_installed(&servers.kubeconfig, &servers.endpoint, "AKIDBOUND", &[]);
-    let api: kube::Api<selfupgrade_operator::api::SelfUpgradeDecision> =
-        kube::Api::namespaced(client(&servers.kubeconfig).await, "default");
+    let client = client(&servers.kubeconfig).await;
+    (servers, client)
+}
+
+/// Creates `approve-<id>`, an APPROVE of the request `id` in `default`.
+async fn approve(
+    client: &kube::Client,
+    id: &str,
+) -> kube::Api<selfupgrade_operator::api::SelfUpgradeDecision> {
+    let api = kube::Api::namespaced(client.clone(), "default");
     let decision = common::new_decision(
-        "approve-unbound",
+        &format!("approve-{id}"),
         common::ACCOUNT,
-        "r-unbound",
+        id,
         selfupgrade_operator::api::Action::Approve,
     );
     api.create(&kube::api::PostParams::default(), &decision)
         .await
         .expect("created");
+    api
+}
+
+/// Run as installed (no `--allow-unbound-accounts`), the operator refuses a decision for an
+/// account no QuickSightAccount binds: every other process test passes the flag, so a flipped
+/// default would go unnoticed but for this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_installed_the_operator_refuses_an_unbound_account() {
+    use common::processes::*;
+    let (servers, client) = servers_with_a_request("unbound").await;
+    let _operator = operator_as_installed(&servers.kubeconfig, &servers.endpoint, "AKIDBOUND", &[]);
+    let api = approve(&client, "unbound").await;
     let refused = common::wait_for(&api, "approve-unbound", 60, |d| {
         common::is(d, "Stalled", "True", "NotAuthorized")
     })
@@ -299,34 +315,10 @@ async fn as_installed_the_operator_refuses_an_unbound_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_says_what_it_would_send_and_sends_nothing() {
     use common::processes::*;
-    let servers = start_servers(&[]);
-    admin_send(
-        &servers.endpoint,
-        "POST",
-        "/_sim/requests",
-        serde_json::json!({"accountId": common::ACCOUNT, "request": {
-            "id": "r-dry", "userName": "dora@example.com",
-            "originalRole": "READER", "requestedRole": "AUTHOR",
-        }}),
-    );
-    let _operator = operator(
-        &servers.kubeconfig,
-        &servers.endpoint,
-        "AKIDDRYRUN",
-        &["--dry-run"],
-    );
-    let kube_client = client(&servers.kubeconfig).await;
-    let api: kube::Api<selfupgrade_operator::api::SelfUpgradeDecision> =
-        kube::Api::namespaced(kube_client.clone(), "default");
-    let decision = common::new_decision(
-        "approve-dry",
-        common::ACCOUNT,
-        "r-dry",
-        selfupgrade_operator::api::Action::Approve,
-    );
-    api.create(&kube::api::PostParams::default(), &decision)
-        .await
-        .expect("created");
+    let (servers, kube_client) = servers_with_a_request("dry").await;
+    let flags = ["--dry-run"];
+    let _operator = operator(&servers.kubeconfig, &servers.endpoint, "AKIDDRYRUN", &flags);
+    let api = approve(&kube_client, "dry").await;
     let dry = common::wait_for(&api, "approve-dry", 60, |d| {
         common::is(d, "Ready", "False", "DryRun")
     })
