@@ -1,4 +1,4 @@
-//! The Argo CD health checks in `deploy/argocd/` (decisions and bindings), executed the way Argo
+//! The Argo CD health checks in `deploy/argocd/` (decisions, bindings, policies), executed the way Argo
 //! CD executes them: the object as the global `obj`, the script's returned table as the health.
 //! Every case of each `health_test.yaml` (Argo CD's own test layout) must give its expected
 //! status and message.
@@ -14,6 +14,10 @@ const CHECK: &str = concat!(
 const ACCOUNT_CHECK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/argocd/quicksight.selfupgrade.io/QuickSightAccount"
+);
+const POLICY_CHECK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/argocd/quicksight.selfupgrade.io/SelfUpgradePolicy"
 );
 
 #[derive(Deserialize)]
@@ -76,6 +80,7 @@ fn every_argo_cd_test_case_gets_its_expected_health() {
             &["Degraded", "Healthy", "Progressing", "Suspended"][..],
         ),
         (ACCOUNT_CHECK, &["Degraded", "Healthy", "Progressing"][..]),
+        (POLICY_CHECK, &["Degraded", "Healthy", "Progressing"][..]),
     ];
     for (dir, healths) in every {
         assert_eq!(run_cases(Path::new(dir)), healths, "{dir}");
@@ -178,5 +183,30 @@ fn the_operators_own_status_is_judged_like_the_test_data() {
         decision.status = Some(status);
         let object = serde_json::to_value(&decision).expect("json");
         assert_eq!(health_of(&script, &object).status, expected, "{verdict:?}");
+    }
+}
+
+#[test]
+fn the_operators_own_policy_status_is_judged_like_the_test_data() {
+    // Statuses as the operator writes them (src/policy.rs), not hand-written.
+    use selfupgrade_operator::api::SelfUpgradePolicy;
+    use selfupgrade_operator::policy::{Health, with_conditions};
+    let example = include_str!("../examples/policies/reader-pro-enforced.yaml");
+    let mut policy: SelfUpgradePolicy = serde_yaml::from_str(example).expect("example");
+    policy.metadata.generation = Some(1);
+    let script =
+        std::fs::read_to_string(Path::new(POLICY_CHECK).join("health.lua")).expect("script");
+    for (health, reason, expected) in [
+        (Health::Ready, "Enforced", "Healthy"),
+        (Health::Retrying, "BrakeHolding", "Progressing"),
+        (Health::Stalled, "InvalidSpec", "Degraded"),
+    ] {
+        let blank = selfupgrade_operator::api::SelfUpgradePolicyStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        policy.status = Some(with_conditions(blank, health, reason, "m".into()));
+        let object = serde_json::to_value(&policy).expect("json");
+        assert_eq!(health_of(&script, &object).status, expected, "{reason}");
     }
 }
