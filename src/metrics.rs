@@ -206,6 +206,12 @@ impl Metrics {
         text
     }
 
+    /// The Prometheus text format (0.0.4), for scrapers that do not ask for OpenMetrics
+    /// (`curl`, `promtool check metrics`).
+    pub fn encode_text(&self) -> String {
+        text_format(&self.encode())
+    }
+
     fn observe_reconcile(&self, result: &str, started: Instant) {
         self.reconciles
             .get_or_create(&ResultLabels {
@@ -286,20 +292,57 @@ impl Metrics {
     }
 }
 
-/// `/metrics`, in the OpenMetrics text format.
+/// The OpenMetrics exposition rewritten in the Prometheus text format 0.0.4. prometheus_client
+/// encodes OpenMetrics only, and the two differ in three places for the metric types used here:
+/// a counter family is named with its `_total` suffix, and there is no `# UNIT` line and no
+/// `# EOF`. Samples are the same.
+fn text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (family, tail) = rest.split_once(' ')?;
+            counters
+                .contains(family)
+                .then(|| format!("{prefix}{family}_total {tail}"))
+        });
+        text.push_str(renamed.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
+}
+
+/// `/metrics`: OpenMetrics for scrapers that ask for it (Prometheus does), the text format
+/// 0.0.4 otherwise.
 pub fn router(metrics: Arc<Metrics>) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let metrics = metrics.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let (content_type, body) = match accept.contains("application/openmetrics-text") {
+                    true => (
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
+                        metrics.encode(),
+                    ),
+                    false => (
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics.encode_text(),
+                    ),
+                };
+                ([(axum::http::header::CONTENT_TYPE, content_type)], body)
             }
         }),
     )
@@ -339,24 +382,69 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
-    #[tokio::test]
-    async fn metrics_are_served_as_openmetrics_text() {
-        let metrics = Arc::new(Metrics::default());
-        metrics.leader.set(1);
-        let request = axum::http::Request::get("/metrics")
-            .body(axum::body::Body::empty())
-            .expect("request");
+    /// `/metrics` asked with `accept`: its content type and body.
+    async fn scrape(metrics: Arc<Metrics>, accept: Option<&str>) -> (String, String) {
+        let mut request = axum::http::Request::get("/metrics");
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let request = request.body(axum::body::Body::empty()).expect("request");
         let response = router(metrics).oneshot(request).await.expect("answer");
         assert_eq!(response.status(), axum::http::StatusCode::OK);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
-        );
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("body");
-        assert!(String::from_utf8_lossy(&body).contains("selfupgrade_leader 1"));
+        (content_type, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn prometheus_gets_openmetrics_and_everyone_else_the_text_format() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.leader.set(1);
+        metrics
+            .reconciles
+            .get_or_create(&ResultLabels {
+                result: "satisfied".into(),
+            })
+            .inc();
+        // Prometheus' own Accept header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let (content_type, body) = scrape(metrics.clone(), Some(prometheus)).await;
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        assert!(
+            body.contains("# TYPE selfupgrade_reconciles counter"),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"));
+        let (content_type, body) = scrape(metrics, None).await;
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        assert!(
+            body.contains("# TYPE selfupgrade_reconciles_total counter"),
+            "{body}"
+        );
+        assert!(
+            body.contains("# HELP selfupgrade_reconciles_total Reconciles"),
+            "{body}"
+        );
+        assert!(
+            body.contains("selfupgrade_reconciles_total{result=\"satisfied\"} 1"),
+            "{body}"
+        );
+        assert!(body.contains("selfupgrade_leader 1"));
+        assert!(
+            !body.contains("# EOF") && !body.contains("# UNIT"),
+            "{body}"
+        );
     }
 
     /// A reconcile that ends in an error (its timer dropped without a result) is counted as

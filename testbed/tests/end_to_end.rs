@@ -772,3 +772,54 @@ async fn a_paused_decision_or_binding_makes_no_call_until_resumed() {
     assert_eq!(handle.counters().total("UpdateSelfUpgrade"), 2);
     playground.stop().await;
 }
+
+/// What `/metrics` serves in the text format passes Prometheus' own linter (`promtool check
+/// metrics`) after decisions converged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_pass_promtool() {
+    use std::io::Write;
+    let handle = world(vec![request("req-1")]);
+    let playground = start_playground(handle.clone()).await;
+    let client = playground.apiserver.client().await.expect("client");
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    decisions
+        .create(
+            &PostParams::default(),
+            &new_decision("approve", ACCOUNT, "req-1", Action::Approve),
+        )
+        .await
+        .expect("created");
+    wait_for(&decisions, "approve", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+    let exposition = playground.metrics.encode_text();
+    playground.stop().await;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var("REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "promtool is required (REQUIRE_PROMTOOL=1) but does not run: {error}"
+            );
+            eprintln!("skipped: promtool is not available ({error})");
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(exposition.as_bytes()).expect("written");
+    drop(stdin);
+    let output = child.wait_with_output().expect("promtool ran");
+    assert!(
+        output.status.success(),
+        "promtool check metrics:\n{}{}\n{exposition}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
