@@ -93,6 +93,7 @@ pub struct Metrics {
     pub policy_decisions_created: Family<PolicyRuleLabels, Counter>,
     pub policy_held_back: Family<PolicyLabels, Gauge>,
     pub listing_scopes: Family<RegionLabels, Gauge>,
+    pub oldest_pending_request_age: Family<ApprovalModeLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,6 +119,7 @@ impl Default for Metrics {
             policy_decisions_created: Family::default(),
             policy_held_back: Family::default(),
             listing_scopes: Family::default(),
+            oldest_pending_request_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -189,6 +191,11 @@ impl Default for Metrics {
             "listing_scopes",
             "Scopes (account, QuickSight namespace, role) whose listing the operator keeps, by region: only admitted regions appear, and idle scopes go",
             metrics.listing_scopes.clone(),
+        );
+        registry.register(
+            "oldest_pending_request_age_seconds",
+            "How long the oldest PENDING request of a mirrored account and QuickSight namespace has waited (0: none waits); --mirror-requests only",
+            metrics.oldest_pending_request_age.clone(),
         );
         Self {
             registry,

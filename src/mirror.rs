@@ -197,6 +197,18 @@ pub async fn run(ctx: Arc<Context>, settings: MirrorSettings) {
     }
 }
 
+/// How long, in whole seconds, the oldest PENDING request has waited at `now` (0 when none
+/// waits, or none says when it was made).
+pub fn oldest_pending_age(requests: &[RequestDetail], now: k8s_openapi::jiff::Timestamp) -> i64 {
+    requests
+        .iter()
+        .filter(|r| r.request_status == crate::quicksight::RequestStatus::Pending)
+        .filter_map(|r| r.creation_time)
+        .map(|made| (now.as_second() - made.as_second()).max(0))
+        .max()
+        .unwrap_or(0)
+}
+
 async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Error> {
     let api: Api<SelfUpgradeRequest> = Api::namespaced(ctx.client.clone(), &settings.namespace);
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
@@ -209,6 +221,15 @@ async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Erro
     for scope in scopes(ctx, settings) {
         match ctx.directory.list(&scope).await {
             Ok(requests) => {
+                let waited = oldest_pending_age(&requests, k8s_openapi::jiff::Timestamp::now());
+                let labels = crate::metrics::ApprovalModeLabels {
+                    account: scope.account_id.clone(),
+                    quicksight_namespace: scope.namespace.clone(),
+                };
+                ctx.metrics
+                    .oldest_pending_request_age
+                    .get_or_create(&labels)
+                    .set(waited);
                 for detail in &requests {
                     let decision = ctx.claims.decider(
                         &scope.account_id,
@@ -305,6 +326,32 @@ async fn write(
 mod tests {
     use super::*;
     use crate::quicksight::RequestStatus;
+
+    #[test]
+    fn the_oldest_pending_request_says_how_long_requests_wait() {
+        let at = |second: i64| k8s_openapi::jiff::Timestamp::from_second(second).expect("valid");
+        let made = |id: &str, status: RequestStatus, second: Option<i64>| RequestDetail {
+            creation_time: second.map(at),
+            ..RequestDetail::new(id, status)
+        };
+        let requests = [
+            made("decided", RequestStatus::Approved, Some(0)),
+            made("old", RequestStatus::Pending, Some(1_000)),
+            made("new", RequestStatus::Pending, Some(9_000)),
+            made("undated", RequestStatus::Pending, None),
+        ];
+        assert_eq!(oldest_pending_age(&requests, at(10_000)), 9_000);
+        assert_eq!(
+            oldest_pending_age(&requests[..1], at(10_000)),
+            0,
+            "none waits"
+        );
+        assert_eq!(
+            oldest_pending_age(&requests[1..2], at(500)),
+            0,
+            "a clock behind counts 0"
+        );
+    }
 
     fn scope(account: &str) -> Scope {
         Scope {
