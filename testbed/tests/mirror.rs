@@ -86,6 +86,19 @@ async fn the_mirror_follows_the_remote_requests_and_links_decisions() {
 
     let objects = mirror_until(&mirror, "both requests mirrored", |o| o.len() == 2).await;
     assert_eq!(status_of(&objects, "r-1"), Some("PENDING"));
+    // How long the oldest has waited (made 2025-11-26, so more than 300 days): the waiting
+    // alert's series.
+    let exported = playground.metrics.encode();
+    let waited: i64 = exported
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "selfupgrade_oldest_pending_request_age_seconds{account=\"111122223333\",quicksight_namespace=\"default\"} ",
+            )
+        })
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no waiting series: {exported}"));
+    assert!(waited > 300 * 86_400, "{waited}");
     let r1 = objects
         .iter()
         .find(|o| o.spec.upgrade_request_id == "r-1")
