@@ -302,11 +302,5 @@ async fn publish(
         action: action.to_string(),
         secondary: None,
     };
-    match ctx.events.publish(&event, &binding.object_ref(&())).await {
-        Ok(()) => true,
-        Err(error) => {
-            warn!(%error, reason, "could not publish an Event");
-            false
-        }
-    }
+    ctx.events.publish(&event, &binding.object_ref(&())).await
 }

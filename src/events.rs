@@ -33,13 +33,20 @@ impl EventPublisher {
         }
     }
 
-    /// Creates the Event in the namespace of `regarding` (`default` for cluster-scoped objects).
-    /// The created Event is not read back: nothing uses it.
-    pub async fn publish(
-        &self,
-        event: &Event,
-        regarding: &ObjectReference,
-    ) -> Result<(), kube::Error> {
+    /// Creates the Event in the namespace of `regarding` (`default` for cluster-scoped objects);
+    /// whether it was created. Events are for people: a failure is logged, never fatal to what
+    /// it reports on. The created Event is not read back: nothing uses it.
+    pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> bool {
+        match self.create(event, regarding).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
+                false
+            }
+        }
+    }
+
+    async fn create(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let now = Timestamp::now();
         let body = kube_event(event, regarding, &self.controller, now);
         let namespace = regarding.namespace.as_deref().unwrap_or("default");

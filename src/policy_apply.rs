@@ -283,7 +283,5 @@ async fn publish(
         action: "Enforce".to_string(),
         secondary: None,
     };
-    if let Err(error) = ctx.events.publish(&event, &policy.object_ref(&())).await {
-        warn!(%error, reason, "could not publish an Event");
-    }
+    ctx.events.publish(&event, &policy.object_ref(&())).await;
 }

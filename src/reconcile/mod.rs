@@ -185,7 +185,7 @@ async fn reconcile_decision(
         let if_version = acted.written_at.as_deref();
         write_status(&decision.metadata, &ctx.client, &report.status, if_version).await?;
         if let Some(event) = &report.event {
-            publish(&ctx.events, event, &decision).await;
+            ctx.events.publish(event, &decision.object_ref(&())).await;
             if let Verdict::Stalled(Stall::Conflict { winner_object, .. }) = &report.verdict {
                 tell_the_winner(&ctx.events, &decision, winner_object).await;
             }
@@ -242,20 +242,7 @@ async fn tell_the_winner(
         namespace: Some(namespace.clone()),
         ..Default::default()
     };
-    if let Err(error) = events.publish(&event, &winner).await {
-        warn!(%error, "could not publish an Event on the winning decision");
-    }
-}
-
-/// Events are for people: a failed publish is logged and never fails the reconcile.
-async fn publish(
-    events: &crate::events::EventPublisher,
-    event: &Event,
-    decision: &SelfUpgradeDecision,
-) {
-    if let Err(error) = events.publish(event, &decision.object_ref(&())).await {
-        warn!(%error, reason = %event.reason, "could not publish an Event");
-    }
+    events.publish(&event, &winner).await;
 }
 
 /// Server-side applies the status; with `if_version`, only if the object is still at that
