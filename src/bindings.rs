@@ -117,6 +117,21 @@ impl Bindings {
             .is_some_and(|binding| crate::pause::is_paused(binding.annotations()))
     }
 
+    /// Whether a decision in `namespace` on `spec`'s request, naming `region`, may act: how each
+    /// claimant of a request is judged, as it is written.
+    pub fn admits(
+        &self,
+        namespace: &str,
+        spec: &SelfUpgradeDecisionSpec,
+        region: Option<&str>,
+    ) -> bool {
+        let claimant = SelfUpgradeDecisionSpec {
+            region: region.map(str::to_string),
+            ..spec.clone()
+        };
+        self.authorize(namespace, &claimant).is_ok()
+    }
+
     /// Admits or refuses a decision in `namespace` (see [`tenancy::authorize`]).
     pub fn authorize(
         &self,

@@ -74,6 +74,16 @@ fn claim_of(decision: &SelfUpgradeDecision) -> Claim {
     }
 }
 
+/// The decision `namespace/name` as a decision in `viewer`'s namespace may be told of it: by
+/// name in the same namespace, otherwise only that it is in another, which that namespace may
+/// not be allowed to read.
+pub fn shown_to(viewer: &str, namespace: &str, name: &str) -> String {
+    match viewer == namespace {
+        true => format!("SelfUpgradeDecision {name}"),
+        false => "a SelfUpgradeDecision in another namespace".to_string(),
+    }
+}
+
 /// Which decisions claim which request.
 #[derive(Default)]
 pub struct ClaimIndex {

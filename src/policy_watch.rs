@@ -237,9 +237,8 @@ fn generated_by(
         .collect()
 }
 
-/// A decision no policy created that names `created`'s request and is admitted to act on it:
-/// its `namespace/name` when it is in `created`'s namespace, otherwise only that there is one
-/// (the policy's namespace may not be allowed to see the other).
+/// A decision no policy created that names `created`'s request and may act on it (judged as it
+/// is written), as `created`'s namespace may be told of it ([`crate::conflicts::shown_to`]).
 fn person_deciding(
     ctx: &Context,
     decisions: &Decisions,
@@ -247,6 +246,16 @@ fn person_deciding(
 ) -> Option<String> {
     let spec = &created.spec;
     let own_namespace = created.namespace().unwrap_or_default();
+    let is_person_admitted = |(namespace, name): &(String, String)| {
+        let reference = ObjectRef::new(name).within(namespace);
+        let claimant = decisions.get(&reference);
+        let claimant = claimant
+            .as_ref()
+            .and_then(|guarded| guarded.0.as_ref().ok());
+        claimant.is_some_and(|d| {
+            creator_uid(d).is_none() && ctx.bindings.authorize(namespace, &d.spec).is_ok()
+        })
+    };
     ctx.claims
         .claimants(
             &spec.aws_account_id,
@@ -255,18 +264,8 @@ fn person_deciding(
         )
         .into_iter()
         .filter(|(namespace, name)| !(*namespace == own_namespace && *name == created.name_any()))
-        .filter(|(namespace, _)| ctx.bindings.authorize(namespace, spec).is_ok())
-        .find(|(namespace, name)| {
-            let reference = ObjectRef::new(name).within(namespace);
-            decisions
-                .get(&reference)
-                .and_then(|guarded| guarded.0.as_ref().ok().map(|d| creator_uid(d).is_none()))
-                .unwrap_or(false)
-        })
-        .map(|(namespace, name)| match namespace == own_namespace {
-            true => format!("decision {namespace}/{name}"),
-            false => "a decision in another namespace".to_string(),
-        })
+        .find(is_person_admitted)
+        .map(|(namespace, name)| crate::conflicts::shown_to(&own_namespace, &namespace, &name))
 }
 
 /// What the policy's rules decide now, or the status saying why they cannot be evaluated.
@@ -297,13 +296,8 @@ async fn judge(
     let (account, namespace) = (&scope.account_id, &scope.namespace);
     let as_decision = as_decision(policy);
     let decided = |id: &str| {
-        let admitted = |ns: &str, region: Option<&str>| {
-            let claimant = SelfUpgradeDecisionSpec {
-                region: region.map(str::to_string),
-                ..as_decision.clone()
-            };
-            ctx.bindings.authorize(ns, &claimant).is_ok()
-        };
+        let admitted =
+            |ns: &str, region: Option<&str>| ctx.bindings.admits(ns, &as_decision, region);
         ctx.claims
             .decider(account, namespace, id, admitted)
             .is_some()

@@ -50,23 +50,14 @@ pub fn admit(decision: &SelfUpgradeDecision, ctx: &Context) -> Result<Admitted, 
         )
     })?;
     // Each claimant is judged as it is written: its namespace and the region it names.
-    let admitted = |namespace: &str, region: Option<&str>| {
-        let claimant = crate::api::SelfUpgradeDecisionSpec {
-            region: region.map(str::to_string),
-            ..spec.clone()
-        };
-        ctx.bindings.authorize(namespace, &claimant).is_ok()
-    };
+    let admitted =
+        |namespace: &str, region: Option<&str>| ctx.bindings.admits(namespace, spec, region);
     if let Some((namespace, name)) = ctx.claims.winner_over(decision, admitted) {
         let own = decision.namespace().unwrap_or_default();
-        // A tenant learns the winner's name only when it is in its own namespace.
-        let winner = match namespace == own {
-            true => format!("SelfUpgradeDecision {name}"),
-            false => {
-                tracing::info!(winner = %format!("{namespace}/{name}"), "conflict with a decision in another namespace");
-                "a SelfUpgradeDecision in another namespace".to_string()
-            }
-        };
+        if namespace != own {
+            tracing::info!(winner = %format!("{namespace}/{name}"), "conflict with a decision in another namespace");
+        }
+        let winner = crate::conflicts::shown_to(&own, &namespace, &name);
         return Err(Stall::Conflict {
             winner,
             winner_object: (namespace, name),

@@ -222,10 +222,8 @@ async fn tell_the_winner(
     loser: &SelfUpgradeDecision,
     (namespace, name): &(String, String),
 ) {
-    let who = match loser.namespace().as_deref() == Some(namespace.as_str()) {
-        true => format!("SelfUpgradeDecision {}", loser.name_any()),
-        false => "a SelfUpgradeDecision in another namespace".to_string(),
-    };
+    let loser_namespace = loser.namespace().unwrap_or_default();
+    let who = crate::conflicts::shown_to(namespace, &loser_namespace, &loser.name_any());
     let event = Event {
         type_: kube::runtime::events::EventType::Warning,
         reason: "ConflictingDecision".to_string(),

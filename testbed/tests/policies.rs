@@ -495,7 +495,7 @@ async fn a_persons_decision_wins_over_a_created_one_that_has_not_acted() {
         events
             .iter()
             .any(|(reason, note)| reason == "DecisionSuperseded"
-                && note.contains("decision default/deny-bob decides its request")),
+                && note.contains("removed decision policy-111122223333-r-1 before it acted: SelfUpgradeDecision deny-bob decides its request")),
         "{events:?}"
     );
     // Deleted, the policy removes the decision that has not acted (r-2) before it goes.
