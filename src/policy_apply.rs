@@ -77,28 +77,42 @@ pub async fn create(
 /// may be older than the policy's last status write, and a merge patch replaces the whole
 /// list, so it is conditional on that version.
 async fn hold_finalizer(ctx: &Context, policy: &SelfUpgradePolicy) -> Result<(), kube::Error> {
-    if policy.finalizers().iter().any(|f| f == POLICY_FINALIZER) {
+    if holds_finalizer(policy) {
         return Ok(());
     }
-    let api: Api<SelfUpgradePolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let api = policies(ctx, policy);
     let current = api.get(&policy.name_any()).await?;
-    let mut finalizers = current.finalizers().to_vec();
-    if finalizers.iter().any(|f| f == POLICY_FINALIZER) {
+    if holds_finalizer(&current) {
         return Ok(());
     }
+    let mut finalizers = current.finalizers().to_vec();
     finalizers.push(POLICY_FINALIZER.to_string());
+    set_finalizers(&api, &current, finalizers).await
+}
+
+fn holds_finalizer(policy: &SelfUpgradePolicy) -> bool {
+    policy.finalizers().iter().any(|f| f == POLICY_FINALIZER)
+}
+
+fn policies(ctx: &Context, policy: &SelfUpgradePolicy) -> Api<SelfUpgradePolicy> {
+    Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default())
+}
+
+/// Sets the policy's finalizers, if it is still at the version `policy` was read at (a merge
+/// patch replaces the whole list: someone else's finalizer added meanwhile must not go).
+async fn set_finalizers(
+    api: &Api<SelfUpgradePolicy>,
+    policy: &SelfUpgradePolicy,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error> {
     let patch = serde_json::json!({"metadata": {
         "finalizers": finalizers,
-        "resourceVersion": current.resource_version(),
+        "resourceVersion": policy.resource_version(),
     }});
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(drop)
+    let params = PatchParams::default();
+    api.patch(&policy.name_any(), &params, &Patch::Merge(&patch))
+        .await
+        .map(drop)
 }
 
 /// Removes the created decisions that stand down, each only at the version it was judged at;
@@ -165,28 +179,16 @@ pub async fn finalize(
             true => release(ctx, policy, decision).await,
         };
     }
-    if !done || !policy.finalizers().iter().any(|f| f == POLICY_FINALIZER) {
+    if !done || !holds_finalizer(policy) {
         return;
     }
-    let api: Api<SelfUpgradePolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    let finalizers: Vec<&String> = policy
+    let others: Vec<String> = policy
         .finalizers()
         .iter()
         .filter(|f| *f != POLICY_FINALIZER)
+        .cloned()
         .collect();
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": policy.resource_version(),
-    }});
-    if let Err(error) = api
-        .patch(
-            &policy.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    if let Err(error) = set_finalizers(&policies(ctx, policy), policy, others).await {
         info!(%error, policy = %policy.name_any(), "could not remove the policy's finalizer yet");
     }
 }
