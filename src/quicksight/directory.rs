@@ -119,12 +119,8 @@ impl RequestDirectory {
 
     /// How many scopes the cache keeps, by region.
     pub fn scopes_by_region(&self) -> HashMap<String, i64> {
-        let scopes = self
-            .scopes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
         let mut by_region = HashMap::new();
-        for scope in scopes.entries.keys() {
+        for scope in self.lock_scopes().entries.keys() {
             *by_region.entry(scope.region.clone()).or_default() += 1;
         }
         by_region
@@ -326,12 +322,15 @@ impl RequestDirectory {
         })
     }
 
-    fn with_entry<T>(&self, scope: &Scope, f: impl FnOnce(&mut ScopeEntry) -> T) -> T {
+    fn lock_scopes(&self) -> std::sync::MutexGuard<'_, Scopes> {
         // Poisoning only means a panic elsewhere mid-update of a cache; a cache may be rebuilt.
-        let mut scopes = self
-            .scopes
+        self.scopes
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn with_entry<T>(&self, scope: &Scope, f: impl FnOnce(&mut ScopeEntry) -> T) -> T {
+        let mut scopes = self.lock_scopes();
         let now = Instant::now();
         scopes.sweep(now);
         let entry = scopes.entries.entry(listing_key(scope)).or_default();
@@ -443,13 +442,7 @@ mod tests {
                 .await
                 .expect("listed");
         }
-        let count = || {
-            directory
-                .scopes
-                .lock()
-                .map(|s| s.entries.len())
-                .unwrap_or(0)
-        };
+        let count = || directory.lock_scopes().entries.len();
         assert_eq!(count(), 3);
         tokio::time::advance(SCOPE_IDLE / 2).await;
         directory
