@@ -63,6 +63,19 @@ async fn playground_with_faults(
     (playground, client)
 }
 
+/// A person denies `r-decided` (dan's) before any policy looks, and it is applied.
+async fn deny_dan(decisions: &Api<SelfUpgradeDecision>) {
+    let person = new_decision("deny-dan", ACCOUNT, "r-decided", Action::Deny);
+    decisions
+        .create(&PostParams::default(), &person)
+        .await
+        .expect("created");
+    wait_for(decisions, "deny-dan", 30, |d| {
+        is(d, "Ready", "True", "Applied")
+    })
+    .await;
+}
+
 async fn create_policy(client: &Client, policy: &SelfUpgradePolicy) {
     Api::<SelfUpgradePolicy>::namespaced(client.clone(), "default")
         .create(&PostParams::default(), policy)
@@ -109,15 +122,7 @@ async fn a_dry_run_policy_shows_what_it_would_decide_and_decides_nothing() {
     .await;
     // A person decided one request already: the policy leaves it alone.
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
-    let person = new_decision("deny-dan", ACCOUNT, "r-decided", Action::Deny);
-    decisions
-        .create(&PostParams::default(), &person)
-        .await
-        .expect("created");
-    wait_for(&decisions, "deny-dan", 30, |d| {
-        is(d, "Ready", "True", "Applied")
-    })
-    .await;
+    deny_dan(&decisions).await;
 
     let policy: SelfUpgradePolicy = serde_yaml::from_str(ROUTINE).expect("example parses");
     create_policy(&client, &policy).await;
@@ -321,15 +326,7 @@ async fn an_enforced_policy_creates_one_decision_per_match_within_its_brake() {
     ));
     let (playground, client) = playground(requests, Duration::from_secs(1)).await;
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
-    let person = new_decision("deny-dan", ACCOUNT, "r-decided", Action::Deny);
-    decisions
-        .create(&PostParams::default(), &person)
-        .await
-        .expect("created");
-    wait_for(&decisions, "deny-dan", 30, |d| {
-        is(d, "Ready", "True", "Applied")
-    })
-    .await;
+    deny_dan(&decisions).await;
 
     create_policy(&client, &enforced(2)).await;
     let held = wait_for_policy(&client, "routine-upgrades", |p| {
