@@ -103,6 +103,7 @@ async fn pass(ctx: &Context, tracked: &mut HashMap<Key, Tracked>) -> Instant {
         let keep = watched.contains(key);
         if !keep {
             ctx.metrics.approval_mode_drift.remove(&entry.series);
+            drift_ended(ctx, &entry.series);
         }
         keep
     });
@@ -139,6 +140,7 @@ async fn read(ctx: &Context, binding: &QuickSightAccount, entry: &mut Tracked) {
             entry.status.error = None;
             (entry.refused_restores, entry.restore_not_before) = (0, None);
             entry.announced = false;
+            drift_ended(ctx, &entry.series);
         }
         Judgement::Unreadable(error) => {
             warn!(binding = %binding.name_any(), %namespace, %error, "cannot read the approval mode");
@@ -184,13 +186,23 @@ fn scope_of(ctx: &Context, binding: &QuickSightAccount, namespace: &str) -> Opti
     })
 }
 
-/// One Warning Event when a namespace starts drifting.
+/// One Warning Event when a namespace starts drifting; the notification is offered at every
+/// reading that finds it (the notifier sends it once per drift).
 async fn announce_drift(
     ctx: &Context,
     binding: &QuickSightAccount,
     entry: &mut Tracked,
     observed: ApprovalMode,
 ) {
+    if let Some(notifier) = &ctx.notifier {
+        notifier.offer(crate::notify::approval_mode_drift(&crate::notify::Drift {
+            binding: &binding.name_any(),
+            account: &binding.spec.account_id,
+            quicksight_namespace: &entry.status.quicksight_namespace,
+            observed,
+            declared: entry.settings.mode,
+        }));
+    }
     if entry.announced {
         return;
     }
@@ -200,6 +212,16 @@ async fn announce_drift(
     );
     warn!(binding = %binding.name_any(), "{note}");
     entry.announced = publish(ctx, binding, EventType::Warning, "ApprovalModeDrift", note).await;
+}
+
+/// A drift that ended (or is no longer watched) is notified again when it comes back.
+fn drift_ended(ctx: &Context, series: &ApprovalModeLabels) {
+    if let Some(notifier) = &ctx.notifier {
+        notifier.forget(&crate::notify::Subject::ApprovalModeDrift {
+            account: series.account.clone(),
+            quicksight_namespace: series.quicksight_namespace.clone(),
+        });
+    }
 }
 
 /// Sets the declared mode back (`Enforce`); a refusal is recorded and waits out a backoff.

@@ -122,6 +122,26 @@ pub struct RunArgs {
     /// How often the mirror re-lists the accounts.
     #[arg(long, default_value = "5m", value_parser = interval)]
     pub mirror_interval: Duration,
+    /// The webhook to notify of new PENDING requests, exhausted retries and approval-mode
+    /// drift: a Slack or Teams incoming webhook, or any URL that takes a JSON POST. Give it as
+    /// SELFUPGRADE_NOTIFY_URL from a Secret, or with --notify-url-file: a flag's value shows in
+    /// the pod spec. Never logged.
+    #[arg(long, env = "SELFUPGRADE_NOTIFY_URL", hide_env_values = true, value_parser = secret_text)]
+    pub notify_url: Option<SecretText>,
+    /// A file that holds the webhook URL (a mounted Secret's key), read at start.
+    #[arg(long)]
+    pub notify_url_file: Option<std::path::PathBuf>,
+    /// How often the accounts are listed for new requests to notify of.
+    #[arg(long, default_value = "1m", value_parser = interval)]
+    pub notify_interval: Duration,
+    /// The ConfigMap, in the Lease's namespace, that records what was notified (so that a
+    /// restart or a new leader does not notify it again).
+    #[arg(long, default_value = "selfupgrade-operator-notified")]
+    pub notify_record: String,
+    /// An account to notify of with the operator's own credentials besides the bound ones
+    /// (repeatable; for accounts without a QuickSightAccount under --allow-unbound-accounts).
+    #[arg(long = "notify-account")]
+    pub notify_accounts: Vec<String>,
     /// Address of the /healthz and /readyz probes.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub health_addr: std::net::SocketAddr,
@@ -227,8 +247,6 @@ pub struct RunArgs {
     pub drain_timeout: Duration,
 }
 
-/// A period for a task that runs on a cadence: a duration, and not zero (which would make the
-/// task spin, and makes tokio's `interval` panic).
 /// A region name of some AWS partition (which one is checked against the operator's region
 /// when a decision uses it).
 fn aws_region(text: &str) -> Result<String, String> {
@@ -238,6 +256,23 @@ fn aws_region(text: &str) -> Result<String, String> {
     }
 }
 
+/// A value that must not be shown (the webhook URL carries its credential): `Debug` hides it,
+/// and it is checked after parsing, so that not even clap's error message echoes it.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn secret_text(text: &str) -> Result<SecretText, std::convert::Infallible> {
+    Ok(SecretText(text.to_string()))
+}
+
+/// A period for a task that runs on a cadence: a duration, and not zero (which would make the
+/// task spin, and makes tokio's `interval` panic).
 fn interval(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(period) if period.is_zero() => Err("an interval must be longer than zero".to_string()),
@@ -279,6 +314,36 @@ impl RunArgs {
         }
     }
 
+    /// The operator's own namespace: the Lease's and the notification record's.
+    fn operator_namespace(&self, client: &kube::Client) -> String {
+        self.lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string())
+    }
+
+    /// The notification settings, if a webhook URL is given (`--notify-url`, its environment
+    /// variable, or `--notify-url-file`). No error shows the URL.
+    pub fn notify_settings(
+        &self,
+        client: &kube::Client,
+    ) -> anyhow::Result<Option<crate::notify::NotifySettings>> {
+        let text = match (&self.notify_url, &self.notify_url_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the notification URL once: --notify-url (SELFUPGRADE_NOTIFY_URL) or --notify-url-file"
+            ),
+            (Some(SecretText(text)), None) => text.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --notify-url-file {}", path.display()))?,
+        };
+        Ok(Some(crate::notify::NotifySettings {
+            url: crate::notify::WebhookUrl::parse(&text)?,
+            record: (self.operator_namespace(client), self.notify_record.clone()),
+            interval: self.notify_interval,
+            accounts: self.notify_accounts.clone(),
+        }))
+    }
+
     /// The Lease to hold with `--leader-elect`.
     pub fn lease_settings(&self, client: &kube::Client) -> LeaseSettings {
         let identity = self.identity.clone().unwrap_or_else(|| {
@@ -287,10 +352,7 @@ impl RunArgs {
         });
         LeaseSettings {
             name: self.lease_name.clone(),
-            namespace: self
-                .lease_namespace
-                .clone()
-                .unwrap_or_else(|| client.default_namespace().to_string()),
+            namespace: self.operator_namespace(client),
             identity,
             duration_seconds: self.lease_duration.as_secs(),
             grace_seconds: self.lease_grace.as_secs(),
@@ -377,9 +439,21 @@ async fn controller_context(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Re
             "--dry-run: NO UpdateSelfUpgrade or UpdateSelfUpgradeConfiguration call will be made; statuses say what would be sent"
         );
     }
+    let notify = args.notify_settings(&client)?;
     let ctx = Context::new(client, directory, bindings, default_region, args.timing())
-        .with_metrics(metrics)
+        .with_metrics(metrics.clone())
         .with_dry_run(args.dry_run);
+    let ctx = match notify {
+        Some(settings) => {
+            let notifier = crate::notify::Notifier::new(settings, metrics)
+                .context("setting up the notification webhook's HTTP client")?;
+            tracing::info!(
+                "notifications on: new requests, exhausted retries and drifts are POSTed to the webhook"
+            );
+            ctx.with_notifier(notifier)
+        }
+        None => ctx,
+    };
     Ok(match args.mirror_requests {
         true => ctx.with_mirror(crate::mirror::MirrorSettings {
             namespace: args.mirror_namespace.clone(),

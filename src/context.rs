@@ -70,6 +70,8 @@ pub struct Context {
     pub approval_modes: crate::approval_modes::ApprovalModes,
     /// `run --dry-run`: everything but the calls that change QuickSight.
     pub dry_run: bool,
+    /// `run --notify-url`: where new requests, exhausted retries and drifts are announced.
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 impl Context {
@@ -93,12 +95,21 @@ impl Context {
             mirror: None,
             approval_modes: Default::default(),
             dry_run: false,
+            notifier: None,
         }
     }
 
     /// Makes no call that changes QuickSight (`run --dry-run`).
     pub fn with_dry_run(self, dry_run: bool) -> Self {
         Self { dry_run, ..self }
+    }
+
+    /// Announces new requests, exhausted retries and drifts to a webhook.
+    pub fn with_notifier(self, notifier: crate::notify::Notifier) -> Self {
+        Self {
+            notifier: Some(notifier),
+            ..self
+        }
     }
 
     /// Mirrors the requests of the bound (and `settings.accounts`) accounts.

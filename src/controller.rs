@@ -76,6 +76,7 @@ pub async fn run(
         scope.clone(),
         store.clone(),
     ));
+    let notifications = tokio::spawn(crate::notify::run(ctx.clone(), store.clone()));
     Controller::for_stream(decisions, store)
         .with_config(
             controller::Config::default()
@@ -112,6 +113,7 @@ pub async fn run(
     account_status.abort();
     approval_modes.abort();
     policies.abort();
+    notifications.abort();
     info!("controller stopped");
 }
 

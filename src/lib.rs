@@ -27,6 +27,7 @@ pub mod lenient;
 pub mod metrics;
 pub mod mirror;
 pub mod names;
+pub mod notify;
 pub mod pause;
 pub mod policy;
 pub mod policy_apply;

@@ -71,6 +71,11 @@ pub struct RegionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
     pub namespace: String,
     pub policy: String,
@@ -94,6 +99,10 @@ pub struct Metrics {
     pub policy_held_back: Family<PolicyLabels, Gauge>,
     pub listing_scopes: Family<RegionLabels, Gauge>,
     pub oldest_pending_request_age: Family<ApprovalModeLabels, Gauge>,
+    notifications_sent: Family<KindLabels, Counter>,
+    pub notification_failures: Counter,
+    pub notifications_dropped: Counter,
+    pub notification_queue_depth: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,6 +129,10 @@ impl Default for Metrics {
             policy_held_back: Family::default(),
             listing_scopes: Family::default(),
             oldest_pending_request_age: Family::default(),
+            notifications_sent: Family::default(),
+            notification_failures: Counter::default(),
+            notifications_dropped: Counter::default(),
+            notification_queue_depth: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +210,26 @@ impl Default for Metrics {
             "How long the oldest PENDING request of a mirrored account and QuickSight namespace has waited (0: none waits); --mirror-requests only",
             metrics.oldest_pending_request_age.clone(),
         );
+        registry.register(
+            "notifications_sent",
+            "Notifications a webhook accepted (--notify-url), by kind: NewRequest, RetriesExhausted, ApprovalModeDrift",
+            metrics.notifications_sent.clone(),
+        );
+        registry.register(
+            "notification_failures",
+            "POSTs of a notification the webhook refused or did not answer (each is retried with backoff)",
+            metrics.notification_failures.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Notifications dropped because the queue was full (offered again by the next scan or reconcile)",
+            metrics.notifications_dropped.clone(),
+        );
+        registry.register(
+            "notification_queue_depth",
+            "Notifications waiting to be sent",
+            metrics.notification_queue_depth.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -217,6 +250,15 @@ impl Metrics {
     /// (`curl`, `promtool check metrics`).
     pub fn encode_text(&self) -> String {
         text_format(&self.encode())
+    }
+
+    /// The counter of notifications of `kind` delivered.
+    pub fn notifications_sent(&self, kind: &str) -> Counter {
+        self.notifications_sent
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .clone()
     }
 
     fn observe_reconcile(&self, result: &str, started: Instant) {

@@ -142,9 +142,10 @@ pub fn plan(
     MirrorPlan { apply, delete }
 }
 
-/// The scopes to mirror: every binding's account (its region, credentials and QuickSight
-/// namespaces, `default` when it allows all), and `settings.accounts` with the operator's own.
-fn scopes(ctx: &Context, settings: &MirrorSettings) -> Vec<Scope> {
+/// The scopes to list (to mirror, to notify of): every binding's account (its region,
+/// credentials and QuickSight namespaces, `default` when it allows all), and `accounts` with
+/// the operator's own credentials.
+pub fn scopes(ctx: &Context, accounts: &[String]) -> Vec<Scope> {
     let mut scopes = BTreeSet::new();
     for binding in ctx.bindings.accounts() {
         let Ok(binding) = &binding.0 else { continue };
@@ -166,7 +167,7 @@ fn scopes(ctx: &Context, settings: &MirrorSettings) -> Vec<Scope> {
         }
     }
     if let Some(region) = &ctx.default_region {
-        for account in &settings.accounts {
+        for account in accounts {
             scopes.insert(Scope {
                 account_id: account.clone(),
                 region: region.clone(),
@@ -183,7 +184,7 @@ fn scopes(ctx: &Context, settings: &MirrorSettings) -> Vec<Scope> {
 /// mirrored for `default` only, and a decision's own `spec.region` may differ from the
 /// binding's).
 pub fn covers(ctx: &Context, settings: &MirrorSettings, scope: &Scope) -> bool {
-    scopes(ctx, settings).contains(scope)
+    scopes(ctx, &settings.accounts).contains(scope)
 }
 
 /// Syncs the mirror every `settings.interval`, until dropped.
@@ -218,7 +219,7 @@ async fn sync(ctx: &Context, settings: &MirrorSettings) -> Result<(), kube::Erro
         .items;
     let mut desired_objects = Vec::new();
     let mut kept = BTreeSet::new();
-    for scope in scopes(ctx, settings) {
+    for scope in scopes(ctx, &settings.accounts) {
         match ctx.directory.list(&scope).await {
             Ok(requests) => {
                 let waited = oldest_pending_age(&requests, k8s_openapi::jiff::Timestamp::now());

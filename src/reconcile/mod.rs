@@ -191,8 +191,31 @@ async fn reconcile_decision(
             }
         }
     }
+    announce(&ctx, &decision, &report.verdict);
     timer.result(report.label);
     Ok(requeue(&ctx, &decision.uid().unwrap_or_default(), &report))
+}
+
+/// Offers the notification of exhausted retries (at every reconcile that finds them: the
+/// notifier sends it once per generation).
+fn announce(ctx: &Context, decision: &SelfUpgradeDecision, verdict: &Verdict) {
+    let (
+        Some(notifier),
+        Verdict::Stalled(Stall::RetriesExhausted {
+            attempts,
+            request_status,
+            reason,
+        }),
+    ) = (&ctx.notifier, verdict)
+    else {
+        return;
+    };
+    let exhausted = crate::notify::Exhausted {
+        attempts: *attempts,
+        request_status: request_status.clone(),
+        reason: reason.as_deref(),
+    };
+    notifier.offer(crate::notify::retries_exhausted(decision, &exhausted));
 }
 
 /// The controller's action for a report, keeping the object's backoff count.

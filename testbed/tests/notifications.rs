@@ -1,0 +1,269 @@
+//! Notifications (`run --notify-url-file`), tried from outside against a webhook receiver in
+//! this test: the operator and both servers are processes of the real binary, so that a
+//! restart is a real one and the record of what was notified has to survive it in the API
+//! server.
+
+mod common;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::processes::*;
+use common::{is, new_decision, wait_for};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use selfupgrade_operator::api::{Action, RetryPolicy, SelfUpgradeDecision};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ACCOUNT: &str = "111122223333";
+/// The credential the webhook URL carries, which no log may show.
+const TOKEN: &str = "T0000-B0000-do-not-log-me";
+const RECORD: &str = "selfupgrade-operator-notified";
+
+/// What the receiver was sent.
+#[derive(Default)]
+struct Received {
+    /// POSTs still to answer 500.
+    refuse: AtomicUsize,
+    refused: AtomicUsize,
+    accepted: Mutex<Vec<Value>>,
+}
+
+impl Received {
+    fn accepted(&self) -> Vec<Value> {
+        self.accepted.lock().expect("lock").clone()
+    }
+
+    fn of_kind(&self, kind: &str) -> Vec<Value> {
+        let all = self.accepted();
+        all.into_iter().filter(|b| b["kind"] == kind).collect()
+    }
+}
+
+async fn receive(State(received): State<Arc<Received>>, Json(body): Json<Value>) -> StatusCode {
+    let refuse = received
+        .refuse
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    if refuse.is_ok() {
+        received.refused.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    received.accepted.lock().expect("lock").push(body);
+    StatusCode::OK
+}
+
+/// A webhook on loopback that answers 500 to the first `refuse` POSTs; and the file holding
+/// its URL, as a mounted Secret would.
+async fn start_receiver(refuse: usize) -> (Arc<Received>, tempfile::NamedTempFile) {
+    let received = Arc::new(Received {
+        refuse: AtomicUsize::new(refuse),
+        ..Received::default()
+    });
+    let app = axum::Router::new()
+        .route("/services/{token}", axum::routing::post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let file = tempfile::NamedTempFile::new().expect("a file");
+    std::fs::write(file.path(), format!("http://{address}/services/{TOKEN}\n")).expect("write");
+    (received, file)
+}
+
+/// Adds a PENDING request to the simulator; `in_group`: whether VERIFY can complete it.
+fn add_request(endpoint: &str, id: &str, in_group: bool) {
+    let request = json!({
+        "id": id,
+        "userName": format!("{id}@example.com"),
+        "originalRole": "READER",
+        "requestedRole": "AUTHOR",
+        "note": "quarterly dashboards",
+        "inRequiredGroup": in_group,
+    });
+    admin_send(
+        endpoint,
+        "POST",
+        "/_sim/requests",
+        json!({"accountId": ACCOUNT, "request": request}),
+    );
+}
+
+/// The operator, notifying `url_file`'s webhook, listing every second.
+fn notifying_operator(servers: &Servers, key: &str, url_file: &tempfile::NamedTempFile) -> Process {
+    let url_file = url_file.path().to_str().expect("utf-8");
+    operator(
+        &servers.kubeconfig,
+        &servers.endpoint,
+        key,
+        &[
+            "--notify-url-file",
+            url_file,
+            "--notify-interval",
+            "1s",
+            "--notify-account",
+            ACCOUNT,
+            "--listing-ttl",
+            "1s",
+        ],
+    )
+}
+
+/// Waits until `received` holds `count` notifications of `kind`.
+async fn until_received(received: &Received, kind: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let bodies = received.of_kind(kind);
+        if bodies.len() >= count {
+            return bodies;
+        }
+        assert!(Instant::now() < deadline, "{kind}: {bodies:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn request_ids(bodies: &[Value]) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for body in bodies {
+        *ids.entry(body["requestId"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    ids
+}
+
+/// The operator's log so far.
+fn log_of(process: &Process) -> String {
+    let log = process.1.as_ref().expect("a logged process");
+    std::fs::read_to_string(log.path()).expect("the log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_request_is_notified_once_across_a_restart_and_failures_are_retried() {
+    let servers = start_servers(&[]);
+    add_request(&servers.endpoint, "r-1", true);
+    add_request(&servers.endpoint, "r-2", true);
+    let (received, url_file) = start_receiver(2).await;
+    let first = notifying_operator(&servers, "AKIDNOTIFY1", &url_file);
+    let bodies = until_received(&received, "NewRequest", 2).await;
+    assert_eq!(
+        received.refused.load(Ordering::SeqCst),
+        2,
+        "the 500s were retried"
+    );
+    assert_eq!(
+        request_ids(&bodies),
+        BTreeMap::from([("r-1".into(), 1), ("r-2".into(), 1)])
+    );
+
+    // The record is written once the queue is empty: then a restart notifies nothing again.
+    let client = client(&servers.kubeconfig).await;
+    until_recorded(&client, "\"r-1\"").await;
+    until_recorded(&client, "\"r-2\"").await;
+    // Listings that show nothing new notify nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(received.accepted().len(), 2, "{:#?}", received.accepted());
+    let first_log = log_of(&first);
+    drop(first); // SIGKILL
+
+    add_request(&servers.endpoint, "r-3", true);
+    let second = notifying_operator(&servers, "AKIDNOTIFY2", &url_file);
+    until_received(&received, "NewRequest", 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bodies = received.accepted();
+    assert_eq!(
+        request_ids(&bodies),
+        BTreeMap::from([("r-1".into(), 1), ("r-2".into(), 1), ("r-3".into(), 1)]),
+        "one notification per request across the restart"
+    );
+    assert!(
+        first_log.contains("notification not delivered"),
+        "the failures are logged"
+    );
+    for log in [first_log, log_of(&second)] {
+        assert!(!log.contains(TOKEN), "the URL is never logged:\n{log}");
+    }
+    assert_new_request_body(&bodies[0]);
+}
+
+/// What a notification of a new request says, as an admin's chat and a receiving script read it.
+fn assert_new_request_body(body: &Value) {
+    let id = body["requestId"].as_str().expect("requestId");
+    assert_eq!(body["account"], ACCOUNT);
+    assert_eq!(body["quicksightNamespace"], "default");
+    assert_eq!(body["user"], format!("{id}@example.com"));
+    assert_eq!(body["roles"], json!({"from": "READER", "to": "AUTHOR"}));
+    assert_eq!(body["note"], "quarterly dashboards");
+    let text = body["text"].as_str().expect("text");
+    assert!(
+        text.contains(id) && text.contains("READER → AUTHOR"),
+        "{text}"
+    );
+    let manifest: SelfUpgradeDecision =
+        serde_yaml::from_str(body["manifest"].as_str().expect("manifest")).expect("a decision");
+    assert_eq!(manifest.spec.upgrade_request_id, id);
+    assert_eq!(manifest.spec.action, Action::Approve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_whose_retries_run_out_is_notified_once() {
+    let servers = start_servers(&[]);
+    add_request(&servers.endpoint, "not-in-group", false);
+    let (received, url_file) = start_receiver(0).await;
+    let first = notifying_operator(&servers, "AKIDNOTIFY3", &url_file);
+    let client = client(&servers.kubeconfig).await;
+    let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client.clone(), "default");
+    let mut decision = new_decision("verify-it", ACCOUNT, "not-in-group", Action::Verify);
+    decision.spec.retry = Some(RetryPolicy {
+        max_attempts: Some(1),
+        ..RetryPolicy::default()
+    });
+    decisions
+        .create(&PostParams::default(), &decision)
+        .await
+        .expect("create");
+    wait_for(&decisions, "verify-it", 30, |d| {
+        is(d, "Stalled", "True", "RetriesExhausted")
+    })
+    .await;
+    let bodies = until_received(&received, "RetriesExhausted", 1).await;
+    assert_eq!(bodies[0]["namespace"], "default");
+    assert_eq!(bodies[0]["name"], "verify-it");
+    assert_eq!(bodies[0]["requestStatus"], "VERIFY_FAILED");
+    assert_eq!(bodies[0]["attempts"], 1);
+    until_recorded(&client, "RetriesExhausted").await;
+    // A new operator reconciles every decision at start, this one included: not again.
+    drop(first);
+    let second = notifying_operator(&servers, "AKIDNOTIFY4", &url_file);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log_of(&second).contains("notifications: record read") {
+        assert!(Instant::now() < deadline, "{}", log_of(&second));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(received.of_kind("RetriesExhausted").len(), 1);
+}
+
+/// Waits until the record in the API server holds `what`.
+async fn until_recorded(client: &kube::Client, what: &str) {
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = records.get_opt(RECORD).await.expect("get");
+        let data = record.and_then(|r| r.data).unwrap_or_default();
+        let text = data.get("notified.json").cloned().unwrap_or_default();
+        if text.contains(what) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not in the record: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
