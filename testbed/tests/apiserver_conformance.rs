@@ -647,6 +647,43 @@ async fn core_events_are_validated_as_kube_apiserver_validates_them() {
     }
 }
 
+/// ConfigMaps follow `ValidateConfigMap`: config keys only, and 1 MiB of data in all (the
+/// operator's notification record stays under it).
+#[tokio::test]
+async fn config_maps_are_validated_as_kube_apiserver_validates_them() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (server, _) = server(100).await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.client().await.expect("client"), "default");
+    let map = |name: &str, key: &str, len: usize| -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "data": {key: "x".repeat(len)},
+        }))
+        .expect("a ConfigMap")
+    };
+    maps.create(
+        &PostParams::default(),
+        &map("fits", "notified.json", 1024 * 1024),
+    )
+    .await
+    .expect("1 MiB of data is valid");
+    for (name, key, len, field) in [
+        ("too-big", "notified.json", 1024 * 1024 + 1, ""),
+        ("bad-key", "notified/json", 10, "data[notified/json]"),
+    ] {
+        let Err(error) = maps
+            .create(&PostParams::default(), &map(name, key, len))
+            .await
+        else {
+            panic!("{name} was stored");
+        };
+        let status = api_error(error);
+        assert_eq!(status.code, 422, "{name}");
+        let causes = status.details.expect("details").causes;
+        assert_eq!(causes[0].field, field, "{name}: {causes:?}");
+    }
+}
+
 /// A client of `kubeconfig_yaml` that does not retry 429s, to see what the server answers.
 async fn client_without_retries(kubeconfig_yaml: &str) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig");

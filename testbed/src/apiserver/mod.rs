@@ -5,6 +5,7 @@
 //! server-side printing. A test and playground stand-in; never on the operator's path.
 
 mod apply;
+mod config_maps;
 mod crds;
 mod discovery;
 mod errors;

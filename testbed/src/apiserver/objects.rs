@@ -883,6 +883,7 @@ fn metadata_causes(
     match (resource.group.as_str(), resource.plural.as_str()) {
         ("events.k8s.io", "events") => causes.extend(meta_validation::event(object)),
         ("", "events") => causes.extend(meta_validation::legacy_event(object)),
+        ("", "configmaps") => causes.extend(super::config_maps::causes(object)),
         (super::registry::CRD_GROUP, "customresourcedefinitions") => {
             causes.extend(super::crds::causes(object, old))
         }
