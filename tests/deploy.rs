@@ -15,11 +15,12 @@ use serde_json::Value;
 use std::process::Command;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 5] = [
     "",
     "/overlays/ha",
     "/overlays/single-namespace",
     "/overlays/mirror",
+    "/overlays/notifications",
 ];
 
 /// `kubectl kustomize deploy<variant>`, or `None` where kubectl is missing (a failure under
@@ -461,4 +462,60 @@ fn the_monitoring_overlay_scrapes_the_metrics_port_and_carries_the_rules_file() 
     )
     .expect("yaml");
     assert_eq!(rule["spec"]["groups"], file["groups"]);
+}
+
+/// The notifications overlay hands the operator the webhook URL as a file from a Secret (never
+/// as a flag's value, which shows in the pod spec) and lets it keep its record: the ConfigMap
+/// `run` names by default, by name.
+#[test]
+fn the_notifications_overlay_mounts_the_url_from_a_secret_and_grants_the_record_by_name() {
+    use clap::Parser;
+    let Some(documents) = kustomize("/overlays/notifications") else {
+        return;
+    };
+    let deployment: Deployment = of_kind(&documents, "Deployment").remove(0);
+    let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod");
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    let file = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--notify-url-file="))
+        .expect("--notify-url-file");
+    assert!(!args.iter().any(|a| a.starts_with("--notify-url=")));
+    let mounts = container.volume_mounts.clone().unwrap_or_default();
+    let mount = mounts
+        .iter()
+        .find(|m| file.starts_with(&format!("{}/", m.mount_path)))
+        .expect("a mount holds the URL file");
+    assert_eq!(mount.read_only, Some(true));
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == mount.name)
+        .expect("the mounted volume");
+    assert!(volume.secret.is_some(), "the URL comes from a Secret");
+
+    let argv = ["selfupgrade-operator", "run"];
+    let selfupgrade_operator::cli::Command::Run(run) =
+        selfupgrade_operator::cli::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+    else {
+        panic!("not run");
+    };
+    let rules: Vec<PolicyRule> = of_kind::<Role>(&documents, "Role")
+        .into_iter()
+        .flat_map(|r| r.rules.unwrap_or_default())
+        .filter(|r| r.resources.iter().flatten().any(|r| r == "configmaps"))
+        .collect();
+    let by_name = rules
+        .iter()
+        .find(|r| r.resource_names.is_some())
+        .expect("a rule for the record by name");
+    assert_eq!(
+        by_name.resource_names,
+        Some(vec![run.notify_record.clone()])
+    );
+    assert_eq!(by_name.verbs, ["get", "update"]);
 }

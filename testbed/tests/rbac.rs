@@ -32,11 +32,12 @@ fn permission_name(p: &Permission) -> (String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
-    let manifests = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/base/rbac.yaml"
-    ))
-    .expect("deploy/base/rbac.yaml");
+    // The base, and the notifications overlay's Role (the operator runs with notifications).
+    let manifests = [
+        include_str!("../../deploy/base/rbac.yaml"),
+        include_str!("../../deploy/overlays/notifications/notify-role.yaml"),
+    ]
+    .join("\n---\n");
     let apiserver = RunningApiServer::start(ApiServerConfig {
         namespaces: vec!["default".into(), OPERATOR_NAMESPACE.into()],
         rbac: Some(RbacSettings {
@@ -85,9 +86,12 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
             .expect("service account token"),
     )
     .expect("kubeconfig");
+    let (received, url_file) = common::webhook::start_receiver(0).await;
     let _operator = Process::new(
         Command::new(BIN)
             .args(["run", "--quicksight-endpoint", &sim.endpoint()])
+            .args(["--notify-interval", "500ms", "--notify-url-file"])
+            .arg(url_file.path())
             .args(["--leader-elect", "--lease-namespace", OPERATOR_NAMESPACE])
             .args(["--lease-duration", "3s", "--lease-grace", "1s"])
             .args([
@@ -134,6 +138,17 @@ async fn the_operator_needs_exactly_the_permissions_deploy_grants() {
         wait_for(&decisions, name, 60, |d| is(d, "Ready", "True", "Applied")).await;
     }
     enforce_a_policy(&admin, &decisions).await;
+    // The three requests were notified; their record, created, is replaced once two of them
+    // are decided.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while received.of_kind("NewRequest").len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            received.accepted()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let user = service_account_user(OPERATOR_NAMESPACE, SERVICE_ACCOUNT);
     let granted: BTreeSet<_> = apiserver
         .state

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part of the fixtures
 
 pub mod processes;
+pub mod webhook;
 
 use aws_sdk_quicksight::config::{Credentials, SharedCredentialsProvider};
 use selfupgrade_operator::quicksight::{SdkQuickSight, SdkSettings};
