@@ -14,6 +14,7 @@ use selfupgrade_operator::context::{Context, Timing};
 use selfupgrade_operator::controller::{self, WatchScope};
 use selfupgrade_operator::metrics::Metrics;
 use selfupgrade_operator::mirror::MirrorSettings;
+use selfupgrade_operator::notify::{Notifier, NotifySettings};
 use selfupgrade_operator::quicksight::{PacingSettings, SdkQuickSight, SdkSettings};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub const OPERATOR_SERVICE_ACCOUNT: &str = "selfupgrade-operator";
 const MIRROR_NAMESPACE: &str = "default";
 pub const BASE_RBAC: &str = include_str!("../../deploy/base/rbac.yaml");
 const MIRROR_RBAC: &str = include_str!("../../deploy/overlays/mirror/mirror-role.yaml");
+const NOTIFY_RBAC: &str = include_str!("../../deploy/overlays/notifications/notify-role.yaml");
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlaygroundArgs {
@@ -71,6 +73,9 @@ pub struct Tuning {
     /// Mirror the simulator's accounts as `SelfUpgradeRequest`s in `default`, re-listed this
     /// often; `None`: no mirror.
     pub mirror_interval: Option<Duration>,
+    /// Notify a webhook (`run --notify-url`), under the RBAC of `deploy/overlays/notifications`;
+    /// `None`: no notifications.
+    pub notify: Option<NotifySettings>,
 }
 
 impl Default for Tuning {
@@ -86,6 +91,7 @@ impl Default for Tuning {
             },
             listing_ttl: Duration::from_secs(5),
             mirror_interval: None,
+            notify: None,
         }
     }
 }
@@ -132,7 +138,8 @@ impl Playground {
             .collect();
         seed_accounts.dedup();
         let mirror_namespace = tuning.mirror_interval.map(|_| MIRROR_NAMESPACE);
-        let apiserver = RunningApiServer::start(apiserver_config(args, mirror_namespace)?)
+        let rbac = operator_rbac(mirror_namespace, tuning.notify.is_some())?;
+        let apiserver = RunningApiServer::start(apiserver_config(args, rbac)?)
             .await
             .context("starting the embedded API server")?;
         seed.add_access_key(OPERATOR_KEY.0, OPERATOR_KEY.1);
@@ -195,16 +202,13 @@ impl Playground {
 
 /// The API server of the playground: with `deploy/`'s RBAC and the operator's namespace, or
 /// (`--empty`) with nothing installed.
-fn apiserver_config(
-    args: &PlaygroundArgs,
-    mirror_namespace: Option<&str>,
-) -> anyhow::Result<ApiServerConfig> {
+fn apiserver_config(args: &PlaygroundArgs, rbac: String) -> anyhow::Result<ApiServerConfig> {
     let crds = InitialCrds::from_flags(args.empty, args.crd_dir.clone());
     let (namespaces, manifests) = match args.empty {
         true => (vec!["default".to_string()], String::new()),
         false => (
             vec!["default".to_string(), OPERATOR_NAMESPACE.to_string()],
-            operator_rbac(mirror_namespace)?,
+            rbac,
         ),
     };
     Ok(ApiServerConfig {
@@ -293,7 +297,11 @@ impl Operator {
             Some(PLAYGROUND_REGION.to_string()),
             self.tuning.timing,
         )
-        .with_metrics(self.metrics);
+        .with_metrics(self.metrics.clone());
+        let ctx = match self.tuning.notify {
+            Some(settings) => ctx.with_notifier(Notifier::new(settings, self.metrics.clone())?),
+            None => ctx,
+        };
         let ctx = Arc::new(match self.tuning.mirror_interval {
             Some(interval) => ctx.with_mirror(MirrorSettings {
                 namespace: MIRROR_NAMESPACE.to_string(),
@@ -336,10 +344,15 @@ pub fn simulator_client(endpoint: &str) -> SdkQuickSight {
     )
 }
 
-/// The RBAC `deploy/` ships for the operator, with the mirror's Role (`deploy/overlays/mirror`)
-/// moved to the namespace the playground mirrors into, when it mirrors.
-fn operator_rbac(mirror_namespace: Option<&str>) -> anyhow::Result<String> {
+/// The RBAC `deploy/` ships for the operator: with the notifications' Role when it notifies,
+/// and the mirror's Role (`deploy/overlays/mirror`) moved to the namespace the playground
+/// mirrors into, when it mirrors.
+fn operator_rbac(mirror_namespace: Option<&str>, notify: bool) -> anyhow::Result<String> {
     let mut manifests = BASE_RBAC.to_string();
+    if notify {
+        manifests.push_str("\n---\n");
+        manifests.push_str(NOTIFY_RBAC);
+    }
     let Some(namespace) = mirror_namespace else {
         return Ok(manifests);
     };

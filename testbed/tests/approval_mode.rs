@@ -2,7 +2,7 @@
 //! its mode reports the console's switch to AUTO_APPROVAL on itself, on its decisions, in an
 //! Event and in the drift gauge; one that enforces it sets the mode back exactly once, and
 //! retries a refused restore instead of looping; one that declares nothing makes no
-//! configuration call at all.
+//! configuration call at all. A drift is notified to the webhook (`run --notify-url`) once.
 
 mod common;
 
@@ -14,7 +14,8 @@ use selfupgrade_operator::api::{
     Action, ApprovalMode, Enforcement, QuickSightAccount, QuickSightAccountSpec,
     SelfUpgradeDecision, SelfUpgradeSettings,
 };
-use selfupgrade_testbed::playground::{Playground, Tuning, playground_timing};
+use selfupgrade_operator::notify::{NotifySettings, WebhookUrl};
+use selfupgrade_testbed::playground::{OPERATOR_NAMESPACE, Playground, Tuning, playground_timing};
 use selfupgrade_testbed::quicksight::{FaultSettings, SimHandle, SimRequest, World};
 use std::time::Duration;
 
@@ -22,6 +23,11 @@ use std::time::Duration;
 const CADENCE: Duration = Duration::from_secs(1);
 
 async fn playground_with_two_requests() -> (Playground, Client) {
+    playground_tuned(None).await
+}
+
+/// [`playground_with_two_requests`], notifying when `notify` says where.
+async fn playground_tuned(notify: Option<NotifySettings>) -> (Playground, Client) {
     let mut world = World::default();
     for account in [ACCOUNT, OTHER_ACCOUNT] {
         world.ensure_namespace(account, "default").requests = ["r-1", "r-2"]
@@ -37,6 +43,7 @@ async fn playground_with_two_requests() -> (Playground, Client) {
             approval_mode_interval: CADENCE,
             ..playground_timing()
         },
+        notify,
         ..Tuning::default()
     };
     let playground = common::start_tuned_playground(handle, tuning).await;
@@ -206,6 +213,71 @@ async fn an_observed_switch_to_auto_approval_shows_on_the_binding_its_decisions_
         assert!(tokio::time::Instant::now() < deadline, "{metric} stays");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    playground.stop().await;
+}
+
+/// A drift is notified once however often it is read, and again when it comes back after the
+/// namespace was in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_is_notified_once_and_again_when_it_comes_back() {
+    let (received, url_file) = common::webhook::start_receiver(0).await;
+    let url = std::fs::read_to_string(url_file.path()).expect("the URL");
+    let notify = NotifySettings {
+        url: WebhookUrl::parse(&url).expect("a URL"),
+        record: (
+            OPERATOR_NAMESPACE.into(),
+            "selfupgrade-operator-notified".into(),
+        ),
+        interval: CADENCE,
+        accounts: Vec::new(),
+    };
+    let (playground, client) = playground_tuned(Some(notify)).await;
+    let observe = SelfUpgradeSettings {
+        mode: ApprovalMode::AdminApproval,
+        enforcement: Enforcement::Observe,
+    };
+    bind(&client, ACCOUNT, Some(observe)).await;
+    wait_for_binding(&client, ACCOUNT, |b| {
+        observed(b) == Some(ApprovalMode::AdminApproval)
+    })
+    .await;
+    let sim = &playground.quicksight.handle;
+    let drifts = |count: usize| {
+        let received = received.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while received.of_kind("ApprovalModeDrift").len() < count {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{:?}",
+                    received.accepted()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            received.of_kind("ApprovalModeDrift")
+        }
+    };
+    sim.set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")
+        .expect("switched");
+    let first = drifts(1).await;
+    assert_eq!(first[0]["observedMode"], "AUTO_APPROVAL");
+    assert_eq!(first[0]["binding"], format!("account-{ACCOUNT}"));
+    tokio::time::sleep(CADENCE * 3).await;
+    assert_eq!(
+        received.of_kind("ApprovalModeDrift").len(),
+        1,
+        "read again, not notified again"
+    );
+
+    sim.set_approval_mode(ACCOUNT, "default", "ADMIN_APPROVAL")
+        .expect("switched back");
+    wait_for_binding(&client, ACCOUNT, |b| {
+        observed(b) == Some(ApprovalMode::AdminApproval)
+    })
+    .await;
+    sim.set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")
+        .expect("switched again");
+    assert_eq!(drifts(2).await.len(), 2, "a new drift");
     playground.stop().await;
 }
 
