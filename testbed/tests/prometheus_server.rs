@@ -9,6 +9,8 @@ use common::*;
 use kube::Api;
 use kube::api::PostParams;
 use selfupgrade_operator::api::{Action, SelfUpgradeDecision};
+use selfupgrade_operator::notify::{NotifySettings, WebhookUrl};
+use selfupgrade_testbed::playground::{OPERATOR_NAMESPACE, Tuning};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -102,7 +104,22 @@ async fn prometheus_scrapes_the_series_the_alerts_use() {
         Default::default(),
         7,
     );
-    let playground = start_playground(handle).await;
+    // Notifying, so that the notification alert's series exist too.
+    let (_received, url_file) = common::webhook::start_receiver(0).await;
+    let url = std::fs::read_to_string(url_file.path()).expect("the URL");
+    let tuning = Tuning {
+        notify: Some(NotifySettings {
+            url: WebhookUrl::parse(&url).expect("a URL"),
+            record: (
+                OPERATOR_NAMESPACE.into(),
+                "selfupgrade-operator-notified".into(),
+            ),
+            interval: Duration::from_secs(1),
+            accounts: vec![ACCOUNT.into()],
+        }),
+        ..Tuning::default()
+    };
+    let playground = start_tuned_playground(handle, tuning).await;
     // The operator's /metrics, served as `run --metrics-addr` serves it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -152,5 +169,12 @@ async fn prometheus_scrapes_the_series_the_alerts_use() {
             .await
             .is_empty()
     );
+    let sent = series(&prometheus_url, "selfupgrade_notifications_sent_total").await;
+    assert_eq!(sent[0]["kind"], "NewRequest", "{sent:?}");
+    series(
+        &prometheus_url,
+        "selfupgrade_notification_failures_total == 0",
+    )
+    .await;
     playground.stop().await;
 }
