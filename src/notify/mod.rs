@@ -331,6 +331,54 @@ fn still_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quicksight::{Credentials, RequestDetail, Scope};
+
+    fn pending(index: usize) -> Notification {
+        let scope = Scope {
+            account_id: "111122223333".into(),
+            region: "us-east-1".into(),
+            namespace: "default".into(),
+            credentials: Credentials::Operator,
+        };
+        new_request(
+            &scope,
+            &RequestDetail::new(format!("r-{index}"), RequestStatus::Pending),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_offer_is_queued_once_and_past_the_bound_dropped_and_counted() {
+        let settings = NotifySettings {
+            url: WebhookUrl::parse("https://hooks.example.com/services/x").expect("a URL"),
+            record: ("selfupgrade-operator".into(), "notified".into()),
+            interval: Duration::from_secs(60),
+            accounts: Vec::new(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let notifier = Notifier::new(settings, metrics.clone()).expect("a client");
+        notifier.state().ledger.record(pending(0).subject, 100);
+        notifier.offer(pending(0));
+        assert_eq!(
+            metrics.notification_queue_depth.get(),
+            0,
+            "notified already"
+        );
+        for index in 1..=QUEUE_CAPACITY {
+            notifier.offer(pending(index));
+        }
+        notifier.offer(pending(1));
+        assert_eq!(
+            metrics.notifications_dropped.get(),
+            0,
+            "a queued subject is not offered twice"
+        );
+        notifier.offer(pending(QUEUE_CAPACITY + 1));
+        assert_eq!(metrics.notifications_dropped.get(), 1);
+        assert_eq!(
+            metrics.notification_queue_depth.get(),
+            QUEUE_CAPACITY as i64
+        );
+    }
 
     fn request(account: &str, id: &str) -> Subject {
         Subject::NewRequest {
