@@ -6,9 +6,8 @@ use selfupgrade_operator::cli::{self, Cli};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
     args.logging.init()?;
-    cli::execute(args.command).await
+    cli::runtime()?.block_on(cli::execute(args.command))
 }

@@ -10,6 +10,7 @@ mod measured;
 mod model;
 mod pacing;
 mod sdk;
+mod send_slots;
 
 pub use directory::{RequestDirectory, list_requests};
 pub use endpoints::AwsEndpoints;

@@ -7,14 +7,13 @@
 //! configured rate, and a 429 (which carries no `Retry-After`) slows every caller of that
 //! account, not just the one that was throttled.
 
+use super::send_slots::SendSlots;
 use super::{Credentials, QuickSightError, RequestPage, Scope, SelfUpgradeApi, UpdateResult};
 use crate::api::{Action, ApprovalMode};
 use crate::retry::backoff_delay;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -49,7 +48,9 @@ pub enum PacingError {
 enum PacerWait {
     #[error("the account is paused after throttling beyond the call's send window")]
     PausedPastWindow,
-    #[error("the call's send window closed while it waited for the account's rate limit")]
+    #[error("the account's rate limit has no slot for the call within its send window")]
+    SlotPastWindow,
+    #[error("the call's send window closed while it waited for a place among the calls in flight")]
     WindowClosed,
 }
 
@@ -64,15 +65,15 @@ struct Pause {
 pub struct Paced {
     inner: Arc<dyn SelfUpgradeApi>,
     settings: PacingSettings,
-    buckets: DefaultKeyedRateLimiter<String>,
+    slots: SendSlots,
     in_flight: Semaphore,
     pauses: Mutex<HashMap<String, Pause>>,
-    /// When idle accounts' buckets and pauses were last forgotten.
+    /// When idle accounts' send slots and pauses were last forgotten.
     swept_at: Mutex<Instant>,
 }
 
 /// How often the pacer forgets what it keeps of accounts and regions no longer called: their
-/// full buckets (governor's `retain_recent`) and pauses that ended this long ago.
+/// send slots that are due already (as a new key's would be) and pauses that ended this long ago.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Paced {
@@ -84,15 +85,16 @@ impl Paced {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(PacingError::Rate(rate));
         }
-        let period = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+        let period = Duration::try_from_secs_f64(1.0 / rate)
+            .ok()
+            .filter(|period| !period.is_zero())
             .ok_or(PacingError::Rate(rate))?;
-        let burst = NonZeroU32::new(settings.burst).ok_or(PacingError::Zero)?;
-        if settings.concurrency == 0 {
+        if settings.burst == 0 || settings.concurrency == 0 {
             return Err(PacingError::Zero);
         }
         Ok(Self {
             inner,
-            buckets: RateLimiter::keyed(period.allow_burst(burst)),
+            slots: SendSlots::new(period, settings.burst),
             in_flight: Semaphore::new(settings.concurrency),
             pauses: Mutex::new(HashMap::new()),
             swept_at: Mutex::new(Instant::now()),
@@ -129,18 +131,21 @@ impl Paced {
         result
     }
 
-    /// Waits until the account may call: its pause over, a token in its bucket, a slot among the
+    /// Waits until the account may call: its pause over, its send slot come, a place among the
     /// calls in flight — and the account still not paused once all three are had, so that a
-    /// call that queued for a token or a slot before a pause began does not go out during it.
+    /// call that waited for its slot or a place before a pause began does not go out during it.
     async fn admit(
         &self,
         key: &str,
         send_by: Option<Instant>,
     ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, PacerWait> {
-        let bucket = key.to_string();
         loop {
             self.wait_for_pause(key, send_by).await?;
-            self.buckets.until_key_ready(&bucket).await;
+            let slot = self
+                .slots
+                .reserve(key, Instant::now(), send_by)
+                .map_err(|_| PacerWait::SlotPastWindow)?;
+            tokio::time::sleep_until(slot).await;
             // The semaphore is never closed, so acquiring cannot fail; were it closed, calling
             // without a permit is still correct, only less paced.
             let permit = self.in_flight.acquire().await.ok();
@@ -209,7 +214,7 @@ impl Paced {
         );
     }
 
-    /// Forgets the buckets that are full again (as a new one would be) and the pauses long
+    /// Forgets the send slots that are due already (as a new key's would be) and the pauses long
     /// over, at most once per [`SWEEP_INTERVAL`]: the keys come and go with bindings and
     /// regions.
     fn forget_idle(&self) {
@@ -221,7 +226,7 @@ impl Paced {
             }
             *swept_at = now;
         }
-        self.buckets.retain_recent();
+        self.slots.forget_idle(now);
         self.lock_pauses()
             .retain(|_, pause| pause.until + SWEEP_INTERVAL > now);
     }
@@ -334,20 +339,19 @@ mod tests {
         start.elapsed()
     }
 
-    // Real time: governor keeps its own clock. Lower bounds are what pacing promises; the upper
-    // bounds are loose, only to tell "waited" from "did not wait".
-    const NO_WAIT: Duration = Duration::from_millis(50);
+    // Paused time: the pacer sleeps on tokio's clock, so waits are exact.
+    const NO_WAIT: Duration = Duration::ZERO;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_account_gets_its_burst_then_its_rate() {
         let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(50.0, 5)).expect("valid");
-        assert!(list(&paced, "111122223333", 5).await < NO_WAIT, "the burst");
-        // Ten more calls at fifty a second take at least 180 ms (the first may be due at once).
+        assert_eq!(list(&paced, "111122223333", 5).await, NO_WAIT, "the burst");
+        // Ten more calls at fifty a second: one every 20 ms.
         let paced_calls = list(&paced, "111122223333", 10).await;
-        assert!(paced_calls >= Duration::from_millis(180), "{paced_calls:?}");
+        assert_eq!(paced_calls, Duration::from_millis(200));
         // Another account is not slowed by the first.
-        assert!(list(&paced, "444455556666", 5).await < NO_WAIT);
+        assert_eq!(list(&paced, "444455556666", 5).await, NO_WAIT);
         assert_eq!(fake.calls.load(Ordering::SeqCst), 20);
     }
 
@@ -365,7 +369,7 @@ mod tests {
         assert!(paced.lock_pauses().is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_throttled_answer_pauses_the_whole_account_and_success_resets_it() {
         let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1000.0, 1000)).expect("valid");
@@ -378,11 +382,11 @@ mod tests {
         let after_pause = list(&paced, "111122223333", 1).await;
         assert!(after_pause >= Duration::from_millis(350), "{after_pause:?}");
         // ... and its success ends the pausing.
-        assert!(list(&paced, "111122223333", 3).await < NO_WAIT);
+        assert_eq!(list(&paced, "111122223333", 3).await, NO_WAIT);
         // Another account never waited.
         fake.throttling.store(true, Ordering::SeqCst);
         list(&paced, "111122223333", 1).await;
-        assert!(list(&paced, "444455556666", 1).await < NO_WAIT);
+        assert_eq!(list(&paced, "444455556666", 1).await, NO_WAIT);
     }
 
     async fn update(paced: &Paced, send_by: Instant) -> Result<UpdateResult, QuickSightError> {
@@ -392,9 +396,9 @@ mod tests {
     }
 
     /// The intent announced this call's window; a call that cannot leave within it must not
-    /// leave at all (another replica may send the action once the window has passed). Real
-    /// time, as governor keeps its own clock.
-    #[tokio::test]
+    /// leave at all (another replica may send the action once the window has passed), and
+    /// need not wait for the window to close to know it.
+    #[tokio::test(start_paused = true)]
     async fn an_update_that_cannot_leave_within_its_send_window_is_abandoned_unsent() {
         let fake = Arc::new(FakeQuickSight::default());
         let paced = Paced::new(fake.clone(), settings(1.0, 1)).expect("valid");
@@ -403,14 +407,14 @@ mod tests {
                 .await
                 .is_ok()
         );
-        // The bucket is empty for a second: a window of 300 ms closes first.
+        // The next slot is a second away: a window of 300 ms closes first.
         let started = Instant::now();
         let error = update(&paced, started + Duration::from_millis(300))
             .await
             .expect_err("abandoned");
         assert_eq!(error.class, crate::quicksight::ErrorClass::NotSent);
         assert!(error.took_no_effect());
-        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(started.elapsed(), Duration::ZERO, "known at once");
         // A window already closed is not entered.
         let closed = update(&paced, Instant::now() - Duration::from_millis(1)).await;
         assert!(closed.is_err());
@@ -419,7 +423,7 @@ mod tests {
             1,
             "only the first call left"
         );
-        // A window long enough waits for the token and sends.
+        // A window long enough waits for the slot (which the abandoned call did not take).
         assert!(
             update(&paced, Instant::now() + Duration::from_secs(5))
                 .await
@@ -453,12 +457,10 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
-    /// A call that queued for a token before the account was paused must not go out during the
-    /// pause once it gets the token. Real time, as governor keeps its own clock; the margins
-    /// are seconds, and the pause is measured from when it began, so a loaded machine that is
-    /// slow to run the test cannot fail it.
-    #[tokio::test]
-    async fn a_call_queued_for_a_token_when_a_pause_begins_waits_for_the_pause() {
+    /// A call that waited for its slot before the account was paused must not go out during the
+    /// pause once its slot comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_its_slot_when_a_pause_begins_waits_for_the_pause() {
         let fake = Arc::new(FakeQuickSight::default());
         let pause = Duration::from_secs(3);
         let settings = PacingSettings {
@@ -479,7 +481,7 @@ mod tests {
             }
         });
         // The queued call runs first (one thread), reaches the pacer and waits two seconds for
-        // its token; the pause begins meanwhile and outlasts that wait.
+        // its slot; the pause begins meanwhile and outlasts that wait.
         tokio::task::yield_now().await;
         let paused_at = started.elapsed();
         paced.pause("111122223333/us-east-1");

@@ -5,6 +5,7 @@
 //! It depends on the operator crate and never the other way, so the compiler keeps the operator's
 //! production binary free of the stand-ins and of the crates only they use.
 
+pub mod allocator;
 pub mod apiserver;
 pub mod bench;
 pub mod cli;
