@@ -19,23 +19,6 @@ use std::time::{Duration, Instant};
 
 const ACCOUNT: &str = "111122223333";
 
-/// Adds a PENDING request to the simulator; `in_group`: whether VERIFY can complete it.
-fn add_request(endpoint: &str, id: &str, in_group: bool) {
-    let request = json!({
-        "id": id,
-        "userName": format!("{id}@example.com"),
-        "originalRole": "READER",
-        "requestedRole": "AUTHOR",
-        "inRequiredGroup": in_group,
-    });
-    admin_send(
-        endpoint,
-        "POST",
-        "/_sim/requests",
-        json!({"accountId": ACCOUNT, "request": request}),
-    );
-}
-
 fn request_path(id: &str, what: &str) -> String {
     format!("/_sim/requests/{ACCOUNT}/default/{id}/{what}")
 }
@@ -131,7 +114,7 @@ async fn two_replicas_settle_with_one_effect_each(
             1 => (true, Action::Approve),
             _ => (true, Action::Deny),
         };
-        add_request(&endpoint, &id, in_group);
+        add_pending_request(&endpoint, ACCOUNT, pending_request(&id, in_group));
         let name = format!("d-{index:02}");
         create(
             &api,
@@ -184,7 +167,7 @@ async fn a_call_refused_because_the_console_decided_first_reports_the_request_as
         ("race-approve", Action::Approve),
         ("race-deny", Action::Deny),
     ] {
-        add_request(&endpoint, id, true);
+        add_pending_request(&endpoint, ACCOUNT, pending_request(id, true));
         admin_send(&endpoint, "POST", &request_path(id, "hold"), json!({}));
         create(&api, &new_decision(id, ACCOUNT, id, action)).await;
     }
@@ -295,7 +278,7 @@ async fn only_attempts_quicksight_saw_are_counted() {
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
     let ids: Vec<String> = (0..10).map(|i| format!("attempts-{i:02}")).collect();
     for id in &ids {
-        add_request(&endpoint, id, false);
+        add_pending_request(&endpoint, ACCOUNT, pending_request(id, false));
         admin_send(
             &endpoint,
             "POST",
@@ -330,7 +313,7 @@ async fn a_deny_refused_before_its_effect_is_sent_again() {
     let api: Api<SelfUpgradeDecision> = Api::namespaced(client(&kubeconfig).await, "default");
     let ids: Vec<String> = (0..5).map(|i| format!("deny-{i}")).collect();
     for id in &ids {
-        add_request(&endpoint, id, false);
+        add_pending_request(&endpoint, ACCOUNT, pending_request(id, false));
         create(
             &api,
             &with_retry(new_decision(id, ACCOUNT, id, Action::Verify), 1),
@@ -459,7 +442,11 @@ async fn a_policy_whose_operator_is_killed_mid_way_creates_every_decision_once()
     const REQUESTS: usize = 20;
     let servers = start_servers(&[]);
     for index in 0..REQUESTS {
-        add_request(&servers.endpoint, &format!("p-{index:02}"), false);
+        add_pending_request(
+            &servers.endpoint,
+            ACCOUNT,
+            pending_request(&format!("p-{index:02}"), false),
+        );
     }
     let client = client(&servers.kubeconfig).await;
     let policy: SelfUpgradePolicy = serde_yaml::from_str(&format!(

@@ -20,22 +20,12 @@ use std::time::{Duration, Instant};
 const ACCOUNT: &str = "111122223333";
 const RECORD: &str = "selfupgrade-operator-notified";
 
-/// Adds a PENDING request to the simulator; `in_group`: whether VERIFY can complete it.
+/// Adds a PENDING request with a note to the simulator; `in_group`: whether VERIFY can
+/// complete it.
 fn add_request(endpoint: &str, id: &str, in_group: bool) {
-    let request = json!({
-        "id": id,
-        "userName": format!("{id}@example.com"),
-        "originalRole": "READER",
-        "requestedRole": "AUTHOR",
-        "note": "quarterly dashboards",
-        "inRequiredGroup": in_group,
-    });
-    admin_send(
-        endpoint,
-        "POST",
-        "/_sim/requests",
-        json!({"accountId": ACCOUNT, "request": request}),
-    );
+    let mut request = pending_request(id, in_group);
+    request["note"] = json!("quarterly dashboards");
+    add_pending_request(endpoint, ACCOUNT, request);
 }
 
 /// The operator, notifying `url_file`'s webhook, listing every second.

@@ -121,6 +121,28 @@ fn admin_call(endpoint: &str, method: &str, path: &str, body: Option<Value>) -> 
     answer.to_string()
 }
 
+/// A PENDING request of a READER who asks to be an AUTHOR; `in_group`: whether VERIFY can
+/// complete it.
+pub fn pending_request(id: &str, in_group: bool) -> Value {
+    serde_json::json!({
+        "id": id,
+        "userName": format!("{id}@example.com"),
+        "originalRole": "READER",
+        "requestedRole": "AUTHOR",
+        "inRequiredGroup": in_group,
+    })
+}
+
+/// Adds `request` to the simulator's account `account` (default QuickSight namespace).
+pub fn add_pending_request(endpoint: &str, account: &str, request: Value) {
+    admin_send(
+        endpoint,
+        "POST",
+        "/_sim/requests",
+        serde_json::json!({"accountId": account, "request": request}),
+    );
+}
+
 /// Successful `UpdateSelfUpgrade` calls the simulator has answered.
 pub fn updates_applied(endpoint: &str) -> u64 {
     admin_get(endpoint, "/_sim/counters")["calls"]["UpdateSelfUpgrade"]["ok"]
