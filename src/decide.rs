@@ -54,7 +54,7 @@ pub enum Stall {
     /// The request was decided the other way (e.g. DENIED while the spec says APPROVE).
     AlreadyDecided { request_status: RequestStatus },
     /// The request is in a state this action cannot move (APPROVE on VERIFY_FAILED, VERIFY on
-    /// UPDATE_FAILED); see the README's semantics table.
+    /// UPDATE_FAILED); see the table in docs/semantics.md.
     ActionNotApplicable {
         action: Action,
         request_status: RequestStatus,
