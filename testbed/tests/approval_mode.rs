@@ -245,16 +245,9 @@ async fn a_drift_is_notified_once_and_again_when_it_comes_back() {
     let drifts = |count: usize| {
         let received = received.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while received.of_kind("ApprovalModeDrift").len() < count {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{:?}",
-                    received.accepted()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            received.of_kind("ApprovalModeDrift")
+            received
+                .until("ApprovalModeDrift", count, Duration::from_secs(30))
+                .await
         }
     };
     sim.set_approval_mode(ACCOUNT, "default", "AUTO_APPROVAL")

@@ -6,7 +6,7 @@
 mod common;
 
 use common::processes::*;
-use common::webhook::{Received, TOKEN, start_receiver};
+use common::webhook::{TOKEN, start_receiver};
 use common::{is, new_decision, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -48,19 +48,6 @@ fn notifying_operator(servers: &Servers, key: &str, url_file: &tempfile::NamedTe
     )
 }
 
-/// Waits until `received` holds `count` notifications of `kind`.
-async fn until_received(received: &Received, kind: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let bodies = received.of_kind(kind);
-        if bodies.len() >= count {
-            return bodies;
-        }
-        assert!(Instant::now() < deadline, "{kind}: {bodies:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn request_ids(bodies: &[Value]) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
     for body in bodies {
@@ -83,7 +70,9 @@ async fn each_new_request_is_notified_once_across_a_restart_and_failures_are_ret
     add_request(&servers.endpoint, "r-2", true);
     let (received, url_file) = start_receiver(2).await;
     let first = notifying_operator(&servers, "AKIDNOTIFY1", &url_file);
-    let bodies = until_received(&received, "NewRequest", 2).await;
+    let bodies = received
+        .until("NewRequest", 2, Duration::from_secs(60))
+        .await;
     assert_eq!(
         received.refused.load(Ordering::SeqCst),
         2,
@@ -106,7 +95,9 @@ async fn each_new_request_is_notified_once_across_a_restart_and_failures_are_ret
 
     add_request(&servers.endpoint, "r-3", true);
     let second = notifying_operator(&servers, "AKIDNOTIFY2", &url_file);
-    until_received(&received, "NewRequest", 3).await;
+    received
+        .until("NewRequest", 3, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let bodies = received.accepted();
     assert_eq!(
@@ -164,7 +155,9 @@ async fn a_decision_whose_retries_run_out_is_notified_once() {
         is(d, "Stalled", "True", "RetriesExhausted")
     })
     .await;
-    let bodies = until_received(&received, "RetriesExhausted", 1).await;
+    let bodies = received
+        .until("RetriesExhausted", 1, Duration::from_secs(60))
+        .await;
     assert_eq!(bodies[0]["namespace"], "default");
     assert_eq!(bodies[0]["name"], "verify-it");
     assert_eq!(bodies[0]["requestStatus"], "VERIFY_FAILED");

@@ -105,7 +105,7 @@ async fn prometheus_scrapes_the_series_the_alerts_use() {
         7,
     );
     // Notifying, so that the notification alert's series exist too.
-    let (_received, url_file) = common::webhook::start_receiver(0).await;
+    let (received, url_file) = common::webhook::start_receiver(0).await;
     let url = std::fs::read_to_string(url_file.path()).expect("the URL");
     let tuning = Tuning {
         notify: Some(NotifySettings {
@@ -131,6 +131,11 @@ async fn prometheus_scrapes_the_series_the_alerts_use() {
     let Some((_prometheus, prometheus_url)) = prometheus(dir.path(), &target) else {
         return;
     };
+    // The request is notified while it waits; deciding it before the first scan would leave
+    // nothing to notify.
+    received
+        .until("NewRequest", 1, Duration::from_secs(60))
+        .await;
     let client = playground.apiserver.client().await.expect("client");
     let decisions: Api<SelfUpgradeDecision> = Api::namespaced(client, "default");
     decisions

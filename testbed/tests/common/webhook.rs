@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The credential the webhook URL carries, which no log may show.
 pub const TOKEN: &str = "T0000-B0000-do-not-log-me";
@@ -27,6 +28,24 @@ impl Received {
     pub fn of_kind(&self, kind: &str) -> Vec<Value> {
         let all = self.accepted();
         all.into_iter().filter(|b| b["kind"] == kind).collect()
+    }
+
+    /// Waits up to `within` until `count` notifications of `kind` have been accepted, and
+    /// returns those of that kind; panics with everything accepted if they do not come.
+    pub async fn until(&self, kind: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let bodies = self.of_kind(kind);
+            if bodies.len() >= count {
+                return bodies;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} {kind} notifications expected: {:#?}",
+                self.accepted()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
