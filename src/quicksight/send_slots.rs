@@ -45,11 +45,12 @@ impl SendSlots {
     ) -> Result<Instant, Instant> {
         let mut due = self.lock();
         let next = due.get(key).copied().unwrap_or(now).max(now);
+        // Never later than `next`: the slot runs at most `tolerance` ahead of the pace.
         let send = next.checked_sub(self.tolerance).unwrap_or(now).max(now);
         if latest.is_some_and(|latest| send > latest) {
             return Err(send);
         }
-        due.insert(key.to_string(), next.max(send) + self.period);
+        due.insert(key.to_string(), next + self.period);
         Ok(send)
     }
 
